@@ -1,0 +1,223 @@
+"""Configuration: frozen dataclasses, YAML files and ``key=value`` overrides.
+
+A run is described by one :class:`Config`. Defaults follow the official ``yolox_base.py`` (reference §4); a YAML
+file or ``section.key=value`` overrides hold only the changes. Unknown keys fail with a "did you mean"
+suggestion instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is wrong; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "yolox-s"  # a key of the model zoo, see `yoloxdet models`
+    num_classes: int = 80
+    head: str = "decoupled"  # "decoupled" (YOLOX) or "coupled" (YOLOv3-style, for ablations)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Strong augmentation (reference §4, §4.5). ``None`` means "the model's default" (nano/tiny differ)."""
+
+    mosaic_prob: float | None = None  # 1.0; nano 0.5
+    mixup_prob: float = 1.0
+    enable_mixup: bool | None = None  # True; nano/tiny False
+    hsv_prob: float = 1.0
+    flip_prob: float = 0.5
+    degrees: float = 10.0
+    translate: float = 0.1
+    mosaic_scale: tuple[float, float] | None = None  # (0.1, 2.0); nano/tiny (0.5, 1.5)
+    mixup_scale: tuple[float, float] = (0.5, 1.5)
+    shear: float = 2.0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = ""  # path to a dataset description YAML (format, train/val locations, class names)
+    workers: int | None = None  # None: scaled to the CPUs
+    cache: str = "none"  # "none" | "ram" | "disk": decoded-image cache
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 300
+    batch: int = 64  # global batch (all processes)
+    accumulate: int = 1  # gradient accumulation steps
+    lr_per_image: float = 0.01 / 64
+    warmup_epochs: float = 5
+    warmup_lr: float = 0.0
+    min_lr_ratio: float = 0.05
+    no_aug_epochs: int = 15
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    ema: bool = True
+    input_size: tuple[int, int] | None = None  # (h, w); None: the model's default
+    multiscale_range: int = 5  # sizes 32 * randint(s/32 - r, s/32 + r); 0 disables
+    multiscale_interval: int = 10  # iterations between size draws
+    eval_interval: int = 10
+    patience: int = 0  # early stopping on val AP, in evaluations; 0 disables
+    seed: int = 0
+    amp: str = "auto"  # "auto" | "off" | "fp16" | "bf16"
+    device: str = "auto"
+    sync_bn: bool = False
+    assigner: str = "simota"  # see yoloxdet.assign
+    weights: str = ""  # initial weights (.pth / .onnx / our .pt / a zoo name)
+    output_dir: str = "runs"
+    name: str = ""  # run folder name; default derived from the model and time
+    max_minutes: float = 0.0  # wall-clock budget; 0 disables. The lr schedule ends at the deadline.
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    conf_threshold: float = 0.001
+    nms_iou_threshold: float = 0.65
+    class_agnostic: bool = False
+    input_size: tuple[int, int] | None = None  # None: the model's default
+    batch: int = 8
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _suggest(key: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a YAML value to the annotated field type (tuples from lists, floats from ints)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if is_dataclass(annotation):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(annotation, value, prefix=where)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            value = [value, value]  # a single size means square
+        if args and args[-1] is not Ellipsis and len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, args[0], where) for v in value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if annotation is str:
+        return str(value)
+    return value
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping; unknown keys raise with a suggestion."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        where = f"{prefix}.{key}" if prefix else key
+        if key not in names:
+            raise ConfigError(f"unknown config key '{where}'.{_suggest(key, names)}")
+        kwargs[key] = _coerce(value, hints[key], where)
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain-Python view (tuples as lists) suitable for YAML, JSON and checkpoints."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(config))
+
+
+def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
+    """Apply ``section.key=value`` strings (values parsed as YAML). A bare ``key=value`` is looked up in
+    every section and must be unambiguous, so ``epochs=10`` means ``train.epochs=10``."""
+    data = to_dict(config)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        section, _, name = key.partition(".")
+        if not name:
+            name = section
+            owners = [s for s, sub in data.items() if name in sub]
+            if len(owners) != 1:
+                if owners:
+                    raise ConfigError(f"'{name}' is ambiguous: write one of {[f'{o}.{name}' for o in owners]}")
+                every = [f"{s}.{k}" for s, sub in data.items() for k in sub] + [k for sub in data.values() for k in sub]
+                raise ConfigError(f"unknown config key '{name}'.{_suggest(name, every)}")
+            section = owners[0]
+        if section not in data:
+            raise ConfigError(f"unknown config section '{section}'.{_suggest(section, data)}")
+        if name not in data[section]:
+            raise ConfigError(f"unknown config key '{section}.{name}'.{_suggest(name, data[section])}")
+        data[section][name] = value
+    return from_dict(Config, data)
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``."""
+    config = Config()
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: expected a mapping of sections (model, data, train, ...)")
+        try:
+            config = from_dict(Config, data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    return apply_overrides(config, overrides)
+
+
+def with_changes(config: T, **changes: Any) -> T:
+    """``dataclasses.replace`` that names the unknown field instead of a bare TypeError."""
+    names = {f.name for f in fields(config)}  # type: ignore[arg-type]
+    for key in changes:
+        if key not in names:
+            raise ConfigError(f"unknown config key '{key}'.{_suggest(key, names)}")
+    return replace(config, **changes)  # type: ignore[type-var]
