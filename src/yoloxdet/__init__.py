@@ -1,8 +1,10 @@
 """yoloxdet: YOLOX, faithful to the paper and the official weights."""
 
+from .api import Detector
 from .config import load_config
 from .models.zoo import create_model, list_models
+from .results import Detections
 from .structures import HeadOutputs
 
-__all__ = ["HeadOutputs", "create_model", "list_models", "load_config"]
+__all__ = ["Detections", "Detector", "HeadOutputs", "create_model", "list_models", "load_config"]
 __version__ = "0.1.0"

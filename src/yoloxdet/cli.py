@@ -13,6 +13,8 @@ from collections.abc import Sequence
 # command name -> module under yoloxdet.commands
 COMMANDS: dict[str, str] = {
     "models": "models",
+    "predict": "predict",
+    "val": "val",
 }
 
 

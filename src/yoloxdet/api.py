@@ -1,0 +1,224 @@
+"""The Python inference API: :class:`Detector` turns images into :class:`~yoloxdet.results.Detections`.
+
+Pipeline (official, reference §6.3 and §7.2): read as BGR uint8 -> letterbox top-left to the model's input size with
+pad 114 -> float 0-255 CHW -> backend -> decoded ``[B, A, 5 + C]`` -> score filter ``obj * cls >= conf`` and NMS ->
+boxes divided by the letterbox ratio. Boxes are clipped to the image for display, but not for evaluation
+(``clip=False``), as the official evaluator.
+
+A *backend* is anything callable ``images [B, 3, H, W] float32 -> decoded [B, A, 5 + C]``; :class:`TorchBackend`
+wraps a PyTorch YOLOX, and exported ONNX files have their own (``yoloxdet.export.OnnxBackend``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .data.transforms import letterbox, to_chw_float
+from .io import ImageSource, read_image
+from .postprocess import decode, postprocess
+from .results import Detections
+
+if TYPE_CHECKING:
+    from .weights import CheckpointInfo
+
+logger = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    """Runs the network: ``images [B, 3, H, W]`` float32 BGR 0-255 -> decoded ``[B, A, 5 + C]``."""
+
+    def __call__(self, images: Tensor) -> Tensor: ...
+
+
+class TorchBackend:
+    """A PyTorch YOLOX in eval mode, run under ``torch.inference_mode`` on the device of its parameters."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+
+    def __call__(self, images: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return decode(self.model(images.to(self.device)))
+
+
+class Detector:
+    """YOLOX inference on images: paths, numpy arrays (BGR) or PIL images (RGB), one or many.
+
+    Example:
+        >>> from yoloxdet import Detector
+        >>> from yoloxdet.models.zoo import create_model
+        >>> from yoloxdet.weights import CheckpointInfo
+        >>> import numpy as np
+        >>> info = CheckpointInfo("yolox-nano", 80, tuple(f"c{i}" for i in range(80)), (416, 416))
+        >>> detector = Detector(create_model("yolox-nano"), info)
+        >>> [dets] = detector.predict(np.zeros((240, 320, 3), np.uint8))
+        >>> dets.xyxy.shape[1], dets.orig_shape
+        (4, (240, 320))
+
+    With real weights: ``Detector.from_checkpoint("yolox_s.pth", model_name="yolox-s").predict("bus.jpg")``, then
+    ``dets.save("bus_pred.jpg")`` or ``dets.to_json()``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Backend,
+        info: CheckpointInfo,
+        *,
+        conf_threshold: float = 0.25,
+        nms_iou_threshold: float = 0.45,
+        class_agnostic: bool = False,
+        input_size: tuple[int, int] | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        """
+        Args:
+            model: a YOLOX ``nn.Module`` (wrapped in :class:`TorchBackend`) or any :class:`Backend`.
+            info: model name, class names and default input size.
+            conf_threshold: keep boxes with ``obj * cls >= conf_threshold`` (demo default 0.25; eval uses 0.001).
+            nms_iou_threshold: NMS IoU (demo default 0.45; eval uses 0.65).
+            class_agnostic: one NMS over all classes instead of per class.
+            input_size: (h, w) letterbox size, multiples of 32; default ``info.input_size``.
+            batch_size: images per forward pass.
+        """
+        self.backend: Backend = TorchBackend(model) if isinstance(model, nn.Module) else model
+        self.info = info
+        self.conf_threshold = conf_threshold
+        self.nms_iou_threshold = nms_iou_threshold
+        self.class_agnostic = class_agnostic
+        self.input_size = tuple(input_size or info.input_size)
+        if any(s % 32 for s in self.input_size):
+            raise ValueError(f"input size {self.input_size} must be multiples of 32")
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        source: str | Path,
+        *,
+        model_name: str | None = None,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        device: str | torch.device | None = None,
+        **kwargs,
+    ) -> Detector:
+        """Load our ``.pt``, an official ``.pth``/``.onnx`` (give ``model_name``) or a zoo name.
+
+        ``kwargs`` go to :class:`Detector` (thresholds, input size, batch size).
+        """
+        backend = _exported_backend(source)
+        if backend is not None:
+            return cls(backend, backend.info, **kwargs)
+        from .weights import load_model
+
+        model, info = load_model(
+            source, model_name=model_name, num_classes=num_classes, class_names=class_names
+        )
+        if device is not None:
+            model = model.to(device)
+        return cls(model, info, **kwargs)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.info.class_names)
+
+    def predict(
+        self, images: ImageSource | Sequence[ImageSource], *, clip: bool = True, keep_images: bool = False
+    ) -> list[Detections]:
+        """Detect objects in one image or a sequence of images; returns one :class:`Detections` per image.
+
+        Args:
+            images: path, BGR numpy array, PIL image, or a list/tuple of them.
+            clip: clip boxes to the image (set False for COCO evaluation, as official).
+            keep_images: store the decoded original in ``Detections.image`` (for drawing without re-reading).
+        Raises:
+            yoloxdet.io.ImageReadError: an input is not a readable image (its name is in the message).
+        """
+        if isinstance(images, str | Path | np.ndarray) or not isinstance(images, Sequence):
+            images = [images]
+        results: list[Detections] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            arrays = [read_image(source) for source in chunk]
+            paths = [Path(s) if isinstance(s, str | Path) else None for s in chunk]
+            results.extend(self.predict_arrays(arrays, paths, clip=clip, keep_images=keep_images))
+        return results
+
+    def predict_arrays(
+        self,
+        images_bgr: Sequence[np.ndarray],
+        image_paths: Sequence[Path | None] | None = None,
+        *,
+        frame_indices: Sequence[int | None] | None = None,
+        clip: bool = True,
+        keep_images: bool = False,
+    ) -> list[Detections]:
+        """One forward pass over already-decoded ``[H, W, 3]`` uint8 BGR images (the batch as given)."""
+        if not images_bgr:
+            return []
+        canvases, ratios = zip(*(letterbox(image, self.input_size) for image in images_bgr))
+        batch = torch.from_numpy(np.stack([to_chw_float(c) for c in canvases]))
+        raw = postprocess(
+            self.backend(batch), self.conf_threshold, self.nms_iou_threshold, self.class_agnostic
+        )
+        image_paths = image_paths or [None] * len(images_bgr)
+        frame_indices = frame_indices or [None] * len(images_bgr)
+        results = []
+        for image, ratio, dets, path, frame in zip(images_bgr, ratios, raw, image_paths, frame_indices):
+            height, width = image.shape[:2]
+            boxes = dets.boxes_xyxy.float().cpu() / ratio  # top-left padding: no offset to undo
+            if clip:
+                boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+                boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+            results.append(
+                Detections(
+                    xyxy=boxes.numpy(),
+                    scores=dets.scores.float().cpu().numpy(),
+                    class_ids=dets.class_ids.cpu().numpy().astype(np.int64),
+                    names=self.names,
+                    orig_shape=(height, width),
+                    image_path=path,
+                    frame_index=frame,
+                    image=image if keep_images else None,
+                )
+            )
+        return results
+
+    def predict_stream(
+        self, images: Iterable[tuple[np.ndarray, Path | None, int | None]], *, clip: bool = True
+    ) -> Iterator[Detections]:
+        """Batched detection over a (possibly endless) stream of ``(image_bgr, path, frame_index)``; results come
+        out in input order with ``image`` kept, for writers that draw (videos, folders)."""
+        pending: list[tuple[np.ndarray, Path | None, int | None]] = []
+        for item in images:
+            pending.append(item)
+            if len(pending) == self.batch_size:
+                yield from self._run_pending(pending, clip)
+                pending = []
+        yield from self._run_pending(pending, clip)
+
+    def _run_pending(
+        self, pending: list[tuple[np.ndarray, Path | None, int | None]], clip: bool
+    ) -> list[Detections]:
+        if not pending:
+            return []
+        arrays, paths, frames = zip(*pending)
+        return self.predict_arrays(arrays, paths, frame_indices=frames, clip=clip, keep_images=True)
+
+
+def _exported_backend(source: str | Path) -> Backend | None:
+    """The runtime backend for a file written by ``yoloxdet export`` (preprocessing metadata inside), else None.
+
+    This is where the export module plugs in (``.onnx`` with our metadata -> ``yoloxdet.export.OnnxBackend``, which
+    also carries ``info``). Official ONNX files have no metadata: they return None and ``load_model`` imports them
+    into PyTorch.
+    """
+    del source
+    return None

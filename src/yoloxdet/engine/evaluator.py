@@ -1,0 +1,199 @@
+"""COCO box evaluation from a COCO-format ground-truth dict and COCO-format detections (reference §6.3).
+
+Any dataset format can be evaluated by converting its ground truth to a COCO dict (``images``, ``annotations``
+with ``bbox`` [x, y, w, h], ``area``, ``iscrowd``, ``categories``). Conventions of the official evaluator:
+
+- contiguous class index ``i`` <-> dataset category id ``sorted(category ids)[i]`` (:func:`category_ids`);
+- boxes in original-image pixels, rescaled from the letterbox and **not clipped**, written as xywh;
+- ``iscrowd`` ground truth is not a target: COCOeval treats it as an ignore region (matches to it are neither
+  true nor false positives);
+- scoring with faster-coco-eval (the C++ COCOeval, same numbers as pycocotools), pycocotools selectable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..io import ImageReadError, read_image
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+@dataclass(frozen=True)
+class CocoMetrics:
+    """COCO box metrics. ``stats`` are the 12 numbers of ``COCOeval.summarize`` (-1 where undefined)."""
+
+    stats: tuple[float, ...]
+    per_class_ap: dict[str, float] = field(
+        default_factory=dict
+    )  # AP50:95 per category name; nan: no ground truth
+    num_images: int = 0
+    num_detections: int = 0
+
+    @property
+    def ap(self) -> float:
+        return self.stats[0]
+
+    @property
+    def ap50(self) -> float:
+        return self.stats[1]
+
+    @property
+    def ap75(self) -> float:
+        return self.stats[2]
+
+    def to_dict(self) -> dict[str, Any]:
+        summary = dict(zip(SUMMARY_NAMES, self.stats))
+        per_class = {name: (None if math.isnan(ap) else ap) for name, ap in self.per_class_ap.items()}
+        return {**summary, "per_class_AP": per_class, "num_images": self.num_images,
+                "num_detections": self.num_detections}  # fmt: skip
+
+    def format(self, columns: int = 3) -> str:
+        """The summary line and a per-class AP table, as printed by ``yoloxdet val``."""
+        head = "  ".join(f"{name} {value:.3f}" for name, value in zip(SUMMARY_NAMES[:6], self.stats))
+        cells = [
+            f"{name[:18]:<18} {'-' if math.isnan(ap) else f'{ap:.3f}':>5}"
+            for name, ap in self.per_class_ap.items()
+        ]
+        rows = ["   ".join(cells[i : i + columns]) for i in range(0, len(cells), columns)]
+        return "\n".join([head, "per-class AP50:95:", *rows])
+
+
+class ArrayPredictor(Protocol):
+    """What :func:`predict_coco_results` needs from a detector (``yoloxdet.Detector`` satisfies it)."""
+
+    batch_size: int
+
+    def predict_arrays(
+        self, images_bgr: Sequence[np.ndarray], image_paths: Any = None, *, clip: bool = True
+    ) -> list: ...
+
+
+def category_ids(gt: Mapping[str, Any]) -> list[int]:
+    """Dataset category id of every contiguous class index: the sorted ids, as the official COCO dataset."""
+    return sorted(int(c["id"]) for c in gt["categories"])
+
+
+def category_names(gt: Mapping[str, Any]) -> list[str]:
+    """Category names in contiguous class-index order."""
+    by_id = {int(c["id"]): str(c["name"]) for c in gt["categories"]}
+    return [by_id[i] for i in category_ids(gt)]
+
+
+def to_coco_results(
+    image_id: int, boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, cat_ids: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Detections of one image (original pixels, contiguous classes) -> COCO result dicts (xywh, category id)."""
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+    return [
+        {"image_id": int(image_id), "category_id": int(cat_ids[int(c)]), "bbox": [float(v) for v in box],
+         "score": float(s)}
+        for box, s, c in zip(xywh, np.asarray(scores), np.asarray(class_ids))
+    ]  # fmt: skip
+
+
+def evaluate_coco(
+    gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], *, engine: str = "faster"
+) -> CocoMetrics:
+    """Score COCO-format ``results`` against the ground-truth dict ``gt`` over all of its images.
+
+    Args:
+        engine: "faster" (faster-coco-eval) or "pycocotools" (the reference implementation; dev dependency).
+    """
+    gt = copy.deepcopy(dict(gt))  # both libraries add fields to what they are given
+    gt.setdefault("info", {})
+    gt.setdefault("licenses", [])
+    for ann in gt.get("annotations", []):
+        ann.setdefault("iscrowd", 0)
+        ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
+    dets = copy.deepcopy(list(results))
+    if engine == "faster" or not dets:  # pycocotools cannot load an empty result list
+        evaluator = _faster_eval(gt, dets)
+    elif engine == "pycocotools":
+        evaluator = _pycocotools_eval(gt, dets)
+    else:
+        raise ValueError(f"unknown COCO evaluation engine '{engine}'; use 'faster' or 'pycocotools'")
+    precision = np.asarray(evaluator.eval["precision"])  # [T iou, R recall, K class, A area, M max dets]
+    per_class = {}
+    for k, name in enumerate(category_names(gt)):
+        valid = precision[:, :, k, 0, -1]
+        valid = valid[valid > -1]
+        per_class[name] = float(valid.mean()) if valid.size else float("nan")
+    stats = tuple(float(v) for v in np.asarray(evaluator.stats)[:12])
+    return CocoMetrics(stats, per_class, num_images=len(gt["images"]), num_detections=len(dets))
+
+
+def _faster_eval(gt: dict, dets: list) -> Any:
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    coco_gt = COCO(gt, print_function=logger.debug)
+    evaluator = COCOeval_faster(coco_gt, coco_gt.loadRes(dets), "bbox", print_function=logger.debug)
+    evaluator.run()
+    return evaluator
+
+
+def _pycocotools_eval(gt: dict, dets: list) -> Any:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        evaluator = COCOeval(coco_gt, coco_gt.loadRes(dets), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator
+
+
+def predict_coco_results(
+    predictor: ArrayPredictor, gt: Mapping[str, Any], image_dir: str | Path, *, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Run ``predictor`` on every image of ``gt`` (files under ``image_dir``) and return COCO result dicts.
+
+    Boxes are not clipped, as official. An unreadable image is logged (one line naming it) and skipped: it keeps
+    its ground truth, so its objects count as missed.
+    """
+    from tqdm import tqdm
+
+    cat_ids = category_ids(gt)
+    image_dir = Path(image_dir)
+    images = list(gt["images"])
+    results: list[dict[str, Any]] = []
+    with tqdm(total=len(images), desc="val", unit="img", disable=not progress) as bar:
+        for start in range(0, len(images), predictor.batch_size):
+            chunk = images[start : start + predictor.batch_size]
+            loaded = [
+                (info, image) for info in chunk if (image := _read_or_warn(info, image_dir)) is not None
+            ]
+            if loaded:
+                infos, arrays = zip(*loaded)
+                for info, dets in zip(infos, predictor.predict_arrays(arrays, clip=False)):
+                    results.extend(
+                        to_coco_results(info["id"], dets.xyxy, dets.scores, dets.class_ids, cat_ids)
+                    )
+            bar.update(len(chunk))
+    return results
+
+
+def _read_or_warn(image_info: Mapping[str, Any], image_dir: Path) -> np.ndarray | None:
+    path = image_dir / image_info.get("file_name", f"{int(image_info['id']):012}.jpg")
+    try:
+        return read_image(path)
+    except ImageReadError as exc:
+        logger.warning("skipping %s", exc)
+        return None
