@@ -17,14 +17,22 @@ if TYPE_CHECKING:
 
     from ..api import Detector
 
-HELP = "detect objects in images, folders, glob patterns or videos; write annotated files and a detections JSON"
+HELP = (
+    "detect objects in images, folders, glob patterns or videos; write annotated files and a detections JSON"
+)
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser, *, conf: float, nms: float) -> None:
     """Arguments shared by ``predict`` and ``val``: the weights and how to run them."""
-    parser.add_argument("weights", help="our .pt checkpoint, an official .pth/.onnx (with --model), or a zoo name")
-    parser.add_argument("--model", help="zoo model name for official weights, e.g. yolox-s (see `yoloxdet models`)")
-    parser.add_argument("--size", type=int, nargs="+", metavar="PX", help="input size: one value or H W (multiples of 32)")
+    parser.add_argument(
+        "weights", help="our .pt checkpoint, an official .pth/.onnx (with --model), or a zoo name"
+    )
+    parser.add_argument(
+        "--model", help="zoo model name for official weights, e.g. yolox-s (see `yoloxdet models`)"
+    )
+    parser.add_argument(
+        "--size", type=int, nargs="+", metavar="PX", help="input size: one value or H W (multiples of 32)"
+    )
     parser.add_argument("--conf", type=float, default=conf, help=f"score threshold obj*cls (default {conf})")
     parser.add_argument("--nms", type=float, default=nms, help=f"NMS IoU threshold (default {nms})")
     parser.add_argument("--class-agnostic", action="store_true", help="one NMS over all classes")
@@ -55,9 +63,13 @@ def detector_from_args(args: argparse.Namespace) -> Detector:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_detector_arguments(parser, conf=0.25, nms=0.45)
-    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="image, folder, glob pattern (quoted) or video")
+    parser.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="image, folder, glob pattern (quoted) or video"
+    )
     parser.add_argument("-o", "--output", default="runs/predict", help="output folder (default runs/predict)")
-    parser.add_argument("--no-save", action="store_true", help="write only the JSON, no annotated images/videos")
+    parser.add_argument(
+        "--no-save", action="store_true", help="write only the JSON, no annotated images/videos"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,7 +124,9 @@ def _predict_images(
 
     results = []
     used_names: set[str] = set()
-    for dets in tqdm(detector.predict_stream(readable()), total=len(paths), unit="img", disable=args.no_progress):
+    for dets in tqdm(
+        detector.predict_stream(readable()), total=len(paths), unit="img", disable=args.no_progress
+    ):
         results.append(dets.to_dict())
         if not args.no_save and dets.image_path is not None:
             dets.save(output / _unique_name(dets.image_path, used_names))
@@ -154,20 +168,26 @@ def _predict_video(detector: Detector, path: Path, output: Path, args: argparse.
     temporary = output / f".{path.stem}.tmp.mp4"
     results = []
     try:
-        for dets in tqdm(detector.predict_stream(frames()), total=total, desc=path.name, disable=args.no_progress):
+        for dets in tqdm(
+            detector.predict_stream(frames()), total=total, desc=path.name, disable=args.no_progress
+        ):
             results.append({k: v for k, v in dets.to_dict().items() if k != "image"})
             if args.no_save:
                 continue
             if writer is None:
                 height, width = dets.orig_shape
-                writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                writer = cv2.VideoWriter(
+                    str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height)
+                )
             writer.write(dets.draw())
+        if writer is not None:
+            writer.release()
+            temporary.replace(target)  # atomic: a half-written video never takes the final name
     finally:
         capture.release()
         if writer is not None:
             writer.release()
+        temporary.unlink(missing_ok=True)
     if not results:
         raise ImageReadError(f"{path}: no frames could be read")
-    if writer is not None:
-        temporary.replace(target)
     return {"video": str(path), "fps": fps, "frames": results}

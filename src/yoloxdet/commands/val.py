@@ -21,8 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, help="folder holding the images named in the annotations")
     parser.add_argument("--annotations", required=True, help="COCO instances JSON (ground truth)")
     parser.add_argument("-o", "--output", default="runs/val/metrics.json", help="metrics JSON to write")
-    parser.add_argument("--save-detections", metavar="JSON", help="also write the COCO-format detections here")
-    parser.add_argument("--engine", default="faster", choices=["faster", "pycocotools"], help="COCOeval backend")
+    parser.add_argument(
+        "--save-detections", metavar="JSON", help="also write the COCO-format detections here"
+    )
+    parser.add_argument(
+        "--engine", default="faster", choices=["faster", "pycocotools"], help="COCOeval backend"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +72,9 @@ def _load_ground_truth(path: Path) -> dict:
         gt = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    missing = [key for key in ("images", "annotations", "categories") if not isinstance(gt, dict) or key not in gt]
+    missing = [
+        key for key in ("images", "annotations", "categories") if not isinstance(gt, dict) or key not in gt
+    ]
     if missing:
         raise ValueError(f"{path}: not a COCO instances file (missing {', '.join(missing)})")
     return gt

@@ -95,7 +95,11 @@ def category_names(gt: Mapping[str, Any]) -> list[str]:
 def to_coco_results(
     image_id: int, boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, cat_ids: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """Detections of one image (original pixels, contiguous classes) -> COCO result dicts (xywh, category id)."""
+    """Detections of one image (original pixels, contiguous classes) -> COCO result dicts (xywh, category id).
+
+    From a training loop: ``to_coco_results(image_id, raw.boxes_xyxy.cpu() / ratio, raw.scores.cpu(),
+    raw.class_ids.cpu(), category_ids(gt))`` with ``raw`` from ``postprocess.postprocess`` and the letterbox ratio.
+    """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
     return [
