@@ -175,3 +175,12 @@ def test_prediction_loop_keeps_unclipped_boxes_and_skips_unreadable_images(tmp_p
     assert results[0]["category_id"] == 11
     assert results[0]["bbox"] == pytest.approx([150, 10, 110, 40])
     assert any("2.png" in r.getMessage() for r in caplog.records)
+
+
+def test_prediction_loop_accepts_samples_from_any_reader():
+    gt = _gt(SIMPLE, images=((1, 100, 200), (2, 100, 200), (3, 100, 200)))
+    image = np.zeros((100, 200, 3), np.uint8)
+    predictor = _FixedPredictor()
+    results = predict_coco_results(predictor, gt, [(1, image), (2, None), (3, image)], progress=False)
+    assert predictor.calls == [(1, False), (1, False)]
+    assert [r["image_id"] for r in results] == [1, 3]

@@ -17,16 +17,18 @@ import copy
 import io
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from ..io import ImageReadError, read_image
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SUMMARY_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -165,39 +167,54 @@ def _pycocotools_eval(gt: dict, dets: list) -> Any:
 
 
 def predict_coco_results(
-    predictor: ArrayPredictor, gt: Mapping[str, Any], image_dir: str | Path, *, progress: bool = True
+    predictor: ArrayPredictor,
+    gt: Mapping[str, Any],
+    images: str | Path | Iterable[tuple[int, np.ndarray | None]],
+    *,
+    progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Run ``predictor`` on every image of ``gt`` (files under ``image_dir``) and return COCO result dicts.
+    """Run ``predictor`` on the images of ``gt`` and return COCO result dicts (boxes not clipped, as official).
 
-    Boxes are not clipped, as official. An unreadable image is logged (one line naming it) and skipped: it keeps
-    its ground truth, so its objects count as missed.
+    Args:
+        images: the folder holding the files named in ``gt["images"]``, or any iterable of ``(image_id, BGR image)``
+            (e.g. from a dataset reader); an image of None is skipped.
+    An unreadable file is logged (one line naming it) and skipped: it keeps its ground truth, so its objects count
+    as missed.
     """
     from tqdm import tqdm
 
     cat_ids = category_ids(gt)
-    image_dir = Path(image_dir)
-    images = list(gt["images"])
+    samples = folder_samples(gt, images) if isinstance(images, str | Path) else images
     results: list[dict[str, Any]] = []
-    with tqdm(total=len(images), desc="val", unit="img", disable=not progress) as bar:
-        for start in range(0, len(images), predictor.batch_size):
-            chunk = images[start : start + predictor.batch_size]
-            loaded = [
-                (info, image) for info in chunk if (image := _read_or_warn(info, image_dir)) is not None
-            ]
+    with tqdm(total=len(gt["images"]), desc="val", unit="img", disable=not progress) as bar:
+        for chunk in _chunks(samples, predictor.batch_size):
+            loaded = [(image_id, image) for image_id, image in chunk if image is not None]
             if loaded:
-                infos, arrays = zip(*loaded)
-                for info, dets in zip(infos, predictor.predict_arrays(arrays, clip=False)):
-                    results.extend(
-                        to_coco_results(info["id"], dets.xyxy, dets.scores, dets.class_ids, cat_ids)
-                    )
+                image_ids, arrays = zip(*loaded)
+                for image_id, dets in zip(image_ids, predictor.predict_arrays(arrays, clip=False)):
+                    results.extend(to_coco_results(image_id, dets.xyxy, dets.scores, dets.class_ids, cat_ids))
             bar.update(len(chunk))
     return results
 
 
-def _read_or_warn(image_info: Mapping[str, Any], image_dir: Path) -> np.ndarray | None:
-    path = image_dir / image_info.get("file_name", f"{int(image_info['id']):012}.jpg")
-    try:
-        return read_image(path)
-    except ImageReadError as exc:
-        logger.warning("skipping %s", exc)
-        return None
+def folder_samples(gt: Mapping[str, Any], image_dir: str | Path) -> Iterator[tuple[int, np.ndarray | None]]:
+    """``(image_id, BGR image)`` for every image of ``gt`` read from ``image_dir``; None (and a warning naming the
+    file) for one that cannot be read."""
+    for info in gt["images"]:
+        path = Path(image_dir) / info.get("file_name", f"{int(info['id']):012}.jpg")
+        try:
+            yield int(info["id"]), read_image(path)
+        except ImageReadError as exc:
+            logger.warning("skipping %s", exc)
+            yield int(info["id"]), None
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
