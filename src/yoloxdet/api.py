@@ -113,9 +113,10 @@ class Detector:
 
         ``kwargs`` go to :class:`Detector` (thresholds, input size, batch size).
         """
-        backend = _exported_backend(source)
-        if backend is not None:
-            return cls(backend, backend.info, **kwargs)
+        exported = _exported_backend(source)
+        if exported is not None:
+            backend, info = exported
+            return cls(backend, info, **kwargs)
         from .weights import load_model
 
         model, info = load_model(
@@ -213,12 +214,11 @@ class Detector:
         return self.predict_arrays(arrays, paths, frame_indices=frames, clip=clip, keep_images=True)
 
 
-def _exported_backend(source: str | Path) -> Backend | None:
-    """The runtime backend for a file written by ``yoloxdet export`` (preprocessing metadata inside), else None.
+def _exported_backend(source: str | Path) -> tuple[Backend, CheckpointInfo] | None:
+    """The runtime backend and its info for a file written by ``yoloxdet export`` (metadata inside), else None.
 
-    This is where the export module plugs in (``.onnx`` with our metadata -> ``yoloxdet.export.OnnxBackend``, which
-    also carries ``info``). Official ONNX files have no metadata: they return None and ``load_model`` imports them
-    into PyTorch.
+    This is where the export module plugs in (``.onnx`` with our metadata -> ``yoloxdet.export.OnnxBackend``).
+    Official ONNX files have no metadata: they return None and ``load_model`` imports them into PyTorch.
     """
     del source
     return None
