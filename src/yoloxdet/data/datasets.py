@@ -1,0 +1,191 @@
+"""``DetectionDataset``: any supported format behind one interface, with an optional decoded-image cache.
+
+``build_dataset(spec, split)`` reads the annotations once (see :mod:`yoloxdet.data.formats`); ``load(i)`` decodes
+one image with its boxes in original pixels; ``load_resized(i, size_hw)`` gives the official ``pull_item``
+(image resized by ``r = min(H / h, W / w)``, boxes scaled by ``r``), served from the cache when enabled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from yoloxdet.data.formats import read_split
+from yoloxdet.data.records import Issue, Record
+from yoloxdet.data.spec import DatasetSpec
+from yoloxdet.io import ImageReadError, read_image
+
+logger = logging.getLogger(__name__)
+CACHE_MODES = ("none", "ram", "disk")
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: np.ndarray  # [H, W, 3] uint8 BGR
+    boxes_xyxy: np.ndarray  # [N, 4] float32, pixels of ``image``
+    labels: np.ndarray  # [N] int64, contiguous class index
+    image_id: int
+    path: Path
+
+
+class DetectionDataset:
+    """Images and boxes of one split. ``names[i]`` is class ``i``; ``category_ids[i]`` its id in the dataset
+    (COCO category ids; ``i`` for VOC and YOLO)."""
+
+    def __init__(self, records: list[Record], names: tuple[str, ...], category_ids: tuple[int, ...],
+                 issues: list[Issue] | None = None, coco_gt: dict[str, Any] | None = None) -> None:
+        self.records = records
+        self.names = names
+        self.category_ids = category_ids
+        self.issues = issues or []
+        self._coco_gt = coco_gt
+        self._cache_mode = "none"
+        self._cache_dir: Path | None = None
+        self._ram: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    def load(self, index: int) -> Sample:
+        """Decode image ``index`` (BGR, EXIF applied). Raises ImageReadError naming the file."""
+        rec = self.records[index]
+        return Sample(read_image(rec.path), rec.boxes_xyxy.copy(), rec.labels.copy(), rec.image_id, rec.path)
+
+    def annotations(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(boxes_xyxy, labels) of ``index`` in original pixels, without decoding the image."""
+        rec = self.records[index]
+        return rec.boxes_xyxy, rec.labels
+
+    def load_resized(self, index: int, size_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The official ``pull_item``: image resized by ``r = min(H/h, W/w)`` (INTER_LINEAR), boxes times ``r``.
+
+        Returns image [h', w', 3] uint8 (read-only when cached: copy before writing), boxes_xyxy, labels.
+        """
+        rec = self.records[index]
+        image = self._cached(index, size_hw)
+        if image is None:
+            image = resize_to_fit(read_image(rec.path), size_hw)
+            self._store(index, size_hw, image)
+        h, w = rec.height, rec.width
+        if image.shape[0] != int(h * min(size_hw[0] / h, size_hw[1] / w)):  # header size disagrees with pixels
+            h, w = self._original_hw(index)
+        ratio = min(size_hw[0] / h, size_hw[1] / w)
+        return image, rec.boxes_xyxy * np.float32(ratio), rec.labels
+
+    def _original_hw(self, index: int) -> tuple[int, int]:
+        return read_image(self.records[index].path).shape[:2]
+
+    # ------------------------------------------------------------ cache
+    def enable_cache(self, mode: str, size_hw: tuple[int, int], cache_dir: str | Path | None = None,
+                     workers: int = 4) -> None:
+        """Cache decoded, resized images: "ram" fills memory now (before loader workers fork, so they share it),
+        "disk" writes ``.npy`` files to ``cache_dir`` lazily and reuses them across runs."""
+        if mode not in CACHE_MODES:
+            raise ValueError(f"cache mode '{mode}' is not one of {list(CACHE_MODES)}")
+        self._cache_mode = mode
+        if mode == "disk":
+            if cache_dir is None:
+                raise ValueError("disk cache needs a cache_dir")
+            self._cache_dir = Path(cache_dir)
+            self._cache_dir.mkdir(parents=True, exist_ok=True)
+        elif mode == "ram":
+            def fill(i: int) -> None:
+                try:
+                    self.load_resized(i, size_hw)
+                except ImageReadError as exc:
+                    logger.warning("cache: %s", exc)
+
+            with ThreadPoolExecutor(max(1, workers)) as pool:
+                list(pool.map(fill, range(len(self))))
+            gib = sum(a.nbytes for a in self._ram.values()) / 2**30
+            logger.info("cached %d images in RAM (%.2f GiB)", len(self._ram), gib)
+
+    def _disk_path(self, index: int, size_hw: tuple[int, int]) -> Path:
+        assert self._cache_dir is not None
+        rec = self.records[index]
+        stat = rec.path.stat()
+        key = f"{rec.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{size_hw}"
+        return self._cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.npy"
+
+    def _cached(self, index: int, size_hw: tuple[int, int]) -> np.ndarray | None:
+        if self._cache_mode == "ram":
+            return self._ram.get((index, *size_hw))
+        if self._cache_mode == "disk":
+            path = self._disk_path(index, size_hw)
+            if path.is_file():
+                try:
+                    return np.load(path, mmap_mode="r")
+                except (OSError, ValueError):
+                    return None  # a damaged cache file is rebuilt
+        return None
+
+    def _store(self, index: int, size_hw: tuple[int, int], image: np.ndarray) -> None:
+        if self._cache_mode == "ram":
+            image.setflags(write=False)
+            self._ram[(index, *size_hw)] = image
+        elif self._cache_mode == "disk":
+            path = self._disk_path(index, size_hw)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, image)
+            os.replace(tmp, path)
+
+    # ------------------------------------------------------------ evaluation
+    def to_coco(self) -> dict[str, Any]:
+        """COCO-format ground truth for evaluation. For COCO sources this is the original file's content
+        (crowd boxes and original category ids included) restricted to the usable images."""
+        categories = [{"id": cid, "name": n} for cid, n in zip(self.category_ids, self.names)]
+        if self._coco_gt is not None:
+            ids = {r.image_id for r in self.records}
+            return {"images": [im for im in self._coco_gt["images"] if int(im["id"]) in ids],
+                    "annotations": [a for a in self._coco_gt["annotations"] if int(a.get("image_id", -1)) in ids],
+                    "categories": self._coco_gt["categories"]}
+        images, annotations = [], []
+        for rec in self.records:
+            images.append({"id": rec.image_id, "file_name": str(rec.path), "width": rec.width, "height": rec.height})
+            for box, label in zip(rec.boxes_xyxy.tolist(), rec.labels.tolist()):
+                w, h = box[2] - box[0], box[3] - box[1]
+                annotations.append({"id": len(annotations) + 1, "image_id": rec.image_id, "iscrowd": 0,
+                                    "category_id": self.category_ids[label], "bbox": [box[0], box[1], w, h],
+                                    "area": w * h})
+        return {"images": images, "annotations": annotations, "categories": categories}
+
+    def class_counts(self) -> Counter:
+        return Counter(int(c) for r in self.records for c in r.labels)
+
+
+def resize_to_fit(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Resize by ``r = min(H/h, W/w)`` to ``(int(w r), int(h r))`` with INTER_LINEAR, as the official loader."""
+    h, w = image.shape[:2]
+    ratio = min(size_hw[0] / h, size_hw[1] / w)
+    new_wh = (int(w * ratio), int(h * ratio))
+    if new_wh == (w, h):
+        return image
+    return cv2.resize(image, new_wh, interpolation=cv2.INTER_LINEAR)
+
+
+def build_dataset(spec: DatasetSpec, split: str) -> DetectionDataset:
+    """Read ``split`` of a dataset description; problems are logged as one counted warning, never fatal."""
+    result = read_split(spec, split)
+    errors = [i for i in result.issues if i.severity == "error"]
+    if result.issues:
+        logger.warning("%s/%s: %d problem(s) in the annotations (%d dropped a box or image); first: %s. "
+                       "Run `yoloxdet check-data` for the full list.", spec.source or spec.root, split,
+                       len(result.issues), len(errors), result.issues[0])
+    if not result.records:
+        raise ValueError(f"{spec.source or spec.root}: split '{split}' has no usable images")
+    return DetectionDataset(result.records, result.names, result.category_ids, result.issues, result.coco_gt)
