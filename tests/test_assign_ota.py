@@ -1,0 +1,126 @@
+"""OTA assigner: Sinkhorn constraints, equality with an exact solver as eps -> 0, hand-made cases, padding."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from scipy.optimize import linear_sum_assignment
+
+from yoloxdet.assign.ota import ota_assign, sinkhorn_log
+from yoloxdet.structures import HeadOutputs, Targets
+
+
+def test_sinkhorn_meets_supply_and_demand() -> None:
+    gen = torch.Generator().manual_seed(0)
+    cost = torch.rand(2, 4, 30, generator=gen) * 5
+    # Image 0: three suppliers + background; image 1: one padded (zero-supply) row.
+    supply = torch.tensor([[3.0, 5.0, 2.0, 20.0], [4.0, 0.0, 6.0, 20.0]])
+    log_plan = sinkhorn_log(cost, supply, torch.ones(2, 30), eps=0.1, iterations=2000)
+    plan = log_plan.exp()
+    assert not torch.isnan(log_plan).any()
+    torch.testing.assert_close(plan.sum(dim=2), supply, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(plan.sum(dim=1), torch.ones(2, 30), atol=1e-3, rtol=0)
+    assert plan[1, 1].abs().max() == 0  # no mass from the padded row
+
+
+def grid_outputs(seed: int, num_classes: int = 3) -> HeadOutputs:
+    """One 4x4 level, stride 8 (a 32x32 input), random head outputs with moderate boxes."""
+    gen = torch.Generator().manual_seed(seed)
+    return HeadOutputs(
+        box_raw=torch.cat([torch.rand(1, 16, 2, generator=gen), torch.rand(1, 16, 2, generator=gen) + 0.3], -1),
+        obj_logits=torch.randn(1, 16, generator=gen),
+        cls_logits=torch.randn(1, 16, num_classes, generator=gen),
+        strides=(8,),
+        feature_sizes=((4, 4),),
+    )
+
+
+def reference_costs(outputs: HeadOutputs, boxes: torch.Tensor, labels: torch.Tensor, top_q: int):
+    """Costs, dynamic k and background cost written directly from the OTA definition (slow, per pair)."""
+    ys, xs = np.divmod(np.arange(16), 4)
+    centers = np.stack([(xs + 0.5) * 8, (ys + 0.5) * 8], 1)
+    pred = torch.stack(
+        [
+            (outputs.box_raw[0, :, 0] + torch.tensor(xs)) * 8,
+            (outputs.box_raw[0, :, 1] + torch.tensor(ys)) * 8,
+            outputs.box_raw[0, :, 2].exp() * 8,
+            outputs.box_raw[0, :, 3].exp() * 8,
+        ],
+        1,
+    )
+    ious = torchvision.ops.box_iou(
+        torchvision.ops.box_convert(boxes, "cxcywh", "xyxy"), torchvision.ops.box_convert(pred, "cxcywh", "xyxy")
+    )
+    p = (outputs.cls_logits[0].sigmoid() * outputs.obj_logits[0, :, None].sigmoid()).sqrt()  # [A, C]
+    num_classes = p.shape[1]
+    fg = torch.zeros(len(boxes), 16)
+    k = []
+    for g, (box, label) in enumerate(zip(boxes.tolist(), labels.tolist())):
+        cx, cy, w, h = box
+        inside = [
+            abs(x - cx) < w / 2 and abs(y - cy) < h / 2 and abs(x - cx) < 20 and abs(y - cy) < 20
+            for x, y in centers
+        ]
+        onehot = F.one_hot(torch.tensor(label), num_classes).float()
+        for a in range(16):
+            cls = F.binary_cross_entropy(p[a], onehot, reduction="sum")
+            fg[g, a] = cls + 3.0 * -math.log(ious[g, a] + 1e-8) + (0 if inside[a] else 1e6)
+        candidate_ious = sorted((float(ious[g, a]) for a in range(16) if inside[a]), reverse=True)
+        k.append(max(1, int(sum(candidate_ious[:top_q]))))
+    bg = torch.stack([F.binary_cross_entropy(p[a], torch.zeros(num_classes), reduction="sum") for a in range(16)])
+    return fg, bg, k
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_small_eps_matches_exact_assignment(seed: int) -> None:
+    outputs = grid_outputs(seed)
+    boxes = torch.tensor([[12.0, 12, 20, 22], [20, 18, 18, 14], [26, 8, 10, 12]])
+    labels = torch.tensor([0, 2, 1])
+    fg, bg, k = reference_costs(outputs, boxes, labels, top_q=20)
+    # Expanded problem: anchors x (each GT repeated k_g times + background slots) as a square LSA.
+    columns = [fg[g] for g in range(3) for _ in range(k[g])] + [bg] * (16 - sum(k))
+    owner = [g for g in range(3) for _ in range(k[g])] + [-1] * (16 - sum(k))
+    rows, cols = linear_sum_assignment(torch.stack(columns, 1).double().numpy())
+    expected = torch.full((16,), -1)
+    expected[torch.as_tensor(rows)] = torch.tensor([owner[c] for c in cols])
+
+    result = ota_assign(outputs, Targets.from_list([boxes], [labels]), eps=0.01, iterations=3000)
+    assert result.matched_gt[0].tolist() == expected.tolist()
+    assert result.fg_mask[0].tolist() == (expected >= 0).tolist()
+    positive = expected >= 0
+    torch.testing.assert_close(result.cost[0, positive], fg[expected[positive], positive.nonzero().flatten()])
+
+
+def test_hand_case_best_anchor_wins_and_padding_is_harmless() -> None:
+    # Three anchors on a 1x3 level, stride 8. One GT covering anchors 0 and 1 (k = 1: IoUs sum < 2).
+    # Anchor 1 predicts the GT box exactly with a confident class; anchor 0 is unsure; anchor 2 is outside.
+    outputs = HeadOutputs(
+        box_raw=torch.tensor([[[0.5, 0.5, 0.0, 0.0], [0.0, 0.5, math.log(2.0), 0.0], [0.5, 0.5, 0.0, 0.0]]]),
+        obj_logits=torch.tensor([[0.0, 6.0, -6.0]]),
+        cls_logits=torch.tensor([[[0.0, 0.0], [6.0, -6.0], [-6.0, -6.0]]]),
+        strides=(8,),
+        feature_sizes=((1, 3),),
+    )
+    boxes = torch.tensor([[8.0, 4.0, 16.0, 8.0], [0.0, 0.0, 0.0, 0.0]])  # second row is padding
+    targets = Targets(boxes[None], torch.tensor([[0, 1]]), torch.tensor([[True, False]]))
+    result = ota_assign(outputs, targets)
+    assert result.fg_mask.tolist() == [[False, True, False]]
+    assert result.matched_gt.tolist() == [[-1, 0, -1]]
+    assert result.matched_iou[0, 1].item() == pytest.approx(1.0)
+    assert not torch.isnan(result.cost).any()
+
+
+def test_empty_batch_and_image_without_gt() -> None:
+    outputs = HeadOutputs(torch.zeros(2, 16, 4), torch.zeros(2, 16), torch.zeros(2, 16, 3), (8,), ((4, 4),))
+    none = ota_assign(outputs, Targets.from_list([torch.zeros(0, 4)] * 2, [torch.zeros(0)] * 2))
+    assert not none.fg_mask.any() and (none.matched_gt == -1).all()
+    one = ota_assign(
+        outputs, Targets.from_list([torch.tensor([[16.0, 16, 20, 20]]), torch.zeros(0, 4)], [torch.tensor([1]), torch.zeros(0)])
+    )
+    assert one.fg_mask[0].any() and not one.fg_mask[1].any()
+    assert set(one.matched_gt[0, one.fg_mask[0]].tolist()) == {0}
