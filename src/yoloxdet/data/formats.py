@@ -157,15 +157,17 @@ def read_voc(sources: Iterable[SplitSource], names: tuple[str, ...] | None, keep
     index_of = {n: i for i, n in enumerate(names)}
     records = []
     for image_path, xml, (width, height), objects in parsed:
-        boxes, labels = [], []
-        for name, box, where in objects:
+        boxes, labels, difficult = [], [], []
+        for name, box, where, is_difficult in objects:
             if name not in index_of:
                 issues.append(Issue(xml, f"unknown class name '{name}' (not in names)", where))
                 continue
             if _check_box(box, width, height, xml, where, issues):
                 boxes.append(clip_box(box, width, height))
                 labels.append(index_of[name])
-        rec = Record(image_path, len(records), width, height, *empty_boxes(), label_file=xml)
+                difficult.append(is_difficult)
+        rec = Record(image_path, len(records), width, height, *empty_boxes(), label_file=xml,
+                     extra={"difficult": np.asarray(difficult, bool)})
         if boxes:
             rec.boxes_xyxy, rec.labels = np.asarray(boxes, np.float32), np.asarray(labels, np.int64)
         records.append(rec)
@@ -195,16 +197,17 @@ def _parse_voc_xml(xml: Path, image_dir: Path, keep_difficult: bool, issues: lis
     objects = []
     for k, obj in enumerate(root.iter("object")):
         where = f"object {k}"
-        if not keep_difficult and int(obj.findtext("difficult") or 0) == 1:
-            continue
         try:
+            is_difficult = int(obj.findtext("difficult") or 0) == 1
+            if is_difficult and not keep_difficult:
+                continue
             name = (obj.findtext("name") or "").strip()
             bb = obj.find("bndbox")
             box = tuple(float(int(float(bb.findtext(t)))) - 1 for t in ("xmin", "ymin", "xmax", "ymax"))
         except (AttributeError, TypeError, ValueError):
             issues.append(Issue(xml, "malformed <object> (name or bndbox missing or not numeric)", where))
             continue
-        objects.append((name, box, where))
+        objects.append((name, box, where, is_difficult))
     return image_path, xml, (width, height), objects
 
 
