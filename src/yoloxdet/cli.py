@@ -15,6 +15,8 @@ COMMANDS: dict[str, str] = {
     "models": "models",
     "predict": "predict",
     "val": "val",
+    "check-data": "check_data",
+    "show-aug": "show_aug",
 }
 
 

@@ -8,9 +8,8 @@ one image with its boxes in original pixels; ``load_resized(i, size_hw)`` gives 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
-import os
-import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import numpy as np
 from yoloxdet.data.formats import read_split
 from yoloxdet.data.records import Issue, Record
 from yoloxdet.data.spec import DatasetSpec
-from yoloxdet.io import ImageReadError, read_image
+from yoloxdet.io import ImageReadError, read_image, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 CACHE_MODES = ("none", "ram", "disk")
@@ -138,11 +137,9 @@ class DetectionDataset:
             image.setflags(write=False)
             self._ram[(index, *size_hw)] = image
         elif self._cache_mode == "disk":
-            path = self._disk_path(index, size_hw)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, image)
-            os.replace(tmp, path)
+            buffer = io.BytesIO()
+            np.save(buffer, image)
+            write_bytes_atomic(self._disk_path(index, size_hw), buffer.getvalue())
 
     # ------------------------------------------------------------ evaluation
     def to_coco(self) -> dict[str, Any]:
