@@ -1,0 +1,82 @@
+"""The yoloxwarmcos schedule and phases against the reference values (reference §4.2, §4.4)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from yoloxdet.engine.optim import build_optimizer, parameter_groups, set_lr
+from yoloxdet.engine.schedule import LRSchedule, Phase, base_lr, eval_due, lr_at, phase_at, progress_iters
+from yoloxdet.models.zoo import create_model
+
+OFFICIAL = LRSchedule(base_lr=0.01, iters_per_epoch=1849, epochs=300)
+
+
+@pytest.mark.parametrize(("iteration", "expected"), [(4622, 0.0025), (9245, 0.01), (526964, 0.0005),
+                                                     (554700, 0.0005)])
+def test_reference_values(iteration: int, expected: float) -> None:
+    assert lr_at(iteration, OFFICIAL) == pytest.approx(expected, rel=1e-3)
+
+
+def test_warmup_is_quadratic_and_cosine_monotone() -> None:
+    w = OFFICIAL.warmup_iters
+    assert lr_at(0, OFFICIAL) == 0.0
+    assert lr_at(w / 2, OFFICIAL) == pytest.approx(0.01 / 4)
+    values = [lr_at(it, OFFICIAL) for it in range(int(w) + 1, OFFICIAL.total_iters, 997)]
+    assert all(a >= b for a, b in itertools.pairwise(values))
+    assert values[-1] == pytest.approx(0.0005)
+    # midpoint of the cosine part sits half way between base and floor
+    mid = w + (OFFICIAL.total_iters - w - OFFICIAL.no_aug_iters) / 2
+    assert lr_at(mid, OFFICIAL) == pytest.approx((0.01 + 0.0005) / 2)
+
+
+def test_no_warmup_does_not_divide_by_zero() -> None:
+    s = LRSchedule(base_lr=0.02, iters_per_epoch=10, epochs=10, warmup_epochs=0, no_aug_epochs=0)
+    assert lr_at(0, s) == pytest.approx(0.02)
+    assert lr_at(100, s) == pytest.approx(0.001)
+
+
+def test_base_lr_scales_with_global_batch() -> None:
+    assert base_lr(0.01 / 64, 64) == pytest.approx(0.01)
+    assert base_lr(0.01 / 64, 8) == pytest.approx(0.00125)
+
+
+def test_phase_switch_off_by_one() -> None:
+    phases = [phase_at(e, 300, 15) for e in range(300)]
+    assert phases[283] == Phase(mosaic=True, l1=False)
+    assert phases[284] == Phase(mosaic=False, l1=True)  # the 285th epoch: 16 no-aug epochs
+    assert sum(not p.mosaic for p in phases) == 16
+    # while the lr floor covers only the last 15 epochs
+    assert lr_at(284 * 1849 + 1, OFFICIAL) > 0.0005
+    assert lr_at(285 * 1849, OFFICIAL) == pytest.approx(0.0005)
+
+
+def test_eval_due() -> None:
+    aug, no_aug = Phase(True, False), Phase(False, True)
+    assert [e for e in range(30) if eval_due(e, 30, 10, aug)] == [9, 19, 29]
+    assert eval_due(3, 30, 10, no_aug)
+    assert not eval_due(3, 30, 0, aug) and eval_due(29, 30, 0, aug)
+
+
+def test_budget_progress_takes_the_later_position() -> None:
+    assert progress_iters(50, 1000) == 50.0
+    assert progress_iters(50, 1000, elapsed_s=30, budget_s=60) == 500.0
+    assert progress_iters(800, 1000, elapsed_s=30, budget_s=60) == 800.0
+    assert progress_iters(10, 1000, elapsed_s=120, budget_s=60) == 1000.0
+
+
+def test_parameter_groups_partition_the_model() -> None:
+    model = create_model("yolox-nano", num_classes=3)
+    norm, decayed, biases = parameter_groups(model)
+    ids = [id(p) for p in norm + decayed + biases]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {id(m.weight) for m in bn} == {id(p) for p in norm}
+    assert all(p.dim() == 1 for p in biases) and all(p.dim() == 4 for p in decayed)
+    opt = build_optimizer(model, lr=0.0, momentum=0.9, weight_decay=5e-4)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.0, 5e-4, 0.0]
+    assert all(g["nesterov"] and g["momentum"] == 0.9 for g in opt.param_groups)
+    set_lr(opt, 0.123)
+    assert all(g["lr"] == 0.123 for g in opt.param_groups)
