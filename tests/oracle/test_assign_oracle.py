@@ -1,0 +1,140 @@
+"""Batched SimOTA against the peer's per-image ``get_assignments`` (official HEAD numerics, reference §3.2, §8)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from yoloxdet.assign import assign
+from yoloxdet.postprocess import anchor_points, decode_boxes
+from yoloxdet.structures import HeadOutputs, Targets
+
+from .peer import peer_model
+
+STRIDES = (8, 16, 32)
+
+
+def random_batch(
+    seed: int, gts_per_image: list[int], size: tuple[int, int] = (320, 320), num_classes: int = 80
+) -> tuple[HeadOutputs, Targets]:
+    """Random logits and boxes: boxes from 2 px to ~250 px, centres anywhere in the image."""
+    gen = torch.Generator().manual_seed(seed)
+    height, width = size
+    feature_sizes = tuple((height // s, width // s) for s in STRIDES)
+    num_anchors = sum(h * w for h, w in feature_sizes)
+    batch = len(gts_per_image)
+    box_raw = torch.randn(batch, num_anchors, 4, generator=gen) * 0.7
+    box_raw[..., 2:] += 1.0
+    obj_logits = torch.randn(batch, num_anchors, generator=gen) * 2 - 1
+    cls_logits = torch.randn(batch, num_anchors, num_classes, generator=gen) * 2 - 2
+    boxes, labels = [], []
+    for count in gts_per_image:
+        wh = torch.exp(torch.rand(count, 2, generator=gen) * 5.5) + 1
+        centres = torch.rand(count, 2, generator=gen) * torch.tensor([width, height])
+        boxes.append(torch.cat([centres, wh], dim=1))
+        labels.append(torch.randint(0, num_classes, (count,), generator=gen))
+    outputs = HeadOutputs(box_raw, obj_logits, cls_logits, STRIDES, feature_sizes)
+    return outputs, Targets.from_list(boxes, labels)
+
+
+def peer_shifts(outputs: HeadOutputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The peer's x_shifts, y_shifts, expanded_strides ([1, A] each) for these outputs."""
+    grid_xy, stride = anchor_points(outputs.feature_sizes, outputs.strides)
+    return grid_xy[None, :, 0], grid_xy[None, :, 1], stride[None]
+
+
+def peer_assignments(head: torch.nn.Module, outputs: HeadOutputs, targets: Targets) -> list[tuple | None]:
+    """The peer's get_assignments per image (None for an image without ground truth, as its loss skips them)."""
+    x_shifts, y_shifts, strides = peer_shifts(outputs)
+    pred = decode_boxes(outputs)
+    results = []
+    for b in range(pred.shape[0]):
+        n = int(targets.mask[b].sum())
+        if n == 0:
+            results.append(None)
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            results.append(
+                head.get_assignments(
+                    b, n, targets.boxes_cxcywh[b, :n], targets.labels[b, :n].float(), pred[b], strides,
+                    x_shifts, y_shifts, outputs.cls_logits, outputs.obj_logits[..., None],
+                )
+            )  # fmt: skip
+    return results
+
+
+@pytest.fixture(scope="module")
+def peer_head() -> torch.nn.Module:
+    return peer_model("yolox-s").head
+
+
+def test_geometry_inputs_match_a_peer_training_forward():
+    """Our anchor grid equals the x/y shifts and strides the peer passes to get_assignments in training."""
+    peer = peer_model("yolox-nano")
+    captured = {}
+
+    def capture(*args, **kwargs):
+        captured["shifts"] = (args[6], args[7], args[5])  # x_shifts, y_shifts, expanded_strides
+        raise StopIteration
+
+    peer.head.get_assignments = capture
+    labels = torch.tensor([[[3.0, 100.0, 90.0, 40.0, 30.0]]])
+    with pytest.raises(StopIteration):
+        peer(torch.zeros(1, 3, 160, 224), labels)
+    sizes = tuple((160 // s, 224 // s) for s in STRIDES)
+    ours = peer_shifts(
+        HeadOutputs(torch.zeros(1, 0, 4), torch.zeros(1, 0), torch.zeros(1, 0, 1), STRIDES, sizes)
+    )
+    for theirs, mine in zip(captured["shifts"], ours):
+        assert torch.equal(theirs, mine)
+
+
+@pytest.mark.parametrize(
+    ("seed", "gts_per_image"),
+    [
+        (0, [0, 1, 3, 10, 50, 20, 5, 2]),  # no GT, many GTs, mixed padding
+        (1, [50, 50, 50, 50]),
+        (2, [7, 0, 0, 12]),
+        (3, [1, 1, 2, 4, 8, 16, 32, 40]),
+    ],
+)
+def test_assignment_identical_to_peer(peer_head, seed, gts_per_image):
+    outputs, targets = random_batch(seed, gts_per_image)
+    ours = assign("simota", outputs, targets)
+    theirs = peer_assignments(peer_head, outputs, targets)
+    assert int(ours.fg_mask.sum()) > 0
+    for b, result in enumerate(theirs):
+        if result is None:
+            assert not ours.fg_mask[b].any()
+            continue
+        gt_classes, fg_mask, ious, matched_gt, _ = result
+        assert torch.equal(ours.fg_mask[b], fg_mask)
+        assert torch.equal(ours.matched_gt[b][fg_mask], matched_gt)
+        assert torch.equal(ours.matched_iou[b][fg_mask], ious)
+        assert torch.equal(targets.labels[b][ours.matched_gt[b][fg_mask]].float(), gt_classes)
+        assert (ours.matched_gt[b][~fg_mask] == -1).all()
+
+
+def test_edge_cases_identical_to_peer(peer_head):
+    """Tiny boxes, fewer than 10 candidates (M < 10), a GT with no candidate of its own next to one with
+    candidates, and an image whose only GT lies outside the image (no candidate at all: 0 fg, as the peer)."""
+    outputs, _ = random_batch(5, [1, 1, 1, 1])
+    boxes = [
+        torch.tensor([[101.0, 57.0, 2.0, 3.0]]),  # tiny box: its 9 + 9 + 9 centre squares overlap at most
+        torch.tensor([[-10.0, -10.0, 30.0, 30.0]]),  # centre just outside: M = 2 candidates (< 10)
+        torch.tensor([[-40.0, 100.0, 20.0, 20.0], [160.0, 160.0, 30.0, 60.0]]),  # first has no candidate
+        torch.tensor([[-100.0, -100.0, 30.0, 30.0]]),  # outside: no candidate in the image at all
+    ]
+    labels = [torch.tensor([5]), torch.tensor([0]), torch.tensor([1, 2]), torch.tensor([3])]
+    targets = Targets.from_list(boxes, labels)
+    ours = assign("simota", outputs, targets)
+    theirs = peer_assignments(peer_head, outputs, targets)
+    for b, (_, fg_mask, ious, matched_gt, _) in enumerate(theirs):
+        assert torch.equal(ours.fg_mask[b], fg_mask)
+        assert torch.equal(ours.matched_gt[b][fg_mask], matched_gt)
+        assert torch.equal(ours.matched_iou[b][fg_mask], ious)
+    assert ours.fg_mask[1].any() and ours.fg_mask[2].any()
+    assert not ours.fg_mask[3].any()
