@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "val": "val",
     "check-data": "check_data",
     "show-aug": "show_aug",
+    "assign-viz": "assign_viz",
 }
 
 
