@@ -81,7 +81,9 @@ def test_model_forward_losses_match_peer_training_forward():
         peer.head.use_l1 = use_l1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            theirs = {k: float(v) for k, v in peer(images, peer_labels(targets)).items()}
+            theirs = {
+                k: float(torch.as_tensor(v).detach()) for k, v in peer(images, peer_labels(targets)).items()
+            }
         outputs = ours(images)
         mine = yolox_loss(outputs, targets, assign("simota", outputs, targets), use_l1=use_l1)
         mine = {k: float(v.detach()) for k, v in mine.items()}
