@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from yoloxdet.data.datasets import DetectionDataset, build_dataset
-from yoloxdet.data.formats import EXIF_ORIENTATION
+from yoloxdet.data.formats import EXIF_ORIENTATION, list_images, yolo_label_path
 from yoloxdet.data.records import Issue
 from yoloxdet.data.spec import DatasetSpec
 from yoloxdet.io import write_bytes_atomic, write_json_atomic
@@ -136,6 +136,11 @@ def content_hash(spec: DatasetSpec, split: str) -> str:
             files.append(source.annotations)
         root = Path(source.images)
         files.extend(sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root])
+        if spec.format == "yolo":
+            images = list_images(root) if root.exists() else []
+            files.extend(label for label in map(yolo_label_path, images) if label.is_file())
+            if root.is_file():
+                files.extend(p for p in images if p.is_file())
     for path in files:
         stat = path.stat()
         digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())

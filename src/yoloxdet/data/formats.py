@@ -256,7 +256,7 @@ def read_yolo(sources: Iterable[SplitSource], names: tuple[str, ...]) -> ReadRes
             try:
                 width, height = image_size(image)
             except (OSError, UnidentifiedImageError, SyntaxError):
-                issues.append(Issue(image, "not a readable image; skipped"))
+                issues.append(Issue(image, "not a readable image (corrupt or not an image file); skipped"))
                 continue
             label_file = yolo_label_path(image)
             rec = Record(image, len(records), width, height, *empty_boxes(), label_file=label_file)
