@@ -1,0 +1,72 @@
+"""Training checkpoints: atomic writes, ``weights_only`` reads, everything needed to resume bit for bit.
+
+Layout (a plain dict of tensors and primitives, so ``torch.load(weights_only=True)`` reads it)::
+
+    format        "yoloxdet-train/1"
+    model         the weights to use for inference: the EMA copy when EMA is on (as official)
+    train_model   the raw (non-EMA) weights being optimised
+    ema           {"module", "updates", "decay"} or None
+    optimizer     optimizer.state_dict()
+    scaler        GradScaler.state_dict() or None
+    state         TrainState as a dict (epoch, iteration, batch in epoch, best AP, history, ...)
+    rng           {"torch": ByteTensor}
+    config        the resolved run configuration (plain dict)
+    class_names   list[str]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+FORMAT = "yoloxdet-train/1"
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace``: a crash never leaves a
+    half-written checkpoint under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_training_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by the trainer; a clear one-line error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle/zip errors come in many types
+        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a yoloxdet training checkpoint (no '{FORMAT}' format tag); "
+                         "use it as initial weights (train.weights=...) instead of --resume")
+    return payload
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
