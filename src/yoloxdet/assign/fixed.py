@@ -81,13 +81,17 @@ def fixed_assign(
     pred_boxes = decode_boxes(outputs).float()
     ious = pairwise_iou_cxcywh(matched_boxes[..., None, :], pred_boxes[..., None, :])[..., 0, 0]  # [B, A]
     ious = torch.where(fg_mask, ious, 0.0)
-    cls_cost = class_cost(outputs.cls_logits, outputs.obj_logits, targets.labels).gather(1, matched[:, None])[:, 0]
-    cost = cls_cost + IOU_COST_WEIGHT * -torch.log(ious + IOU_COST_EPS)
+    # Price only the positives (a few per GT): the full [B, A, C] BCE would dominate the assigner's time.
+    fg_b, fg_a = fg_mask.nonzero(as_tuple=True)
+    labels = targets.labels[fg_b, matched[fg_b, fg_a]][:, None]  # [F, 1]
+    cls_cost = class_cost(outputs.cls_logits[fg_b, fg_a][:, None], outputs.obj_logits[fg_b, fg_a][:, None], labels)
+    cost = torch.zeros_like(ious)
+    cost[fg_b, fg_a] = cls_cost[:, 0, 0] + IOU_COST_WEIGHT * -torch.log(ious[fg_b, fg_a] + IOU_COST_EPS)
     return Assignment(
         fg_mask=fg_mask,
         matched_gt=torch.where(fg_mask, matched, -1),
         matched_iou=ious,
-        cost=torch.where(fg_mask, cost, 0.0),
+        cost=cost,
     )
 
 
