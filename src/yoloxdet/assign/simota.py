@@ -35,7 +35,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..ops.boxes import pairwise_iou_cxcywh
@@ -45,6 +44,7 @@ from ..structures import Assignment, HeadOutputs, Targets
 TOPK_IOU_CANDIDATES = 10  # dynamic k = int(sum of the top-10 IoUs), clamped to >= 1
 IOU_COST_WEIGHT = 3.0
 IOU_COST_EPS = 1e-8
+BCE_LOG_CLAMP = 100.0  # F.binary_cross_entropy clamps log terms at -100
 
 
 @dataclass(frozen=True)
@@ -136,11 +136,11 @@ def class_cost(cls_logits: Tensor, obj_logits: Tensor, gt_labels: Tensor) -> Ten
         cls_logits: [B, K, C]; obj_logits: [B, K]; gt_labels: [B, G] int64.
     """
     prob = (cls_logits.float().sigmoid() * obj_logits.float().sigmoid()[..., None]).sqrt()
-    # Per-element terms come from F.binary_cross_entropy itself: its log differs from torch.log by an ulp at times.
-    neg = F.binary_cross_entropy(prob, torch.zeros_like(prob), reduction="none")  # [B, K, C]
+    # F.binary_cross_entropy semantics (logs clamped at -100), but vectorised log1p: its scalar kernel is ~10x slower
+    # and agrees to an ulp, well inside the rounding the decomposition already differs by.
+    neg = torch.log1p(-prob).clamp_(min=-BCE_LOG_CLAMP).neg_()  # [B, K, C]  BCE(p, 0)
     index = gt_labels[:, None, :].expand(-1, prob.shape[1], -1)  # [B, K, G]
-    prob_true = prob.gather(2, index)
-    pos = F.binary_cross_entropy(prob_true, torch.ones_like(prob_true), reduction="none")
+    pos = torch.log(prob.gather(2, index)).clamp_(min=-BCE_LOG_CLAMP).neg_()  # BCE(p_label, 1)
     return (neg.sum(dim=2)[..., None] + (pos - neg.gather(2, index))).transpose(1, 2)
 
 
