@@ -76,24 +76,34 @@ def reference_costs(outputs: HeadOutputs, boxes: torch.Tensor, labels: torch.Ten
     return fg, bg, k
 
 
+def exact_assignment(fg: torch.Tensor, bg: torch.Tensor, k: list[int]) -> torch.Tensor:
+    """[A] matched GT (-1 background) from scipy's LSA on anchors x (GT g repeated k_g times + background slots)."""
+    num_anchors = fg.shape[1]
+    columns = [fg[g] for g in range(len(k)) for _ in range(k[g])] + [bg] * (num_anchors - sum(k))
+    owner = [g for g in range(len(k)) for _ in range(k[g])] + [-1] * (num_anchors - sum(k))
+    rows, cols = linear_sum_assignment(torch.stack(columns, 1).double().numpy())
+    expected = torch.full((num_anchors,), -1)
+    expected[torch.as_tensor(rows)] = torch.tensor([owner[c] for c in cols])
+    return expected
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_small_eps_matches_exact_assignment(seed: int) -> None:
-    outputs = grid_outputs(seed)
-    boxes = torch.tensor([[12.0, 12, 20, 22], [20, 18, 18, 14], [26, 8, 10, 12]])
-    labels = torch.tensor([0, 2, 1])
-    fg, bg, k = reference_costs(outputs, boxes, labels, top_q=20)
-    # Expanded problem: anchors x (each GT repeated k_g times + background slots) as a square LSA.
-    columns = [fg[g] for g in range(3) for _ in range(k[g])] + [bg] * (16 - sum(k))
-    owner = [g for g in range(3) for _ in range(k[g])] + [-1] * (16 - sum(k))
-    rows, cols = linear_sum_assignment(torch.stack(columns, 1).double().numpy())
-    expected = torch.full((16,), -1)
-    expected[torch.as_tensor(rows)] = torch.tensor([owner[c] for c in cols])
-
-    result = ota_assign(outputs, Targets.from_list([boxes], [labels]), eps=0.01, iterations=3000)
-    assert result.matched_gt[0].tolist() == expected.tolist()
-    assert result.fg_mask[0].tolist() == (expected >= 0).tolist()
-    positive = expected >= 0
-    torch.testing.assert_close(result.cost[0, positive], fg[expected[positive], positive.nonzero().flatten()])
+    # Two images in one padded batch: three GTs, and two GTs plus a padding row.
+    images = [grid_outputs(seed), grid_outputs(seed + 100)]
+    boxes = [torch.tensor([[12.0, 12, 20, 22], [20, 18, 18, 14], [26, 8, 10, 12]]), torch.tensor([[10.0, 20, 16, 20], [22, 10, 14, 16]])]
+    labels = [torch.tensor([0, 2, 1]), torch.tensor([1, 1])]
+    batch = HeadOutputs(
+        *(torch.cat([getattr(o, f) for o in images]) for f in ("box_raw", "obj_logits", "cls_logits")), (8,), ((4, 4),)
+    )
+    result = ota_assign(batch, Targets.from_list(boxes, labels), eps=0.01, iterations=3000)
+    for b in range(2):
+        fg, bg, k = reference_costs(images[b], boxes[b], labels[b], top_q=20)
+        expected = exact_assignment(fg, bg, k)
+        assert result.matched_gt[b].tolist() == expected.tolist()
+        assert result.fg_mask[b].tolist() == (expected >= 0).tolist()
+        positive = expected >= 0
+        torch.testing.assert_close(result.cost[b, positive], fg[expected[positive], positive.nonzero().flatten()])
 
 
 def test_hand_case_best_anchor_wins_and_padding_is_harmless() -> None:
@@ -124,3 +134,26 @@ def test_empty_batch_and_image_without_gt() -> None:
     )
     assert one.fg_mask[0].any() and not one.fg_mask[1].any()
     assert set(one.matched_gt[0, one.fg_mask[0]].tolist()) == {0}
+
+
+def test_gt_without_candidates_still_gets_its_cheapest_anchor() -> None:
+    # A 2x2 GT at (8, 8) holds no anchor centre (they sit at 4, 12, 20, 28): every pair pays the penalty.
+    # Anchor 5 (cell (1, 1)) predicts the GT box exactly, the others do not overlap it: it is by far the cheapest.
+    box_raw = torch.zeros(1, 16, 4)
+    box_raw[0, 5] = torch.tensor([0.0, 0.0, math.log(0.25), math.log(0.25)])
+    outputs = HeadOutputs(box_raw, torch.zeros(1, 16), torch.zeros(1, 16, 2), (8,), ((4, 4),))
+    result = ota_assign(outputs, Targets.from_list([torch.tensor([[8.0, 8, 2, 2]])], [torch.tensor([1])]))
+    assert result.fg_mask[0].nonzero().flatten().tolist() == [5]
+    assert result.matched_iou[0, 5].item() == pytest.approx(1.0)
+    assert result.cost[0, 5].item() > 1e6  # the penalty is part of the reported cost
+
+
+def test_half_precision_outputs() -> None:
+    outputs = grid_outputs(0)
+    half = outputs._replace(
+        box_raw=outputs.box_raw.half(), obj_logits=outputs.obj_logits.half(), cls_logits=outputs.cls_logits.half()
+    )
+    targets = Targets.from_list([torch.tensor([[12.0, 12, 20, 22]])], [torch.tensor([0])])
+    result = ota_assign(half, targets)
+    assert result.fg_mask.any() and result.matched_iou.dtype == torch.float32
+    assert torch.isfinite(result.cost).all()
