@@ -15,6 +15,7 @@ import pytest
 
 from yoloxdet.data.augment import ResolvedAugment, affine_matrix, apply_hsv, sample_affine
 from yoloxdet.data.datasets import build_dataset
+from yoloxdet.data.loader import _TrainView
 from yoloxdet.data.mosaic import make_train_sample, mosaic_tile
 from yoloxdet.data.spec import parse_dataset_spec
 
@@ -99,21 +100,29 @@ def labelled(coco128: Path):
 
 @pytest.mark.parametrize("mosaic_on", [True, False])
 def test_samples_match_peer_exactly(labelled, monkeypatch, mosaic_on):
-    aug = ResolvedAugment(mosaic_prob=1.0, mixup_prob=0.7, mosaic_scale=(0.5, 1.5))
+    aug = ResolvedAugment(mosaic_prob=1.0, mixup_prob=0.7, mosaic_scale=(0.1, 2.0))
     peer = peer_mosaic.MosaicDetection(
         PeerDataset(labelled, INPUT_HW), img_size=INPUT_HW, mosaic=mosaic_on,
         preproc=peer_aug.TrainTransform(max_labels=1000, flip_prob=aug.flip_prob, hsv_prob=aug.hsv_prob),
         degrees=aug.degrees, translate=aug.translate, mosaic_scale=aug.mosaic_scale, mixup_scale=aug.mixup_scale,
         shear=aug.shear, enable_mixup=True, mosaic_prob=aug.mosaic_prob, mixup_prob=aug.mixup_prob)
     pool = np.arange(len(labelled))
-    load = lambda i: labelled.load_resized(i, INPUT_HW)  # noqa: E731
+    view = _TrainView(labelled, INPUT_HW, aug, seed=0)
+    loads = []
+
+    def load(i):
+        loads.append(i)
+        return labelled.load_resized(i, INPUT_HW)
+
+    view.load = load  # count decodes: tiles nobody can see are skipped, with identical output
     compared_boxes = 0
-    for trial in range(6):
+    for trial in range(12):
         recorder = Recorder(monkeypatch)
         random.seed(trial)
         np.random.seed(trial)
         peer_image, peer_labels, _, _ = peer[trial]
-        ours = make_train_sample(trial, load, len(labelled), pool, INPUT_HW, aug, Replay(recorder), mosaic_on)
+        ours = make_train_sample(trial, load, len(labelled), pool, INPUT_HW, aug, Replay(recorder), mosaic_on,
+                                 peek=view.peek)
         monkeypatch.undo()
         assert not (recorder.random or recorder.uniform or recorder.integers), "we drew less than the peer"
         np.testing.assert_array_equal(ours.image.transpose(2, 0, 1), peer_image)
@@ -123,6 +132,8 @@ def test_samples_match_peer_exactly(labelled, monkeypatch, mosaic_on):
         np.testing.assert_allclose(ours.boxes_cxcywh, peer_labels[:n, 1:], rtol=0, atol=1e-3)
         compared_boxes += n
     assert compared_boxes > 0
+    if mosaic_on:
+        assert len(loads) < 12 * 5  # some mosaic tiles were outside the warped window and never decoded
 
 
 def test_affine_matrix_matches_peer():

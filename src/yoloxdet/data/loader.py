@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from yoloxdet.data.augment import ResolvedAugment, TrainSample
 from yoloxdet.data.datasets import DetectionDataset
-from yoloxdet.data.mosaic import Loaded, make_train_sample
+from yoloxdet.data.mosaic import Loaded, Tile, make_train_sample
 from yoloxdet.data.transforms import letterbox
 from yoloxdet.io import ImageReadError
 from yoloxdet.structures import Targets
@@ -68,11 +68,20 @@ class _TrainView(Dataset):
                 logger.warning("skipping bad sample (%d so far in this worker): %s", len(self.bad), exc)
         raise RuntimeError(f"{MAX_SUBSTITUTES} consecutive unreadable images from index {index}; see warnings")
 
+    def peek(self, index: int) -> Tile:
+        """A mosaic tile from the annotations alone; the image is decoded only if the tile can be seen."""
+        if index in self.bad:
+            return Tile.of(self.load(index))
+        rec = self.dataset.records[index]
+        ratio = min(self.input_hw[0] / rec.height, self.input_hw[1] / rec.width)
+        return Tile((int(rec.width * ratio), int(rec.height * ratio)), rec.boxes_xyxy * np.float32(ratio),
+                    rec.labels, lambda: self.load(index))
+
     def __getitem__(self, key: tuple[int, int, bool]) -> TrainSample:
         index, epoch, mosaic_enabled = key
         rng = np.random.default_rng([self.seed, epoch, index])
         return make_train_sample(index, self.load, len(self.dataset), self.mixup_pool, self.input_hw,
-                                 self.aug, rng, mosaic_enabled)
+                                 self.aug, rng, mosaic_enabled, peek=self.peek)
 
 
 class _PhaseSampler(Sampler):
