@@ -72,3 +72,19 @@ def test_voc_ap_matches_peer():
         precision = np.cumsum(tp) / np.arange(1, n + 1)
         for use07 in (True, False):
             assert voc_ap(recall, precision, use07) == pytest.approx(peer.voc_ap(recall, precision, use07))
+
+
+def test_ground_truth_from_a_voc_dataset(tmp_path):
+    from test_data_helpers import ITEMS, write_voc
+
+    from yoloxdet.data.datasets import build_dataset
+    from yoloxdet.data.spec import load_dataset_spec
+    from yoloxdet.engine.voc_eval import ground_truth_from_dataset
+
+    ds = build_dataset(load_dataset_spec(write_voc(tmp_path, difficult=(0,))), "train")
+    truth = ground_truth_from_dataset(ds)
+    assert truth[0].difficult.tolist() == [True, False]
+    perfect = {i: det(g.boxes_xyxy, np.ones(len(g.labels)), g.labels) for i, g in truth.items()}
+    m = evaluate_voc(perfect, truth, num_classes=len(ds.names))
+    assert m.ap50 == pytest.approx(1.0) and m.ap50_95 == pytest.approx(1.0)
+    assert len(m.per_class_ap50) == len({c for i in ITEMS for c in i.labels})
