@@ -138,3 +138,62 @@ def test_edge_cases_identical_to_peer(peer_head):
         assert torch.equal(ours.matched_iou[b][fg_mask], ious)
     assert ours.fg_mask[1].any() and ours.fg_mask[2].any()
     assert not ours.fg_mask[3].any()
+
+
+def peer_2021_assignment(head: torch.nn.Module, outputs: HeadOutputs, targets: Targets, b: int) -> tuple:
+    """The 2021 (0.1.1rc0) assigner for image ``b``, transcribed literally from reference §3.3: in-box ∪ centre
+    radius 2.5 candidates, full-matrix BCE class cost, 1e5 penalty outside box ∧ centre; matching by the peer's own
+    ``simota_matching`` (unchanged since 2021). Returns (fg_mask [A], matched_gt [F], matched_iou [F])."""
+    from yolox.utils import bboxes_iou
+
+    n = int(targets.mask[b].sum())
+    gt, gt_classes = targets.boxes_cxcywh[b, :n], targets.labels[b, :n].float()
+    x_shifts, y_shifts, strides = peer_shifts(outputs)
+    x_centres, y_centres = (x_shifts[0] + 0.5) * strides[0], (y_shifts[0] + 0.5) * strides[0]
+    box_deltas = torch.stack(
+        [
+            x_centres - (gt[:, 0] - 0.5 * gt[:, 2])[:, None],
+            y_centres - (gt[:, 1] - 0.5 * gt[:, 3])[:, None],
+            (gt[:, 0] + 0.5 * gt[:, 2])[:, None] - x_centres,
+            (gt[:, 1] + 0.5 * gt[:, 3])[:, None] - y_centres,
+        ],
+        dim=2,
+    )
+    radius = 2.5 * strides
+    centre_deltas = torch.stack(
+        [
+            x_centres - (gt[:, 0:1] - radius),
+            y_centres - (gt[:, 1:2] - radius),
+            (gt[:, 0:1] + radius) - x_centres,
+            (gt[:, 1:2] + radius) - y_centres,
+        ],
+        dim=2,
+    )
+    in_box, in_centre = box_deltas.min(dim=-1).values > 0, centre_deltas.min(dim=-1).values > 0
+    fg_mask = in_box.any(0) | in_centre.any(0)
+    box_and_centre = (in_box & in_centre)[:, fg_mask]
+    pred = decode_boxes(outputs)[b][fg_mask]
+    ious = bboxes_iou(gt, pred, False)
+    probs = (outputs.cls_logits[b][fg_mask].sigmoid() * outputs.obj_logits[b][fg_mask, None].sigmoid()).sqrt()
+    onehot = torch.nn.functional.one_hot(gt_classes.long(), probs.shape[-1]).float()
+    cls_cost = torch.nn.functional.binary_cross_entropy(
+        probs[None].repeat(n, 1, 1), onehot[:, None].repeat(1, len(pred), 1), reduction="none"
+    ).sum(-1)
+    cost = cls_cost + 3.0 * -torch.log(ious + 1e-8) + 100000.0 * (~box_and_centre)
+    _, _, matched_iou, matched_gt = head.simota_matching(cost, ious, gt_classes, n, fg_mask)
+    return fg_mask, matched_gt, matched_iou
+
+
+@pytest.mark.parametrize(("seed", "gts_per_image"), [(0, [1, 3, 10, 50]), (6, [20, 2, 7, 0])])
+def test_2021_variant_matches_a_literal_transcription(peer_head, seed, gts_per_image):
+    outputs, targets = random_batch(seed, gts_per_image)
+    ours = assign("simota-2021", outputs, targets)
+    assert int(ours.fg_mask.sum()) > 0
+    for b, count in enumerate(gts_per_image):
+        if count == 0:
+            assert not ours.fg_mask[b].any()
+            continue
+        fg_mask, matched_gt, matched_iou = peer_2021_assignment(peer_head, outputs, targets, b)
+        assert torch.equal(ours.fg_mask[b], fg_mask)
+        assert torch.equal(ours.matched_gt[b][fg_mask], matched_gt)
+        assert torch.equal(ours.matched_iou[b][fg_mask], matched_iou)

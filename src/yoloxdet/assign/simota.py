@@ -206,10 +206,16 @@ def simota_assign(
     variant: SimOTAVariant = CURRENT,
     max_elements: int = 1 << 25,
 ) -> Assignment:
-    """SimOTA for a batch; ``max_elements`` bounds the ``b·G·A`` size of one batch chunk (memory, not results)."""
+    """SimOTA for a batch.
+
+    ``max_elements`` bounds the largest intermediate of one batch chunk (``b·G·A`` geometry, ``b·G·K`` costs,
+    ``b·K·C`` class terms), so memory stays bounded without an out-of-memory fallback; it never changes results.
+    """
     batch, num_anchors = outputs.obj_logits.shape
     num_gt_slots = targets.mask.shape[1]
-    chunk = max(1, max_elements // max(1, num_gt_slots * num_anchors))
+    capacity = candidate_capacity(outputs, num_gt_slots, variant)
+    per_image = max(1, num_gt_slots * num_anchors, capacity * outputs.cls_logits.shape[-1])
+    chunk = max(1, max_elements // per_image)
     parts = [
         _simota_chunk(
             _slice_outputs(outputs, start, start + chunk),
