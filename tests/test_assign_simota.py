@@ -170,6 +170,9 @@ def test_low_precision_outputs_are_assigned_in_float32():
         box_raw=half.box_raw.float(), obj_logits=half.obj_logits.float(), cls_logits=half.cls_logits.float()
     )
     low, full = assign("simota", half, targets), assign("simota", upcast, targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = assign("simota", half, targets)
+    assert torch.equal(under_autocast.cost, full.cost)
     assert low.matched_iou.dtype == torch.float32 and low.cost.dtype == torch.float32
     assert torch.equal(low.matched_gt, full.matched_gt) and torch.equal(low.cost, full.cost)
 

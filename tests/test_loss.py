@@ -106,3 +106,20 @@ def test_normaliser_choices():
     assert float(normaliser(torch.tensor(7), "mean")) == 7.0  # no process group: the local count
     with pytest.raises(ValueError, match="num_fg_reduction"):
         normaliser(count, "sum")
+
+
+def test_low_precision_outputs_give_float32_terms():
+    outputs, targets, assignment = two_anchor_case()
+    half = outputs._replace(
+        box_raw=outputs.box_raw.detach().bfloat16(),
+        obj_logits=outputs.obj_logits.detach().bfloat16(),
+        cls_logits=outputs.cls_logits.detach().bfloat16(),
+    )
+    upcast = half._replace(
+        box_raw=half.box_raw.float(), obj_logits=half.obj_logits.float(), cls_logits=half.cls_logits.float()
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = yolox_loss(half, targets, assignment, use_l1=True)
+    full = yolox_loss(upcast, targets, assignment, use_l1=True)
+    for key in ("total", "iou", "obj", "cls", "l1"):
+        assert low[key].dtype == torch.float32 and torch.equal(low[key], full[key]), key

@@ -216,14 +216,16 @@ def simota_assign(
     capacity = candidate_capacity(outputs, num_gt_slots, variant)
     per_image = max(1, num_gt_slots * num_anchors, capacity * outputs.cls_logits.shape[-1])
     chunk = max(1, max_elements // per_image)
-    parts = [
-        _simota_chunk(
-            _slice_outputs(outputs, start, start + chunk),
-            _slice_targets(targets, start, start + chunk),
-            variant,
-        )
-        for start in range(0, batch, chunk)
-    ]
+    # Costs and IoUs are float32 by explicit casts; autocast is switched off so no op is silently downcast.
+    with torch.autocast(outputs.obj_logits.device.type, enabled=False):
+        parts = [
+            _simota_chunk(
+                _slice_outputs(outputs, start, start + chunk),
+                _slice_targets(targets, start, start + chunk),
+                variant,
+            )
+            for start in range(0, batch, chunk)
+        ]
     if len(parts) == 1:
         return parts[0]
     return Assignment(
