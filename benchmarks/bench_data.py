@@ -25,12 +25,12 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import write_section  # noqa: E402
+from _report import write_section
 
-from yoloxdet.data.augment import ResolvedAugment  # noqa: E402
-from yoloxdet.data.datasets import build_dataset  # noqa: E402
-from yoloxdet.data.loader import _TrainView  # noqa: E402
-from yoloxdet.data.spec import parse_dataset_spec  # noqa: E402
+from yoloxdet.data.augment import ResolvedAugment
+from yoloxdet.data.datasets import build_dataset
+from yoloxdet.data.loader import _TrainView
+from yoloxdet.data.spec import parse_dataset_spec
 
 SIZE = (640, 640)
 AUG = ResolvedAugment(mosaic_prob=1.0, mixup_prob=1.0, enable_mixup=True)

@@ -165,3 +165,14 @@ def test_check_data_and_show_aug_commands(tmp_path, capsys):
                  "--out", str(grid)]) == 0
     assert Image.open(grid).size == (128, 128)
     assert main(["check-data", str(tmp_path / "absent.yaml")]) == 2
+
+
+def test_annotated_size_differs_from_the_image(tmp_path):
+    yaml_path = write_coco(tmp_path)
+    ann_file = tmp_path / "annotations" / "instances.json"
+    gt = json.loads(ann_file.read_text())
+    gt["images"][1]["width"] = 500
+    ann_file.write_text(json.dumps(gt))
+    dataset, _, messages = run_checks(yaml_path)
+    assert "b.png" in find(messages, "warning", "image is 50x70 but the annotations say 500x70")
+    assert total_boxes(dataset) == GOOD_BOXES

@@ -61,8 +61,9 @@ class CheckReport:
         return [i for i in self.issues if i.severity == "error"]
 
 
-def image_problems(path: Path) -> list[Issue]:
-    """Decode ``path`` fully: corrupt and truncated files are errors, EXIF rotation a warning."""
+def image_problems(path: Path, expected_wh: tuple[int, int] | None = None) -> list[Issue]:
+    """Decode ``path`` fully: corrupt and truncated files are errors; EXIF rotation and a size that differs
+    from the annotations' are warnings."""
     issues = []
     try:
         with warnings.catch_warnings():
@@ -70,6 +71,7 @@ def image_problems(path: Path) -> list[Issue]:
             with Image.open(path) as im:
                 orientation = im.getexif().get(EXIF_ORIENTATION, 1)
                 im.load()  # raises on truncated data (ImageFile.LOAD_TRUNCATED_IMAGES is off)
+                size = im.size[::-1] if orientation in (5, 6, 7, 8) else im.size
     except FileNotFoundError:
         return [Issue(path, "image file is missing")]
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
@@ -78,6 +80,9 @@ def image_problems(path: Path) -> list[Issue]:
     if orientation not in (1, None):
         issues.append(Issue(path, f"EXIF orientation {orientation}: pixels are rotated on reading, so its "
                                   "boxes must be given for the rotated image", severity="warning"))
+    if expected_wh is not None and tuple(size) != tuple(expected_wh):
+        issues.append(Issue(path, f"image is {size[0]}x{size[1]} but the annotations say "
+                                  f"{expected_wh[0]}x{expected_wh[1]}", severity="warning"))
     return issues
 
 
@@ -88,11 +93,14 @@ def _file_digest(path: Path) -> str | None:
         return None
 
 
-def check_images(paths: Iterable[Path], workers: int = 2) -> tuple[list[Issue], set[Path]]:
-    """Decode every image and find duplicates by content; returns issues and the unreadable files."""
+def check_images(paths: Iterable[Path], workers: int = 2,
+                 sizes_wh: Iterable[tuple[int, int] | None] | None = None) -> tuple[list[Issue], set[Path]]:
+    """Decode every image (comparing with the annotated sizes when given) and find duplicates by content;
+    returns issues and the unreadable files."""
     paths = list(paths)
+    sizes = list(sizes_wh) if sizes_wh is not None else [None] * len(paths)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        per_image = list(pool.map(image_problems, paths))
+        per_image = list(pool.map(image_problems, paths, sizes))
         digests = list(pool.map(_file_digest, paths))
     issues = [i for found in per_image for i in found]
     unreadable = {i.path for i in issues if i.severity == "error"}
@@ -122,7 +130,8 @@ def split_stats(dataset: DetectionDataset) -> SplitStats:
 def check_split(spec: DatasetSpec, split: str, workers: int = 2) -> tuple[DetectionDataset, CheckReport]:
     """All checks for one split. Raises only when the description or an annotation file is unreadable."""
     dataset = build_dataset(spec, split)
-    image_issues, unreadable = check_images((r.path for r in dataset.records), workers)
+    image_issues, unreadable = check_images([r.path for r in dataset.records], workers,
+                                            [(r.width, r.height) for r in dataset.records])
     report = CheckReport(dataset.issues + image_issues, {split: split_stats(dataset)}, unreadable)
     return dataset, report
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -63,7 +64,7 @@ class _TrainView(Dataset):
                 continue
             try:
                 return self.dataset.load_resized(i, self.input_hw)
-            except (ImageReadError, OSError, ValueError) as exc:
+            except (ImageReadError, OSError, ValueError, cv2.error) as exc:
                 self.bad.add(i)
                 logger.warning("skipping bad sample (%d so far in this worker): %s", len(self.bad), exc)
         raise RuntimeError(f"{MAX_SUBSTITUTES} consecutive unreadable images from index {index}; see warnings")
