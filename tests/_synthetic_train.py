@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 
 from yoloxdet.config import TrainConfig
+from yoloxdet.engine.distributed import current, wrap_model
+from yoloxdet.engine.ema import unwrap
 from yoloxdet.engine.multiscale import MultiScale
 from yoloxdet.engine.optim import build_optimizer
 from yoloxdet.engine.schedule import LRSchedule, base_lr
@@ -78,12 +80,13 @@ def make_trainer(loader: SyntheticLoader, *, run_dir: Path | None = None, accumu
                  callbacks: Sequence[Callback] = (), evaluate=None, model_seed: int = 0, **overrides) -> Trainer:
     torch.manual_seed(model_seed)
     model = create_model("yolox-nano", num_classes=2)
+    model = wrap_model(model, current())  # DDP when a process group is initialised
     config = TrainConfig(epochs=epochs, batch=loader.global_batch, accumulate=accumulate, warmup_epochs=1,
                          no_aug_epochs=1, eval_interval=1, seed=0, **overrides)
-    lr = base_lr(0.5 / 64, config.batch)  # a high lr so a few steps move the weights visibly
+    lr = base_lr(0.04 / 64, config.batch)
     schedule = LRSchedule(lr, iterations_per_epoch(len(loader), accumulate), config.epochs, config.warmup_epochs,
                           config.no_aug_epochs)
-    optimizer = build_optimizer(model, lr=0.0, momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = build_optimizer(unwrap(model), lr=0.0, momentum=config.momentum, weight_decay=config.weight_decay)
     multiscale = MultiScale((SIZE, SIZE), 1, 3, interval=2, seed=0)
     return Trainer(model, loader, optimizer, config=config, schedule=schedule, loss_fn=yolox_loss_fn(),
                    evaluate=evaluate, multiscale=multiscale, callbacks=callbacks, run_dir=run_dir)

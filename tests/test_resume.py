@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from _synthetic_train import StopAfter, SyntheticLoader, make_trainer
 
@@ -16,6 +17,7 @@ def _assert_same(a: dict, b: dict) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch_is_bit_identical(tmp_path: Path) -> None:
     full = make_trainer(SyntheticLoader(), run_dir=tmp_path / "full")
     full.fit()
