@@ -82,7 +82,9 @@ def test_bad_image_is_skipped_with_a_warning(dataset, caplog):
 
 
 def test_val_loader_metas(dataset):
-    batches = list(build_val_loader(dataset, batch_size=3, input_size=HW, workers=0))
+    loader = build_val_loader(dataset, batch_size=3, input_size=HW, workers=0)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 2
     metas = [m for _, m in batches for m in m]
     assert [m["image_id"] for m in metas] == [r.image_id for r in dataset.records]
     first = dataset.records[0]

@@ -184,13 +184,26 @@ def _collate_val(items: list) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     return images, [m for _, m in items]
 
 
+@dataclass
+class ValLoader:
+    """Iterate -> ``(images float32 [B, 3, H, W] BGR 0-255, metas)``; ``len`` is the number of batches."""
+
+    loader: DataLoader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, list[dict[str, Any]]]]:
+        for images, metas in self.loader:
+            if metas:
+                yield images.float(), metas
+
+
 def build_val_loader(dataset: DetectionDataset, *, batch_size: int, input_size: tuple[int, int],
-                     workers: int | None = None) -> Iterator[tuple[torch.Tensor, list[dict[str, Any]]]]:
+                     workers: int | None = None) -> ValLoader:
     """Letterboxed batches in dataset order: ``(images float32 [B, 3, H, W], metas)``; each meta has
     ``image_id``, ``ratio`` (divide boxes by it), ``orig_hw`` and ``path``. Unreadable images are skipped."""
     workers = default_workers(batch_size) if workers is None else workers
     loader = DataLoader(_ValView(dataset, tuple(input_size)), batch_size=batch_size, shuffle=False,
                         num_workers=workers, collate_fn=_collate_val)
-    for images, metas in loader:
-        if metas:
-            yield images.float(), metas
+    return ValLoader(loader)
