@@ -8,24 +8,21 @@ Typical training use::
     loader.set_epoch(epoch, mosaic=True)  # False for the no-aug phase
 """
 
-from yoloxdet.data.augment import ResolvedAugment, resolve_augment
-from yoloxdet.data.checks import check_split, checked_dataset
-from yoloxdet.data.datasets import DetectionDataset, Sample, build_dataset
-from yoloxdet.data.loader import TrainLoader, build_train_loader, build_val_loader
-from yoloxdet.data.spec import DatasetSpec, DatasetSpecError, load_dataset_spec
+import importlib
+from typing import Any
 
-__all__ = [
-    "DatasetSpec",
-    "DatasetSpecError",
-    "DetectionDataset",
-    "ResolvedAugment",
-    "Sample",
-    "TrainLoader",
-    "build_dataset",
-    "build_train_loader",
-    "build_val_loader",
-    "check_split",
-    "checked_dataset",
-    "load_dataset_spec",
-    "resolve_augment",
-]
+# name -> module; imported on first use so that ``yoloxdet.data.transforms`` (used for inference) stays light
+_EXPORTS = {
+    "ResolvedAugment": "augment", "resolve_augment": "augment",
+    "check_split": "checks", "checked_dataset": "checks",
+    "DetectionDataset": "datasets", "Sample": "datasets", "build_dataset": "datasets",
+    "TrainLoader": "loader", "ValLoader": "loader", "build_train_loader": "loader", "build_val_loader": "loader",
+    "DatasetSpec": "spec", "DatasetSpecError": "spec", "load_dataset_spec": "spec",
+}  # fmt: skip
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'yoloxdet.data' has no attribute '{name}'")
+    return getattr(importlib.import_module(f"yoloxdet.data.{_EXPORTS[name]}"), name)
