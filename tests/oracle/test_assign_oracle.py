@@ -118,6 +118,20 @@ def test_assignment_identical_to_peer(peer_head, seed, gts_per_image):
         assert (ours.matched_gt[b][~fg_mask] == -1).all()
 
 
+def test_equal_class_scores_everywhere_still_identical_to_peer(peer_head):
+    """Class costs tie exactly across anchors (as with the prior-bias init); the IoU cost separates them."""
+    outputs, targets = random_batch(8, [3, 10, 50, 1])
+    outputs = outputs._replace(
+        cls_logits=torch.full_like(outputs.cls_logits, -4.6),
+        obj_logits=torch.full_like(outputs.obj_logits, -4.6),
+    )
+    ours = assign("simota", outputs, targets)
+    for b, (_, fg_mask, ious, matched_gt, _) in enumerate(peer_assignments(peer_head, outputs, targets)):
+        assert torch.equal(ours.fg_mask[b], fg_mask)
+        assert torch.equal(ours.matched_gt[b][fg_mask], matched_gt)
+        assert torch.equal(ours.matched_iou[b][fg_mask], ious)
+
+
 def test_edge_cases_identical_to_peer(peer_head):
     """Tiny boxes, fewer than 10 candidates (M < 10), a GT with no candidate of its own next to one with
     candidates, and an image whose only GT lies outside the image (no candidate at all: 0 fg, as the peer)."""

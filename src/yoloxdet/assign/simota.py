@@ -14,6 +14,8 @@ Faithfulness to the official per-image code:
   evaluated as ``Σ_c BCE(p_c, 0) - BCE(p_t, 0) + BCE(p_t, 1)``: the same value without the ``G·M·C`` tensor. It can
   differ from the official sum by float rounding (~1e-6), so two candidates whose costs tie to that precision may be
   ordered differently; on realistic batches assignments are identical (tests/oracle/test_assign_oracle.py).
+* Exact ties (e.g. identical predicted boxes *and* identical scores at many anchors) are broken by one ``topk`` over
+  the padded row instead of official's per-gt ``topk(k)``; among exactly equal costs either choice is arbitrary.
 * Conflicts (an anchor selected by several ground truths) go to ``argmin_g cost`` over *all* the image's ground
   truths, exactly as official.
 
