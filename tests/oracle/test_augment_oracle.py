@@ -170,3 +170,29 @@ def test_mosaic_tiles_match_peer():
         for k in range(4):
             peer = peer_mosaic.get_mosaic_coordinate(None, k, center[0], center[1], w, h, 480, 640)
             assert mosaic_tile(k, center, (w, h), (480, 640)) == peer
+
+
+def test_coco_reader_matches_peer_annotations(coco128: Path):
+    import contextlib
+    import io
+
+    coco_mod = pytest.importorskip("yolox.data.datasets.coco")
+    with contextlib.redirect_stdout(io.StringIO()):
+        peer = coco_mod.CocoDataset(data_dir=str(coco128), json_file="instances.json", name="images",
+                                    img_size=INPUT_HW)
+    spec = parse_dataset_spec({"format": "coco", "train": {"images": "images", "annotations":
+                                                           "annotations/instances.json"}}, base=coco128)
+    ours = build_dataset(spec, "train")
+    assert ours.category_ids == tuple(peer.class_ids) and len(ours) == len(peer)
+    compared = 0
+    for i in range(len(ours)):
+        labels, _, _, _ = peer.annotations[i]
+        peer_labels = labels[(labels[:, 2] > labels[:, 0]) & (labels[:, 3] > labels[:, 1])]  # we drop zero-size
+        image, boxes, classes = ours.load_resized(i, INPUT_HW)
+        assert ours.records[i].image_id == peer.ids[i]
+        np.testing.assert_allclose(boxes, peer_labels[:, :4], rtol=1e-5, atol=1e-3)
+        np.testing.assert_array_equal(classes, peer_labels[:, 4].astype(np.int64))
+        if i < 8:
+            np.testing.assert_array_equal(image, peer.load_resized_img(i))
+        compared += len(boxes)
+    assert compared > 500
