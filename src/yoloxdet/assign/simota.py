@@ -120,9 +120,8 @@ def pack_candidates(candidate: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
     """
     batch, num_anchors = candidate.shape
     slot = torch.cumsum(candidate, dim=1) - 1
-    slot = torch.where(
-        candidate & (slot < capacity), slot, capacity
-    )  # everything else goes to a spill column
+    # Non-candidates (and, were the bound ever wrong, overflow) go to a spill column that is dropped.
+    slot = torch.where(candidate & (slot < capacity), slot, capacity)
     anchors = torch.arange(num_anchors, device=candidate.device).expand(batch, -1)
     index = torch.zeros(batch, capacity + 1, dtype=torch.long, device=candidate.device)
     index.scatter_(1, slot, anchors)
