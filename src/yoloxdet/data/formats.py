@@ -115,7 +115,7 @@ def _coco_box(ann: dict, records: dict[int, Record], index_of: dict[int, int], o
         issues.append(Issue(ann_path, f"malformed bbox {ann.get('bbox')!r}", where))
         return
     raw = (x, y, x + w, y + h)
-    problem = box_problem(raw, rec.width, rec.height)
+    problem = box_problem(raw)
     if problem is None and float(ann.get("area", w * h)) <= 0:
         problem = f"area {ann.get('area')} <= 0"
     if problem:
@@ -212,7 +212,7 @@ def _parse_voc_xml(xml: Path, image_dir: Path, keep_difficult: bool, issues: lis
 
 
 def _check_box(box: tuple, width: int, height: int, path: Path, where: str, issues: list[Issue]) -> bool:
-    problem = box_problem(box, width, height)
+    problem = box_problem(box)
     if problem:
         issues.append(Issue(path, f"{problem}; dropped", where))
         return False

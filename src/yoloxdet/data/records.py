@@ -41,8 +41,8 @@ def empty_boxes() -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((0, 4), np.float32), np.zeros((0,), np.int64)
 
 
-def box_problem(box: tuple[float, float, float, float], width: float, height: float) -> str | None:
-    """Why an ``[x1, y1, x2, y2]`` box in an image of ``width`` x ``height`` is unusable, or None.
+def box_problem(box: tuple[float, float, float, float]) -> str | None:
+    """Why an ``[x1, y1, x2, y2]`` box is unusable, or None.
 
     Boxes are dropped when NaN/inf or of zero or negative size; boxes reaching outside the image are
     reported by the caller as a warning and clipped (the official COCO loader clips too).
