@@ -93,3 +93,15 @@ def test_padding_empty_images_and_empty_batch() -> None:
     assert (result.matched_gt[1] == -1).all()
     empty = single_assign(outputs, Targets.from_list([torch.zeros(0, 4)] * 2, [torch.zeros(0)] * 2))
     assert not empty.fg_mask.any() and (empty.matched_gt == -1).all()
+
+
+@pytest.mark.parametrize("assigner", [single_assign, center3x3_assign])
+def test_bf16_outputs_under_autocast_give_float32_costs(assigner) -> None:
+    outputs = make_outputs()
+    low = outputs._replace(**{f: getattr(outputs, f).bfloat16() for f in ("box_raw", "obj_logits", "cls_logits")})
+    targets = targets_of((20, 12, 30, 20), (40, 40, 120, 60))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = assigner(low, targets)
+    reference = assigner(low, targets)
+    assert under.cost.dtype == torch.float32 and torch.equal(under.cost, reference.cost)
+    assert torch.equal(under.fg_mask, assigner(outputs, targets).fg_mask)  # fixed positives ignore predictions

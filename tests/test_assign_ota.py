@@ -157,3 +157,6 @@ def test_half_precision_outputs() -> None:
     result = ota_assign(half, targets)
     assert result.fg_mask.any() and result.matched_iou.dtype == torch.float32
     assert torch.isfinite(result.cost).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = ota_assign(half, targets)
+    assert torch.equal(under_autocast.cost, result.cost) and torch.equal(under_autocast.fg_mask, result.fg_mask)

@@ -65,6 +65,11 @@ def fixed_assign(
     """Positives: the ``(2·radius + 1)²`` cells around each GT's centre cell on its size-chosen level."""
     if targets.boxes_cxcywh.shape[1] == 0:
         return empty_assignment(outputs)
+    with torch.autocast(outputs.obj_logits.device.type, enabled=False):  # float32 costs under AMP too
+        return _fixed(outputs, targets, radius, cells_per_box)
+
+
+def _fixed(outputs: HeadOutputs, targets: Targets, radius: int, cells_per_box: float) -> Assignment:
     boxes = targets.boxes_cxcywh.float()
     level = level_by_size(boxes, outputs.strides, cells_per_box)  # [B, G]
     cells = _center_cells(boxes, level, outputs)  # [B, G, 2]
@@ -78,7 +83,7 @@ def fixed_assign(
     matched = claimed_area.argmin(dim=1)  # smallest claiming GT; only meaningful where fg
 
     matched_boxes = boxes.gather(1, matched[..., None].expand(-1, -1, 4))  # [B, A, 4]
-    pred_boxes = decode_boxes(outputs).float()
+    pred_boxes = decode_boxes(outputs._replace(box_raw=outputs.box_raw.float()))
     ious = pairwise_iou_cxcywh(matched_boxes[..., None, :], pred_boxes[..., None, :])[..., 0, 0]  # [B, A]
     ious = torch.where(fg_mask, ious, 0.0)
     # Price only the positives (a few per GT): the full [B, A, C] BCE would dominate the assigner's time.

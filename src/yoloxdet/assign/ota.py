@@ -33,13 +33,12 @@ differ), so the 50-iteration result would change; it is not done.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..ops.boxes import pairwise_iou_cxcywh
 from ..postprocess import decode_boxes
 from ..structures import Assignment, HeadOutputs, Targets
-from .simota import SimOTAVariant, class_cost, geometric_prior
+from .simota import BCE_LOG_CLAMP, IOU_COST_EPS, SimOTAVariant, class_cost, geometric_prior
 
 _OTA_REGION = 2.5  # OTA's centre radius in strides; candidates are in-box AND in-centre, as the 2021 SimOTA
 
@@ -47,7 +46,7 @@ _OTA_REGION = 2.5  # OTA's centre radius in strides; candidates are in-box AND i
 def background_cost(outputs: HeadOutputs) -> Tensor:
     """[B, A] OTA's background cost in SimOTA's form: ``Σ_c BCE(sqrt(σ(cls)·σ(obj)), 0)``, float32."""
     prob = (outputs.cls_logits.float().sigmoid() * outputs.obj_logits.float().sigmoid()[..., None]).sqrt()
-    return F.binary_cross_entropy(prob, torch.zeros_like(prob), reduction="none").sum(dim=-1)
+    return torch.log1p(-prob).clamp_(min=-BCE_LOG_CLAMP).neg_().sum(dim=-1)  # as class_cost's BCE(p, 0) terms
 
 
 def dynamic_k(ious: Tensor, mask: Tensor, top_q: int) -> Tensor:
@@ -119,33 +118,44 @@ def ota_assign(
 ) -> Assignment:
     """Assign anchors by optimal transport (module docstring). ``Assignment.cost`` holds, for each positive, its
     foreground cost (cls + iou_weight·(-log IoU) + penalty when outside the candidate region); 0 on background."""
-    num_gt = targets.boxes_cxcywh.shape[1]
-    if num_gt == 0:
+    if targets.boxes_cxcywh.shape[1] == 0:
         return empty_assignment(outputs)
+    # Costs are float32 by explicit casts; autocast is off so nothing in the Sinkhorn is silently downcast.
+    with torch.autocast(outputs.obj_logits.device.type, enabled=False):
+        fg_cost, background, ious, candidate = ota_costs(
+            outputs, targets, iou_weight=iou_weight, center_radius=center_radius, penalty=penalty
+        )
+        k = dynamic_k(ious * candidate, targets.mask, top_q)
+        # More positives than anchors cannot be met; the background then supplies nothing (never seen in practice).
+        bg_supply = (background.shape[1] - k.sum(dim=1)).clamp(min=0)
+        supply = torch.cat([k, bg_supply[:, None]], dim=1).float()
+        cost = torch.cat([fg_cost, background[:, None, :]], dim=1)  # [B, G + 1, A], background last
+        log_plan = sinkhorn_log(cost, supply, torch.ones_like(background), eps, iterations)
+        return _match(log_plan, supply, fg_cost, ious)
+
+
+def ota_costs(
+    outputs: HeadOutputs, targets: Targets, *, iou_weight: float, center_radius: float, penalty: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Foreground cost [B, G, A] (0 on padded GTs), background cost [B, A], IoU [B, G, A] and the candidate
+    region [B, G, A] (in box and within ``center_radius`` strides of the centre), all float32 / bool."""
     gt_boxes = targets.boxes_cxcywh.float()
-    mask = targets.mask
+    mask = targets.mask[..., None]
     region = SimOTAVariant(center_radius=center_radius, use_in_box=True, penalty=penalty)
-    _, candidate = geometric_prior(gt_boxes, mask, outputs, region)  # [B, G, A] in box and centre, real GTs
-    ious = pairwise_iou_cxcywh(gt_boxes, decode_boxes(outputs).float())
-    ious = torch.where(mask[..., None], ious, torch.zeros_like(ious))  # padded boxes may give 0/0
-
-    background = background_cost(outputs)
+    _, candidate = geometric_prior(gt_boxes, targets.mask, outputs, region)  # False on padded GTs
+    ious = pairwise_iou_cxcywh(gt_boxes, decode_boxes(outputs._replace(box_raw=outputs.box_raw.float())))
+    ious = torch.where(mask, ious, 0.0)  # padded boxes may give 0/0
     fg_cost = class_cost(outputs.cls_logits, outputs.obj_logits, targets.labels)
-    fg_cost = fg_cost + iou_weight * -torch.log(ious + 1e-8) + penalty * (~candidate)
-    fg_cost = torch.where(mask[..., None], fg_cost, torch.zeros_like(fg_cost))
-    cost = torch.cat([fg_cost, background[:, None, :]], dim=1)  # [B, G + 1, A], background last
+    fg_cost = fg_cost + iou_weight * -torch.log(ious + IOU_COST_EPS) + penalty * (~candidate)
+    return torch.where(mask, fg_cost, 0.0), background_cost(outputs), ious, candidate
 
-    k = dynamic_k(ious * candidate, mask, top_q)
-    anchors = cost.shape[-1]
-    # More positives than anchors cannot be met; the background then supplies nothing (never seen in practice).
-    bg_supply = (anchors - k.sum(dim=1)).clamp(min=0)
-    supply = torch.cat([k, bg_supply[:, None]], dim=1).float()
-    log_plan = sinkhorn_log(cost, supply, torch.ones_like(background), eps, iterations)
 
-    # OTA post-processing: rescale each supplier's row so its best anchor receives 1, then argmax per anchor.
+def _match(log_plan: Tensor, supply: Tensor, fg_cost: Tensor, ious: Tensor) -> Assignment:
+    """OTA post-processing: rescale each supplier's row so its best anchor receives 1, then argmax per anchor."""
+    num_gt = fg_cost.shape[1]
     log_plan = log_plan - log_plan.amax(dim=2, keepdim=True)
-    log_plan = torch.where(supply[..., None] > 0, log_plan, float("-inf"))
-    supplier = log_plan.argmax(dim=1)  # [B, A]
+    log_plan = torch.where(supply[..., None] > 0, log_plan, float("-inf"))  # zero-supply rows: -inf - -inf
+    supplier = log_plan.argmax(dim=1)  # [B, A]; ties go to the GT (rows before the background)
     fg_mask = supplier < num_gt
     gt_index = supplier.clamp(max=num_gt - 1)[:, None, :]
     return Assignment(
