@@ -220,5 +220,6 @@ def _exported_backend(source: str | Path) -> tuple[Backend, CheckpointInfo] | No
     This is where the export module plugs in (``.onnx`` with our metadata -> ``yoloxdet.export.OnnxBackend``).
     Official ONNX files have no metadata: they return None and ``load_model`` imports them into PyTorch.
     """
-    del source
-    return None
+    from .export import load_exported
+
+    return load_exported(source)

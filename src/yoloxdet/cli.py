@@ -15,6 +15,8 @@ COMMANDS: dict[str, str] = {
     "models": "models",
     "predict": "predict",
     "val": "val",
+    "export": "export",
+    "bench": "bench",
     "check-data": "check_data",
     "show-aug": "show_aug",
     "assign-viz": "assign_viz",

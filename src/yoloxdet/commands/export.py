@@ -1,0 +1,71 @@
+"""``yoloxdet export WEIGHTS``: write an ONNX or TorchScript file that carries its own preprocessing metadata.
+
+The output runs with ``yoloxdet predict/val OUTPUT`` or ``Detector.from_checkpoint(OUTPUT)`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "export weights to ONNX (decoded output, dynamic batch and size) or TorchScript, with metadata inside"
+
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("weights", help="our .pt checkpoint, an official .pth (with --model), or a zoo name")
+    parser.add_argument("--model", help="zoo model name for official weights, e.g. yolox-s")
+    parser.add_argument("--format", choices=sorted(SUFFIXES), default="onnx", help="output format (default onnx)")
+    parser.add_argument("-o", "--output", help="output file (default: WEIGHTS name with the format's suffix)")
+    parser.add_argument(
+        "--layout",
+        choices=("decoded", "raw"),
+        default="decoded",
+        help="decoded cxcywh boxes (default) or the official raw export layout (tx, ty, tw, th)",
+    )
+    parser.add_argument("--size", type=int, nargs="+", metavar="PX", help="default input size recorded (H W)")
+    parser.add_argument("--static-batch", action="store_true", help="fix the batch size to 1 (ONNX)")
+    parser.add_argument("--static-size", action="store_true", help="fix H and W to --size (ONNX; faster export)")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    parser.add_argument("--simplify", action="store_true", help="simplify with onnxslim (ONNX)")
+    parser.add_argument("--no-fuse", action="store_true", help="keep BatchNorm layers instead of folding them")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import __version__
+    from ..export import ExportMetadata, export_onnx, export_torchscript
+    from ..models.fuse import fuse_model
+    from ..weights import load_model
+
+    model, info = load_model(args.weights, model_name=args.model)
+    size = tuple(info.input_size)
+    if args.size:
+        if len(args.size) > 2 or any(s % 32 for s in args.size):
+            raise ValueError("--size takes one or two values (H W), multiples of 32")
+        size = (args.size[0], args.size[-1])
+    metadata = ExportMetadata(
+        model_name=info.model_name,
+        class_names=tuple(info.class_names),
+        input_size=(int(size[0]), int(size[1])),
+        output_layout=args.layout,
+        strides=tuple(model.strides),
+        head=getattr(info, "head", "decoupled"),
+        yoloxdet_version=__version__,
+    )
+    model = model.eval() if args.no_fuse else fuse_model(model)
+    output = Path(args.output or Path(args.weights).with_suffix(SUFFIXES[args.format]).name)
+    if args.format == "onnx":
+        export_onnx(
+            model,
+            output,
+            metadata,
+            dynamic_batch=not args.static_batch,
+            dynamic_size=not args.static_size,
+            opset=args.opset,
+            simplify=args.simplify,
+        )
+    else:
+        export_torchscript(model, output, metadata)
+    print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MB, {args.layout} layout, input {size[0]}x{size[1]})")
+    return 0

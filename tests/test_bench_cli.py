@@ -1,0 +1,48 @@
+"""``yoloxdet bench`` and the timing helpers behind it."""
+
+from __future__ import annotations
+
+import pytest
+
+from yoloxdet.cli import main
+from yoloxdet.perf import BenchReport, median, time_calls
+
+
+def test_report_arithmetic_is_hand_checkable():
+    report = BenchReport("m", 640, batch=4, threads=2, parameters=1_000_000, gflops_per_image=10.0, peak_gflops=200.0)
+    row = report.add("eager", [0.5, 0.1, 0.2])  # median 0.2 s per batch of 4
+    assert row.ms_per_image == pytest.approx(50.0)
+    assert row.images_per_s == pytest.approx(20.0)
+    assert row.achieved_gflops == pytest.approx(200.0)  # 10 GFLOPs x 20 images/s
+    assert row.peak_fraction == pytest.approx(1.0)
+    assert row.times_bound == pytest.approx(1.0)
+    assert report.model_mb == pytest.approx(4e6 / 2**20)
+    assert median([3, 1, 2, 10]) == 2.5
+
+
+def test_time_calls_runs_warmup_then_timed_calls():
+    calls = []
+    times = time_calls(lambda: calls.append(1), warmup=2, iters=3)
+    assert len(calls) == 5 and len(times) == 3 and all(t >= 0 for t in times)
+
+
+def test_bench_prints_every_backend_and_the_matmul_peak(capsys, nano_onnx):
+    code = main(
+        ["bench", "yolox-nano", "--size", "416", "--threads", "1", "--iters", "1", "--warmup", "0",
+         "--backends", "eager,fused,onnx", "--onnx", str(nano_onnx)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "matmul peak" in out and "GFLOPs/image" in out and "0.91 M params" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert set(rows) == {"eager", "fused", "onnx"}
+    for cells in rows.values():
+        ms_per_image, images_per_s = float(cells[1]), float(cells[2])
+        assert ms_per_image > 0 and images_per_s == pytest.approx(1000 / ms_per_image, rel=0.02)
+
+
+def test_bench_rejects_unknown_backends_and_bad_sizes(capsys):
+    assert main(["bench", "yolox-nano", "--backends", "eager,tensorrt"]) == 2
+    assert "tensorrt" in capsys.readouterr().err
+    assert main(["bench", "yolox-nano", "--size", "100", "--backends", "eager"]) == 2
+    assert "multiple of 32" in capsys.readouterr().err
