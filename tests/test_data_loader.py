@@ -101,3 +101,12 @@ def test_ram_and_disk_cache_give_the_same_samples(dataset, tmp_path):
     for _ in range(2):  # written, then read back
         assert all(np.array_equal(dataset.load_resized(i, HW)[0], plain[i]) for i in range(len(dataset)))
     assert len(list((tmp_path / "cache").glob("*.npy"))) == len(dataset)
+
+
+def test_phase_switch_reaches_persistent_workers(dataset):
+    aug = ResolvedAugment()
+    runs = []
+    for workers in (0, 2):
+        loader = build_train_loader(dataset, batch_size=4, input_size=HW, augment=aug, seed=1, workers=workers)
+        runs.append([epoch_batches(loader, 0, mosaic=True)[0][0], epoch_batches(loader, 1, mosaic=False)[0][0]])
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
