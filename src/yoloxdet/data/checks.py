@@ -178,7 +178,7 @@ def checked_dataset(spec: DatasetSpec, split: str, cache_dir: str | Path, worker
     if unreadable:
         dataset.records = [r for r in dataset.records if r.path not in unreadable]
     if n_issues:
-        logger.warning("%s/%s: %d data problem(s), %d unreadable image(s) skipped; details in %s",
+        logger.warning("%s (%s split): %d data problem(s), %d unreadable image(s) skipped; details in %s",
                        spec.source or spec.root, split, n_issues, len(unreadable), cache)
     return dataset
 

@@ -180,7 +180,7 @@ def build_dataset(spec: DatasetSpec, split: str) -> DetectionDataset:
     result = read_split(spec, split)
     errors = [i for i in result.issues if i.severity == "error"]
     if result.issues:
-        logger.warning("%s/%s: %d problem(s) in the annotations (%d dropped a box or image); first: %s. "
+        logger.warning("%s (%s split): %d problem(s) in the annotations (%d dropped a box or image); first: %s. "
                        "Run `yoloxdet check-data` for the full list.", spec.source or spec.root, split,
                        len(result.issues), len(errors), result.issues[0])
     if not result.records:
