@@ -115,3 +115,17 @@ def test_missing_split_and_missing_file(tmp_path):
     spec = load_dataset_spec(write_yolo(tmp_path))
     with pytest.raises(DatasetSpecError, match="no 'test' split"):
         build_dataset(spec, "test")
+
+
+def test_to_coco_of_every_format_scores_perfect_detections_as_ap_1(tmp_path):
+    from yoloxdet.engine.evaluator import evaluate_coco, to_coco_results
+
+    for fmt, writer in (("coco", write_coco), ("voc", write_voc), ("yolo", write_yolo)):
+        ds = read(writer(tmp_path / fmt))
+        results = []
+        for rec in ds.records:
+            results += to_coco_results(rec.image_id, rec.boxes_xyxy, np.ones(len(rec.labels)), rec.labels,
+                                       ds.category_ids)
+        metrics = evaluate_coco(ds.to_coco(), results)
+        assert metrics.stats[1] == pytest.approx(1.0), fmt  # AP50
+        assert metrics.stats[0] == pytest.approx(1.0), fmt  # AP50:95
