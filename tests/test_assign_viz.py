@@ -90,4 +90,6 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "out of range" in capsys.readouterr().err
     assert main(base) == 2
     assert "--boxes" in capsys.readouterr().err
+    assert main([*base, "--boxes", "1,1,5,5,0", "--weights", str(tmp_path / "missing.pt")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
