@@ -28,6 +28,27 @@ def test_sinkhorn_meets_supply_and_demand() -> None:
     assert plan[1, 1].abs().max() == 0  # no mass from the padded row
 
 
+def test_sinkhorn_equals_ota_potential_updates() -> None:
+    """Our scaling form against OTA's ``SinkhornDistance`` updates as the reference writes them (§9.1)."""
+    gen = torch.Generator().manual_seed(1)
+    cost = (torch.rand(1, 5, 40, generator=gen, dtype=torch.float64) * 8).clone()
+    cost[0, :4, 20:] += 1e6  # penalised pairs, as outside the candidate region
+    mu = torch.tensor([[2.0, 3.0, 1.0, 4.0, 30.0]], dtype=torch.float64)
+    nu = torch.ones(1, 40, dtype=torch.float64)
+    eps = 0.1
+    u, v = torch.ones_like(mu), torch.ones_like(nu)
+
+    def m(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return (-cost + u[..., None] + v[:, None, :]) / eps
+
+    for _ in range(50):
+        v = eps * (torch.log(nu + 1e-8) - torch.logsumexp(m(u, v).transpose(-2, -1), dim=-1)) + v
+        u = eps * (torch.log(mu + 1e-8) - torch.logsumexp(m(u, v), dim=-1)) + u
+    expected = torch.exp(m(u, v))
+    ours = sinkhorn_log(cost, mu, nu, eps=eps, iterations=50).exp()
+    torch.testing.assert_close(ours, expected, rtol=1e-6, atol=1e-9)
+
+
 def grid_outputs(seed: int, num_classes: int = 3) -> HeadOutputs:
     """One 4x4 level, stride 8 (a 32x32 input), random head outputs with moderate boxes."""
     gen = torch.Generator().manual_seed(seed)

@@ -34,6 +34,8 @@ def positive_rows(assignment: Assignment, outputs: HeadOutputs, image_index: int
     """The positives of one image: anchor index, GT index, stride, cell, centre (input pixels), cost and IoU."""
     grid_xy, stride = anchor_points(outputs.feature_sizes, outputs.strides)
     fg = assignment.fg_mask[image_index].cpu()
+    matched_gt = assignment.matched_gt[image_index].cpu()
+    matched_iou = assignment.matched_iou[image_index].float().cpu()
     cost = assignment.cost[image_index].cpu() if assignment.cost is not None else torch.full(fg.shape, float("nan"))
     rows = []
     for a in fg.nonzero().flatten().tolist():
@@ -42,12 +44,12 @@ def positive_rows(assignment: Assignment, outputs: HeadOutputs, image_index: int
         rows.append(
             {
                 "anchor": a,
-                "gt": int(assignment.matched_gt[image_index, a]),
+                "gt": int(matched_gt[a]),
                 "stride": int(s),
                 "cell_xy": [int(cx), int(cy)],
                 "center_xy": [(cx + 0.5) * s, (cy + 0.5) * s],
                 "cost": float(cost[a]),
-                "iou": float(assignment.matched_iou[image_index, a]),
+                "iou": float(matched_iou[a]),
             }
         )
     return rows
