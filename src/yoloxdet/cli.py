@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "check-data": "check_data",
     "show-aug": "show_aug",
     "assign-viz": "assign_viz",
+    "import-weights": "import_weights",
 }
 
 
