@@ -1,4 +1,5 @@
-"""``yoloxdet val WEIGHTS --images DIR --annotations instances.json``: COCO box AP of a model.
+"""``yoloxdet val WEIGHTS --images DIR --annotations instances.json`` or ``yoloxdet val WEIGHTS --data
+DATASET.yaml [--split val]``: COCO box AP of a model, plus VOC AP for Pascal VOC datasets.
 
 Official evaluation conventions (reference §6.3): conf 0.001, class-aware NMS 0.65, boxes rescaled and not clipped,
 categories through the sorted ids, iscrowd ground truth ignored. Prints the summary and a per-class AP table and
@@ -9,7 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..data.datasets import DetectionDataset
+    from ..engine.voc_eval import VocMetrics
 
 from .predict import add_detector_arguments, detector_from_args
 
@@ -18,8 +27,11 @@ HELP = "evaluate a model on a COCO-format dataset: AP, AP50, AP75, APs/m/l and p
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_detector_arguments(parser, conf=0.001, nms=0.65)
-    parser.add_argument("--images", required=True, help="folder holding the images named in the annotations")
-    parser.add_argument("--annotations", required=True, help="COCO instances JSON (ground truth)")
+    parser.add_argument("--images", help="folder holding the images named in the annotations")
+    parser.add_argument("--annotations", help="COCO instances JSON (ground truth)")
+    parser.add_argument("--data", metavar="DATASET.yaml", help="a dataset description (COCO, VOC or YOLO txt) "
+                        "instead of --images/--annotations")
+    parser.add_argument("--split", default="val", help="split of --data to evaluate (default val)")
     parser.add_argument("-o", "--output", default="runs/val/metrics.json", help="metrics JSON to write")
     parser.add_argument(
         "--save-detections", metavar="JSON", help="also write the COCO-format detections here"
@@ -34,15 +46,26 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.evaluator import category_names, evaluate_coco, predict_coco_results
     from ..io import write_json_atomic
 
-    gt = _load_ground_truth(Path(args.annotations))
-    images = Path(args.images)
-    if not images.is_dir():
-        raise FileNotFoundError(f"{images}: image folder not found")
+    if args.data is not None:
+        if args.images or args.annotations:
+            raise CLIError("give either --data or --images with --annotations, not both")
+        from ..data import build_dataset, load_dataset_spec
+
+        spec = load_dataset_spec(args.data)
+        dataset = build_dataset(spec, args.split)
+        gt, images, source = dataset.to_coco(), _dataset_samples(dataset), f"{args.data} [{args.split}]"
+    else:
+        if not (args.images and args.annotations):
+            raise CLIError("give --images and --annotations (a COCO instances JSON), or --data DATASET.yaml")
+        spec, dataset, gt, source = None, None, _load_ground_truth(Path(args.annotations)), str(args.annotations)
+        images = Path(args.images)
+        if not images.is_dir():
+            raise FileNotFoundError(f"{images}: image folder not found")
     detector = detector_from_args(args)
     num_categories = len(category_names(gt))
     if detector.info.num_classes != num_categories:
         raise CLIError(
-            f"{args.weights} predicts {detector.info.num_classes} classes but {args.annotations} has "
+            f"{args.weights} predicts {detector.info.num_classes} classes but {source} has "
             f"{num_categories} categories"
         )
     results = predict_coco_results(detector, gt, images, progress=not args.no_progress)
@@ -54,12 +77,18 @@ def run(args: argparse.Namespace) -> int:
         "weights": str(args.weights),
         "model": detector.info.model_name,
         "input_size": list(detector.input_size),
-        "annotations": str(args.annotations),
+        "annotations": source,
         "conf_threshold": args.conf,
         "nms_iou_threshold": args.nms,
         "class_agnostic": args.class_agnostic,
         **metrics.to_dict(),
     }
+    if dataset is not None and spec.format == "voc":
+        voc = _voc_metrics(dataset, results)
+        print(voc.summary(dataset.names))
+        report["voc"] = {"AP50_voc07": voc.ap50_voc07, "AP50": voc.ap50, "AP50_95_voc07": voc.ap50_95_voc07,
+                         "AP50_95": voc.ap50_95,
+                         "per_class_AP50": {dataset.names[c]: ap for c, ap in voc.per_class_ap50.items()}}
     write_json_atomic(args.output, report)
     print(f"metrics -> {args.output}")
     return 0
@@ -78,3 +107,38 @@ def _load_ground_truth(path: Path) -> dict:
     if missing:
         raise ValueError(f"{path}: not a COCO instances file (missing {', '.join(missing)})")
     return gt
+
+
+def _dataset_samples(dataset: DetectionDataset) -> Iterator[tuple[int, np.ndarray | None]]:
+    """``(image_id, image)`` of every sample; None (counted as missed objects) for one that cannot be read."""
+    import logging
+
+    from ..io import ImageReadError
+
+    for index in range(len(dataset)):
+        try:
+            sample = dataset.load(index)
+        except ImageReadError as exc:
+            logging.getLogger(__name__).warning("skipping %s", exc)
+            yield dataset.records[index].image_id, None
+            continue
+        yield sample.image_id, sample.image
+
+
+def _voc_metrics(dataset: DetectionDataset, results: list[dict]) -> VocMetrics:
+    """VOC07 11-point and all-point AP (IoU 0.5 and 0.50:0.95) from the COCO-format detections."""
+    import numpy as np
+
+    from ..engine.voc_eval import VocDetections, evaluate_voc, ground_truth_from_dataset
+
+    label_of = {cid: i for i, cid in enumerate(dataset.category_ids)}
+    per_image: dict[int, list[dict]] = {rec.image_id: [] for rec in dataset.records}
+    for r in results:
+        per_image[int(r["image_id"])].append(r)
+    detections = {}
+    for image_id, rows in per_image.items():
+        boxes = np.array([r["bbox"] for r in rows], dtype=float).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
+        detections[image_id] = VocDetections(boxes, np.array([r["score"] for r in rows], dtype=float),
+                                             np.array([label_of[r["category_id"]] for r in rows], dtype=int))
+    return evaluate_voc(detections, ground_truth_from_dataset(dataset), dataset.num_classes)
