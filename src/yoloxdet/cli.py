@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "show-aug": "show_aug",
     "assign-viz": "assign_viz",
     "import-weights": "import_weights",
+    "train": "train",
 }
 
 
