@@ -6,7 +6,7 @@ boxes divided by the letterbox ratio. Boxes are clipped to the image for display
 (``clip=False``), as the official evaluator.
 
 A *backend* is anything callable ``images [B, 3, H, W] float32 -> decoded [B, A, 5 + C]``; :class:`TorchBackend`
-wraps a PyTorch YOLOX, and exported ONNX files have their own (``yoloxdet.export.OnnxBackend``).
+wraps a PyTorch YOLOX, and exported ONNX files have their own (``yoloxdet.backends.OnnxBackend``).
 """
 
 from __future__ import annotations
@@ -217,9 +217,9 @@ class Detector:
 def _exported_backend(source: str | Path) -> tuple[Backend, CheckpointInfo] | None:
     """The runtime backend and its info for a file written by ``yoloxdet export`` (metadata inside), else None.
 
-    This is where the export module plugs in (``.onnx`` with our metadata -> ``yoloxdet.export.OnnxBackend``).
+    This is where the export module plugs in (``.onnx`` with our metadata -> ``yoloxdet.backends.OnnxBackend``).
     Official ONNX files have no metadata: they return None and ``load_model`` imports them into PyTorch.
     """
-    from .export import load_exported
+    from .backends import load_exported
 
     return load_exported(source)

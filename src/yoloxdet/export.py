@@ -24,10 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
+import torchvision
 from torch import Tensor, nn
 
+from .ops.boxes import cxcywh_to_xyxy
 from .postprocess import decode, decode_boxes
 from .structures import HeadOutputs
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LAYOUTS = ("decoded", "raw")
+LAYOUTS = ("decoded", "raw", "nms")
 DEFAULT_OPSET = 18  # the dynamo exporter's native opset; onnxruntime >= 1.14 runs it fully
 TORCHSCRIPT_EXTRA = "yoloxdet.json"  # name of the metadata entry inside a TorchScript archive
 PREPROCESSING = {
@@ -56,7 +57,9 @@ class ExportMetadata:
     model_name: str
     class_names: tuple[str, ...]
     input_size: tuple[int, int]  # (h, w) default letterbox size
-    output_layout: str = "decoded"  # "decoded" or "raw" (see module docstring)
+    output_layout: str = "decoded"  # "decoded", "raw" or "nms" (see module docstring)
+    conf_threshold: float = 0.0  # score filter inside the graph ("nms" layout only)
+    nms_iou_threshold: float = 0.0  # NMS inside the graph ("nms" layout only)
     strides: tuple[int, ...] = (8, 16, 32)
     head: str = "decoupled"
     preprocessing: dict[str, Any] = field(default_factory=lambda: dict(PREPROCESSING))
@@ -75,6 +78,8 @@ class ExportMetadata:
                 class_names=tuple(json.loads(props["class_names"])),
                 input_size=_pair(json.loads(props["input_size"])),
                 output_layout=props.get("output_layout", "decoded"),
+                conf_threshold=float(props.get("conf_threshold", 0.0)),
+                nms_iou_threshold=float(props.get("nms_iou_threshold", 0.0)),
                 strides=tuple(int(s) for s in json.loads(props.get("strides", "[8, 16, 32]"))),
                 head=props.get("head", "decoupled"),
                 preprocessing=json.loads(props.get("preprocessing", "{}")),
@@ -124,19 +129,54 @@ def decode_raw_layout(raw: Tensor, strides: Sequence[int], input_hw: tuple[int, 
     return torch.cat([decode_boxes(outputs), raw[..., 4:]], dim=-1)
 
 
-class ExportWrapper(nn.Module):
-    """``images -> [B, A, 5 + C]`` in the decoded (default) or raw layout; the graph that gets exported."""
+def nms_detections(decoded: Tensor, conf_threshold: float, nms_iou_threshold: float) -> Tensor:
+    """[N, 7] detections of the whole batch: (image index, x1, y1, x2, y2, score, class), as ``postprocess``.
 
-    def __init__(self, model: nn.Module, layout: str = "decoded") -> None:
+    Written without Python branches on data so that it exports: one ``nms`` over all images and classes, with the
+    boxes of each (image, class) group shifted apart, which is what ``batched_nms`` does per image.
+    """
+    batch, anchors, _ = decoded.shape
+    num_classes = decoded.shape[2] - 5
+    boxes = cxcywh_to_xyxy(decoded[..., :4])  # [B, A, 4]
+    class_conf, class_ids = decoded[..., 5:].max(dim=-1)  # [B, A]
+    scores = decoded[..., 4] * class_conf
+    image_ids = torch.arange(batch, device=decoded.device)[:, None].expand(batch, anchors)
+    # the shift is taken over all boxes before filtering, so it exists even when nothing passes the filter
+    shift = boxes.abs().amax() + 1
+    keep = (scores >= conf_threshold).reshape(-1)
+    boxes, scores = boxes.reshape(-1, 4)[keep], scores.reshape(-1)[keep]
+    class_ids, image_ids = class_ids.reshape(-1)[keep], image_ids.reshape(-1)[keep]
+    groups = (image_ids * num_classes + class_ids).to(boxes.dtype)
+    kept = torchvision.ops.nms(boxes + (groups * shift)[:, None], scores, nms_iou_threshold)
+    columns = [image_ids[kept, None].to(boxes.dtype), boxes[kept], scores[kept, None], class_ids[kept, None]]
+    return torch.cat([c.to(boxes.dtype) for c in columns], dim=1)
+
+
+class ExportWrapper(nn.Module):
+    """``images -> [B, A, 5 + C]`` (decoded or raw layout) or ``[N, 7]`` detections (``nms``); what gets exported."""
+
+    def __init__(
+        self, model: nn.Module, layout: str = "decoded", conf_threshold: float = 0.25, nms_iou_threshold: float = 0.45
+    ) -> None:
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f"unknown output layout {layout!r}; expected one of {LAYOUTS}")
         self.model = model
         self.layout = layout
+        self.conf_threshold = conf_threshold
+        self.nms_iou_threshold = nms_iou_threshold
 
     def forward(self, images: Tensor) -> Tensor:
         outputs = with_input_grid(self.model(images), images.shape[2], images.shape[3])
-        return decode(outputs) if self.layout == "decoded" else raw_layout(outputs)
+        if self.layout == "raw":
+            return raw_layout(outputs)
+        if self.layout == "nms":
+            return nms_detections(decode(outputs), self.conf_threshold, self.nms_iou_threshold)
+        return decode(outputs)
+
+    @classmethod
+    def for_metadata(cls, model: nn.Module, metadata: ExportMetadata) -> ExportWrapper:
+        return cls(model, metadata.output_layout, metadata.conf_threshold, metadata.nms_iou_threshold).eval()
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> Path:
@@ -181,7 +221,7 @@ def export_onnx(
     import onnx
 
     path = Path(path)
-    wrapper = ExportWrapper(model, metadata.output_layout).eval()
+    wrapper = ExportWrapper.for_metadata(model, metadata)
     # batch 2: torch.export specialises size-1 dims, which would make the batch static
     example = _example_input(model, metadata.input_size, 2 if dynamic_batch else 1)
     dims: dict[int, Any] = {}
@@ -232,7 +272,7 @@ def _name_dims(proto: Any, dynamic_batch: bool) -> None:
 def export_torchscript(model: nn.Module, path: str | Path, metadata: ExportMetadata) -> Path:
     """Write a traced TorchScript archive (dynamic batch and size) with ``metadata`` as an extra file."""
     path = Path(path)
-    wrapper = ExportWrapper(model, metadata.output_layout).eval()
+    wrapper = ExportWrapper.for_metadata(model, metadata)
     example = _example_input(model, metadata.input_size, 1)
     was_training = model.training
     model.eval()
@@ -262,110 +302,3 @@ def read_onnx_metadata(path: str | Path) -> ExportMetadata | None:
         raise ValueError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
     props = {p.key: p.value for p in proto.metadata_props}
     return ExportMetadata.from_props(props, path) if "model_name" in props and "class_names" in props else None
-
-
-class OnnxBackend:
-    """Runs an ONNX file with onnxruntime: ``images [B, 3, H, W]`` float32 BGR 0-255 -> decoded ``[B, A, 5 + C]``.
-
-    yoloxdet exports describe themselves (:class:`ExportMetadata`). Other files, such as the official
-    ``tools/export_onnx.py`` outputs (raw layout, often a fixed batch of 1 and a fixed size), need ``metadata``;
-    a fixed batch dimension is served by running the batch in chunks.
-
-    Example:
-        >>> backend = OnnxBackend("yolox_s.onnx", threads=2)  # doctest: +SKIP
-        >>> decoded = backend(torch.zeros(1, 3, 640, 640))  # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        metadata: ExportMetadata | None = None,
-        *,
-        threads: int | None = None,
-        providers: Sequence[str] | None = None,
-    ) -> None:
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: no such file")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=list(providers or ["CPUExecutionProvider"])
-            )
-        except Exception as exc:  # onnxruntime raises its own error types
-            raise ValueError(f"{self.path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
-        props = dict(self.session.get_modelmeta().custom_metadata_map)
-        if metadata is None and "model_name" not in props:
-            raise ValueError(
-                f"{self.path}: no yoloxdet metadata; give the model name and size (official ONNX files are "
-                "imported with yoloxdet.weights.load_model)"
-            )
-        self.metadata: ExportMetadata = metadata or ExportMetadata.from_props(props, self.path)
-        image_input = self.session.get_inputs()[0]
-        self.input_name = image_input.name
-        fixed_batch = image_input.shape[0]
-        self.fixed_batch = fixed_batch if isinstance(fixed_batch, int) and fixed_batch > 0 else None
-
-    @property
-    def info(self) -> CheckpointInfo:
-        return self.metadata.checkpoint_info()
-
-    def __call__(self, images: Tensor) -> Tensor:
-        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        step = self.fixed_batch or len(array)
-        chunks = [
-            self.session.run(None, {self.input_name: array[i : i + step]})[0] for i in range(0, len(array), step)
-        ]
-        out = torch.from_numpy(np.concatenate(chunks) if len(chunks) > 1 else chunks[0])
-        if self.metadata.output_layout == "raw":
-            out = decode_raw_layout(out, self.metadata.strides, (images.shape[2], images.shape[3]))
-        return out.to(images.device)
-
-
-class TorchScriptBackend:
-    """Runs a yoloxdet TorchScript export (decoded or raw layout) on the device of its inputs."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        extra = {TORCHSCRIPT_EXTRA: ""}
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # deprecation notice of torch.jit
-                self.module = torch.jit.load(str(self.path), map_location="cpu", _extra_files=extra).eval()
-        except RuntimeError as exc:
-            raise ValueError(f"{self.path}: not a TorchScript archive ({str(exc).splitlines()[0]})") from None
-        if not extra[TORCHSCRIPT_EXTRA]:
-            raise ValueError(f"{self.path}: TorchScript archive without yoloxdet metadata")
-        self.metadata = ExportMetadata.from_props(json.loads(extra[TORCHSCRIPT_EXTRA]), self.path)
-
-    @property
-    def info(self) -> CheckpointInfo:
-        return self.metadata.checkpoint_info()
-
-    def __call__(self, images: Tensor) -> Tensor:
-        with torch.inference_mode():
-            out = self.module(images.float())
-        if self.metadata.output_layout == "raw":
-            out = decode_raw_layout(out, self.metadata.strides, (images.shape[2], images.shape[3]))
-        return out
-
-
-TORCHSCRIPT_SUFFIXES = (".torchscript", ".ts", ".jit")
-
-
-def load_exported(source: str | Path) -> tuple[OnnxBackend | TorchScriptBackend, CheckpointInfo] | None:
-    """The backend and info of a yoloxdet export (``.onnx`` with metadata, or TorchScript), else None."""
-    path = Path(source)
-    suffix = path.suffix.lower()
-    if suffix == ".onnx" and path.is_file() and (metadata := read_onnx_metadata(path)) is not None:
-        backend: OnnxBackend | TorchScriptBackend = OnnxBackend(path, metadata)
-    elif suffix in TORCHSCRIPT_SUFFIXES and path.is_file():
-        backend = TorchScriptBackend(path)
-    else:
-        return None
-    return backend, backend.info

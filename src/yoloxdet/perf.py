@@ -139,7 +139,8 @@ def _backend_runner(
     if name == "compiled":
         return torch_runner(optimize_for_inference(model, compile=True), images)
     if name == "onnx":
-        from .export import ExportMetadata, OnnxBackend, export_onnx, read_onnx_metadata
+        from .backends import OnnxBackend
+        from .export import ExportMetadata, export_onnx, read_onnx_metadata
 
         size = (int(images.shape[2]), int(images.shape[3]))
         meta = ExportMetadata("bench", tuple(str(i) for i in range(model.num_classes)), size)

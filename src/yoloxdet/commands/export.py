@@ -20,10 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", help="output file (default: WEIGHTS name with the format's suffix)")
     parser.add_argument(
         "--layout",
-        choices=("decoded", "raw"),
+        choices=("decoded", "raw", "nms"),
         default="decoded",
-        help="decoded cxcywh boxes (default) or the official raw export layout (tx, ty, tw, th)",
+        help="decoded [B, A, 5+C] cxcywh boxes (default), the official raw layout (tx, ty, tw, th), or NMS inside "
+        "the graph: [N, 7] (image, x1, y1, x2, y2, score, class)",
     )
+    parser.add_argument("--conf", type=float, default=0.25, help="score threshold inside the graph (--layout nms)")
+    parser.add_argument("--nms", type=float, default=0.45, help="NMS IoU threshold inside the graph (--layout nms)")
     parser.add_argument("--size", type=int, nargs="+", metavar="PX", help="default input size recorded (H W)")
     parser.add_argument("--static-batch", action="store_true", help="fix the batch size to 1 (ONNX)")
     parser.add_argument("--static-size", action="store_true", help="fix H and W to --size (ONNX; faster export)")
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         class_names=tuple(info.class_names),
         input_size=(int(size[0]), int(size[1])),
         output_layout=args.layout,
+        conf_threshold=args.conf if args.layout == "nms" else 0.0,
+        nms_iou_threshold=args.nms if args.layout == "nms" else 0.0,
         strides=tuple(model.strides),
         head=getattr(info, "head", "decoupled"),
         yoloxdet_version=__version__,
