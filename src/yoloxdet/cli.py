@@ -37,12 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"yoloxdet.commands.{module_name}")
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+        command.set_defaults(_run=module.run, _trailing=getattr(module, "TRAILING_ITEMS", None))
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, letting a command collect ``key=value`` items that follow its options (``train data.yaml
+    --config c.yaml epochs=10``), which argparse alone rejects once the positional list has been filled."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if args._trailing is None or any(item.startswith("-") for item in unknown):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        getattr(args, args._trailing).extend(unknown)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return int(args._run(args) or 0)

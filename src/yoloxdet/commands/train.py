@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "train a model on a dataset description (COCO, VOC or YOLO txt); key=value overrides, --resume"
+TRAILING_ITEMS = "items"  # key=value items may also follow the options (see cli.parse)
 ALIASES = {"model": "model.name", "data": "data.dataset", "dataset": "data.dataset", "weights": "train.weights"}
 
 
