@@ -1,15 +1,19 @@
-"""Export to ONNX / TorchScript with the preprocessing recorded inside, and the matching runtime backends.
+"""Export to ONNX / TorchScript with the preprocessing recorded inside (runtimes: :mod:`yoloxdet.backends`).
 
 The model stays raw (:class:`~yoloxdet.structures.HeadOutputs`); :class:`ExportWrapper` adds decoding on top, so
 the exported graph returns the official inference layout ``[B, A, 5 + C]`` (cxcywh boxes in input pixels,
-sigmoid obj, sigmoid cls). ``layout="raw"`` gives the official ``tools/export_onnx.py`` default instead (raw
-``tx, ty, tw, th``, then the sigmoids; reference §7.1). The anchor grid is built from the input's (symbolic) height
-and width, so one file serves every batch size and every input size that is a multiple of 32.
+sigmoid obj, sigmoid cls). Other output layouts:
 
-ONNX export uses the maintained ``torch.onnx.export(..., dynamo=True)`` path (it needs ``onnxscript``). Each file
-carries :class:`ExportMetadata` (``metadata_props`` in ONNX, an extra file in TorchScript), which
-:class:`OnnxBackend` / :class:`TorchScriptBackend` read back, so ``Detector.from_checkpoint("model.onnx")`` needs
-nothing else.
+- ``raw``: the official ``tools/export_onnx.py`` default (raw ``tx, ty, tw, th``, then the sigmoids; reference §7.1).
+- ``nms``: score filter and class-aware NMS inside the graph, ``[N, 7]`` rows
+  ``(image index, x1, y1, x2, y2, score, class)`` with the thresholds recorded in the metadata.
+
+The anchor grid is built from the input's (symbolic) height and width, so one file serves every batch size and
+every input size that is a multiple of 32. ONNX export uses the maintained ``torch.onnx.export(..., dynamo=True)``
+path (it needs ``onnxscript``); it is slow on CPU (~20 s for a fixed size, several times that with a dynamic
+size, because of symbolic shape reasoning) but the exported model is not. Each file carries
+:class:`ExportMetadata` (``metadata_props`` in ONNX, an extra file in TorchScript), which the backends read back,
+so ``Detector.from_checkpoint("model.onnx")`` needs nothing else.
 """
 
 from __future__ import annotations
@@ -213,7 +217,7 @@ def export_onnx(
 
     Args:
         model: a YOLOX returning ``HeadOutputs`` (fused or not); exported in eval mode, left unchanged.
-        metadata: names, default input size and ``output_layout`` ("decoded" or "raw").
+        metadata: names, default input size, ``output_layout`` ("decoded", "raw" or "nms") and NMS thresholds.
         dynamic_batch / dynamic_size: symbolic batch / height and width (multiples of 32). A dynamic size makes
             export several times slower (symbolic shape reasoning), not the exported model.
         simplify: run onnxslim on the result (constant folding, fusions).
