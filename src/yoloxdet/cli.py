@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "assign-viz": "assign_viz",
     "import-weights": "import_weights",
     "train": "train",
+    "ablate": "ablate",
 }
 
 

@@ -329,17 +329,33 @@ class Trainer:
                 signal.signal(s, handler)
 
 
-def yolox_loss_fn(assigner: str = "simota") -> LossFn:
-    """The official loss: assignment (no grad) then :func:`yoloxdet.loss.yolox_loss` with the phase's L1 switch."""
+def yolox_loss_fn(assigner: str = "simota", on_assign_s: Callable[[float], None] | None = None) -> LossFn:
+    """The official loss: assignment (no grad) then :func:`yoloxdet.loss.yolox_loss` with the phase's L1 switch.
+
+    ``on_assign_s`` (ablations) receives the assignment's wall time per call; timing synchronises CUDA around it,
+    so the default path (None) stays free of host syncs.
+    """
     from yoloxdet.assign import assign
     from yoloxdet.loss import yolox_loss
 
     def loss_fn(model: nn.Module, images: Tensor, targets: Targets, phase: Phase) -> dict[str, Tensor]:
         outputs = model(images)
-        assignment = assign(assigner, outputs, targets)
+        if on_assign_s is None:
+            assignment = assign(assigner, outputs, targets)
+        else:
+            _sync(images.device)
+            start = time.perf_counter()
+            assignment = assign(assigner, outputs, targets)
+            _sync(images.device)
+            on_assign_s(time.perf_counter() - start)
         return yolox_loss(outputs, targets, assignment, use_l1=phase.l1)
 
     return loss_fn
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def iterations_per_epoch(num_batches: int, accumulate: int) -> int:
