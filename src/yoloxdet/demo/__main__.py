@@ -1,0 +1,83 @@
+"""``make demo`` / ``python -m yoloxdet.demo``: fine-tune YOLOX-Nano on aerial tree crowns on a CPU and report.
+
+A thin wrapper over the public commands a user would run (``import-weights``, ``train``, ``val``, ``predict``):
+it prepares the data (see :mod:`yoloxdet.demo.treecrowns`), resolves the COCO-pretrained weights, runs the
+commands with the recipe in ``recipe.yaml``, and writes the report (see :mod:`yoloxdet.demo.report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..cli import main as yoloxdet
+from . import treecrowns
+from .pipeline import DemoPaths, build_report, resolve_initial_weights
+
+logger = logging.getLogger("yoloxdet.demo")
+RECIPE = Path(__file__).with_name("recipe.yaml")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m yoloxdet.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=float(os.environ.get("DEMO_MINUTES", 10)),
+                        help="wall-clock training budget in minutes (default 10, env DEMO_MINUTES)")
+    parser.add_argument("--weights", default=os.environ.get("DEMO_WEIGHTS"),
+                        help="initial weights (.pth/.onnx/.pt); default: the official YOLOX-Nano release "
+                             "(downloaded once), else ../shared/weights/yolox_nano.onnx; 'none' trains from scratch")
+    parser.add_argument("--out", default=os.environ.get("DEMO_OUT", "demo_out"), help="output folder")
+    parser.add_argument("--max-tiles", type=int, default=0, help="use only this many training tiles (0: all)")
+    parser.add_argument("--calibration-images", type=int, default=64,
+                        help="training images used to re-estimate BatchNorm statistics of ONNX weights")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="extra training config overrides")
+    return parser.parse_args(argv)
+
+
+def step(title: str, argv: list[str]) -> None:
+    """Run one public command in-process, echoing it as the user would type it."""
+    print(f"\n$ yoloxdet {' '.join(argv)}", flush=True)
+    code = yoloxdet(argv)
+    if code != 0:
+        raise SystemExit(f"demo: '{title}' failed (exit {code})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    paths = DemoPaths(Path(args.out))
+    started = time.monotonic()
+
+    wheel = treecrowns.fetch_wheel(paths.cache)
+    dataset_yaml = treecrowns.prepare(wheel, paths.data, max_tiles=args.max_tiles)
+
+    initial = resolve_initial_weights(args.weights, paths.cache)
+    train_args = [str(dataset_yaml), "--config", str(RECIPE), f"max_minutes={args.minutes}", f"seed={args.seed}",
+                  f"output_dir={paths.runs}", "train.name=treecrowns", *args.overrides]
+    if initial is not None:
+        step("import weights", ["import-weights", str(initial), "--model", "yolox-nano", "-o", str(paths.init),
+                                "--calibrate", str(paths.train_images), "--calibrate-images", str(args.calibration_images),
+                                "--seed", str(args.seed)])
+        train_args.append(f"weights={paths.init}")
+    else:
+        print("demo: no pretrained weights available; training YOLOX-Nano from scratch", flush=True)
+    step("train", ["train", *train_args])
+
+    best = paths.best_checkpoint()
+    for split in ("val", "test"):  # OSBS (another site) and the held-out YELL strip
+        step(f"val {split}", ["val", str(best), "--data", str(dataset_yaml), "--split", split,
+                              "-o", str(paths.metrics(split)), "--no-progress"])
+        step(f"predict {split}", ["predict", str(best), *map(str, paths.split_images(split)), "--conf", "0.001",
+                                  "--no-save", "-o", str(paths.predictions(split)), "--no-progress"])
+    report = build_report(paths, dataset_yaml, initial, minutes=args.minutes,
+                          wall_minutes=(time.monotonic() - started) / 60)
+    print(f"\ndemo report: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Paths, weight resolution and the report of the tree-crown demo (the glue between the public commands)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.spec import load_dataset_spec
+from ..engine.voc_eval import VocDetections, ground_truth_from_dataset
+from ..io import read_image, write_json_atomic
+from . import report
+
+logger = logging.getLogger(__name__)
+SPLIT_TITLES = {"val": "OSBS_029 (another site)", "test": "held-out YELL strip (same site)"}
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    root: Path
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data" / "treecrowns"
+
+    @property
+    def train_images(self) -> Path:
+        return self.data / "JPEGImages"
+
+    @property
+    def init(self) -> Path:
+        return self.root / "init_yolox_nano.pt"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.runs / "treecrowns"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    def best_checkpoint(self) -> Path:
+        for name in ("best.pt", "last.pt"):
+            if (self.run_dir / name).is_file():
+                return self.run_dir / name
+        raise FileNotFoundError(f"{self.run_dir}: training wrote no checkpoint")
+
+    def split_stems(self, split: str) -> list[str]:
+        image_set = {"val": "test_osbs", "test": "test_strip"}[split]
+        return (self.data / "ImageSets" / "Main" / f"{image_set}.txt").read_text().split()
+
+    def split_images(self, split: str) -> list[Path]:
+        return [self.train_images / f"{stem}.png" for stem in self.split_stems(split)]
+
+    def metrics(self, split: str) -> Path:
+        return self.root / "eval" / f"metrics_{split}.json"
+
+    def predictions(self, split: str) -> Path:
+        return self.root / "eval" / f"predict_{split}"
+
+
+def shared_weights() -> Path | None:
+    """The team's copy of the official ONNX (``$YOLOXDET_SHARED`` or ``../shared`` beside the checkout)."""
+    candidates = [Path(os.environ["YOLOXDET_SHARED"])] if "YOLOXDET_SHARED" in os.environ else []
+    candidates += [Path.cwd().parent / "shared", Path(__file__).resolve().parents[4] / "shared"]
+    for base in candidates:
+        path = base / "weights" / "yolox_nano.onnx"
+        if path.is_file():
+            return path
+    return None
+
+
+def resolve_initial_weights(requested: str | None, cache: Path) -> Path | None:
+    """An explicit file, else the official release (downloaded once), else the shared ONNX, else None."""
+    from ..weights import WeightsDownloadError, fetch_official
+
+    if requested:
+        if requested.lower() == "none":
+            return None
+        if not Path(requested).is_file():
+            raise FileNotFoundError(f"{requested}: weights file not found")
+        return Path(requested)
+    try:
+        return fetch_official("yolox-nano", cache_dir=cache / "weights")
+    except WeightsDownloadError as exc:
+        logger.info("%s", exc)
+    local = shared_weights()
+    if local is None:
+        logger.warning("no YOLOX-Nano weights: neither the release download nor ../shared/weights worked")
+    return local
+
+
+def _detections(predict_dir: Path, stems: list[str]) -> dict[int, VocDetections]:
+    entries = json.loads((predict_dir / "detections.json").read_text())
+    by_stem = {Path(e["image"]).stem: e["detections"] for e in entries["images"]}
+    out = {}
+    for image_id, stem in enumerate(stems):
+        dets = by_stem.get(stem, [])
+        out[image_id] = VocDetections(
+            np.array([d["box_xyxy"] for d in dets], dtype=float).reshape(-1, 4),
+            np.array([d["score"] for d in dets], dtype=float),
+            np.array([d["class_id"] for d in dets], dtype=int),
+        )
+    return out
+
+
+def build_report(paths: DemoPaths, dataset_yaml: Path, initial: Path | None, *, minutes: float,
+                 wall_minutes: float) -> Path:
+    """Metrics, PR curve, curves from the run folder, GT-vs-prediction pictures and report.md."""
+    from ..data.datasets import build_dataset
+
+    out = paths.report_dir
+    out.mkdir(parents=True, exist_ok=True)
+    spec = load_dataset_spec(dataset_yaml)
+    curves, summary = {}, {}
+    for split in ("val", "test"):
+        dataset = build_dataset(spec, split)
+        stems = [Path(dataset.load(i).path).stem for i in range(len(dataset))]
+        ground_truth = ground_truth_from_dataset(dataset)
+        detections = _detections(paths.predictions(split), stems)
+        curve = report.pr_curve(detections, ground_truth)
+        point = curve.best_f1()
+        coco = json.loads(paths.metrics(split).read_text())
+        curves[SPLIT_TITLES[split]] = curve
+        summary[split] = {"images": len(dataset), "boxes": curve.num_gt, "AP50": coco["AP50"],
+                          "AP50_95": coco["AP"], "threshold": point.threshold, "precision": point.precision,
+                          "recall": point.recall, "F1": point.f1}
+        for image_id, stem in enumerate(stems[:3]):
+            sample = dataset.load(image_id)
+            dets = detections[image_id]
+            keep = dets.scores >= point.threshold
+            picture = report.draw_gt_vs_pred(read_image(sample.path), sample.boxes_xyxy, dets.boxes_xyxy[keep])
+            report.save_png(out / f"pred_{split}_{stem}.png", picture)
+    report.plot_pr(curves, out / "pr_curve.png")
+    if (paths.run_dir / "curves.png").is_file():
+        shutil.copyfile(paths.run_dir / "curves.png", out / "training_curves.png")
+    write_json_atomic(out / "metrics.json", summary)
+    return report.write_markdown(out / "report.md", _markdown(summary, initial, minutes, wall_minutes, out))
+
+
+def _markdown(summary: dict, initial: Path | None, minutes: float, wall_minutes: float, out: Path) -> list[str]:
+    rows = "\n".join(
+        f"| {SPLIT_TITLES[s]} | {m['images']} | {m['boxes']} | {m['AP50']:.3f} | {m['AP50_95']:.3f} | "
+        f"{m['threshold']:.2f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['F1']:.3f} |"
+        for s, m in summary.items()
+    )
+    pictures = "\n".join(f"![{p.stem}]({p.name})" for p in sorted(out.glob("pred_*.png")))
+    start = f"fine-tuned from `{initial}`" if initial else "trained from scratch (no pretrained weights found)"
+    return [
+        "# yoloxdet demo: tree crowns from the air",
+        f"YOLOX-Nano {start}, {minutes:g}-minute training budget ({wall_minutes:.1f} min end to end).",
+        "| test set | images | trees | AP50 | AP50:95 | threshold (best F1) | precision | recall | F1 |\n"
+        "|---|---|---|---|---|---|---|---|---|\n" + rows,
+        "AP from `yoloxdet val` (COCO, conf 0.001, NMS 0.65); precision/recall/F1 at IoU 0.5 at the threshold with "
+        "the best F1 on that set.",
+        "![precision-recall](pr_curve.png)\n\n![training curves](training_curves.png)",
+        "Ground truth in green, predictions (score >= the best-F1 threshold) in red:\n\n" + pictures,
+    ]

@@ -1,0 +1,39 @@
+"""The demo end to end on a tiny budget: real tree-crown data from the deepforest wheel (PyPI), the shared official
+weights when present, and every public command. Checks the report files and that metrics are finite in [0, 1]."""
+
+import json
+import math
+
+import pytest
+
+from yoloxdet.demo.__main__ import main
+from yoloxdet.demo.treecrowns import crop_boxes, tile_origins
+
+
+def test_tiles_cover_the_image_and_boxes_are_cropped():
+    assert tile_origins(1000, 400, 300) == [0, 300, 600]
+    assert tile_origins(300, 400, 300) == [0]
+    import numpy as np
+
+    boxes = np.array([[10, 10, 50, 50], [380, 10, 420, 50], [395, 10, 460, 50]], np.float32)
+    cropped = crop_boxes(boxes, 0, 0, 400, 400, min_visible=0.5)
+    # the first box whole, the second half inside (kept, clipped), the third mostly outside (dropped)
+    assert cropped.tolist() == [[10, 10, 50, 50], [380, 10, 400, 50]]
+
+
+@pytest.mark.slow
+def test_fast_demo_writes_every_report_file(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["--minutes", "0.05", "--max-tiles", "4", "--calibration-images", "8", "--out", str(out),
+                 "train.eval_interval=1"]) == 0
+    report = out / "report"
+    for name in ("report.md", "metrics.json", "pr_curve.png", "training_curves.png"):
+        assert (report / name).is_file(), name
+    assert list(report.glob("pred_val_*.png")) and list(report.glob("pred_test_*.png"))
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(metrics) == {"val", "test"}
+    for split in metrics.values():
+        for key in ("AP50", "AP50_95", "precision", "recall", "F1"):
+            assert math.isfinite(split[key]) and 0.0 <= split[key] <= 1.0, (key, split[key])
+    text = (report / "report.md").read_text()
+    assert "pr_curve.png" in text and "OSBS_029" in text
