@@ -91,7 +91,7 @@ def _initial_weights(model: nn.Module, config: Config, loader: Any, device: torc
 
     source = config.train.weights
     loaded, _info = weights.load_model(source, model_name=config.model.name)
-    weights.load_state_dict_into(model, loaded.state_dict())
+    weights.load_state_dict_into(model, loaded.state_dict(), source=str(source))
     if str(source).lower().endswith(".onnx"):
         batches = (images.to(device) for _, (images, _) in zip(range(CALIBRATION_BATCHES), loader))
         weights.calibrate_batchnorm(model, batches)

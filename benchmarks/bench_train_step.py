@@ -1,0 +1,117 @@
+"""One full training step: ours (forward, SimOTA, loss, backward, SGD step) vs pixeltable-yolox's
+(``model(images, targets)`` forward + loss, backward, the same SGD step), same random batch, same run.
+
+Settings: YOLOX-Nano at 416 and YOLOX-S at 640, batch 8, 80 classes, 10 random boxes per image; fp32 on CPU (or
+the accelerator if present). Reports the median of ``--repeats`` timed steps after one warm-up step, and the
+ratio peer/ours (> 1: we are faster). Writes the ``train`` section of docs/benchmarks.md. Usage::
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_train_step.py [--repeats 5] [--models nano s] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import write_section
+
+from yoloxdet.engine.optim import build_optimizer
+from yoloxdet.engine.schedule import Phase
+from yoloxdet.engine.trainer import yolox_loss_fn
+from yoloxdet.models.zoo import create_model
+from yoloxdet.structures import Targets
+
+BATCH, GTS, CLASSES = 8, 10, 80
+SETTINGS = {"nano": ("yolox-nano", 416), "s": ("yolox-s", 640)}
+COMMAND = "OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_train_step.py"
+
+
+def random_batch(size: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, Targets]:
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.rand(BATCH, 3, size, size, generator=gen) * 255
+    wh = 8 + torch.rand(BATCH, GTS, 2, generator=gen) * size / 3
+    centres = wh / 2 + torch.rand(BATCH, GTS, 2, generator=gen) * (size - wh)
+    labels = torch.randint(0, CLASSES, (BATCH, GTS), generator=gen)
+    targets = Targets(torch.cat([centres, wh], -1), labels, torch.ones(BATCH, GTS, dtype=torch.bool))
+    return images.to(device), targets.to(device)
+
+
+def ours(name: str, images: torch.Tensor, targets: Targets) -> Callable[[], None]:
+    model = create_model(name, CLASSES).to(images.device).train()
+    optimizer = build_optimizer(model, lr=1e-4, momentum=0.9, weight_decay=5e-4)
+    loss_fn, phase = yolox_loss_fn(), Phase(mosaic=True, l1=False)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model, images, targets, phase)["total"].backward()
+        optimizer.step()
+
+    return step
+
+
+def peer(name: str, images: torch.Tensor, targets: Targets) -> Callable[[], None]:
+    from yolox.config import YoloxConfig
+
+    cfg = YoloxConfig.get_named_config(name.replace("-", "_"))
+    cfg.num_classes = CLASSES
+    model = cfg.get_model().to(images.device).train()
+    optimizer = build_optimizer(model, lr=1e-4, momentum=0.9, weight_decay=5e-4)
+    labels = torch.cat([targets.labels[..., None].float(), targets.boxes_cxcywh], -1)  # [B, G, 5] cls cx cy w h
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model(images, labels)["total_loss"].backward()
+        optimizer.step()
+
+    return step
+
+
+def median_seconds(step: Callable[[], None], repeats: int, device: torch.device) -> float:
+    step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rows = []
+    for key in args.models:
+        name, size = SETTINGS[key]
+        images, targets = random_batch(size, device)
+        t_ours = median_seconds(ours(name, images, targets), args.repeats, device)
+        t_peer = median_seconds(peer(name, images, targets), args.repeats, device)
+        rows.append(f"| {name} | {size} | {BATCH} | {t_ours * 1000:.0f} | {t_peer * 1000:.0f} | {t_peer / t_ours:.2f} |")
+        print(rows[-1], flush=True)
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    table = "\n".join(["| model | size | batch | ours ms | pixeltable-yolox ms | ratio (peer/ours) |",
+                       "|---|---|---|---|---|---|", *rows])
+    text = (f"## Training step (forward + assignment + loss + backward + SGD)\n\n{table}\n\n"
+            f"Median of {args.repeats} steps after a warm-up; fp32; {where}; torch {torch.__version__}; "
+            f"{platform.processor() or platform.machine()}. `{COMMAND}`")
+    if not args.no_write:
+        print(f"wrote {write_section('train', text)}")
+
+
+if __name__ == "__main__":
+    main()
