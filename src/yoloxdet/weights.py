@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import tempfile
 import urllib.error
 import urllib.request
@@ -120,8 +121,12 @@ def read_checkpoint(path: str | Path) -> dict:
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # zip, pickle and unsafe-global errors come in many types
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path}: holds pickled objects other than tensors and plain containers (e.g. a whole "
+                         "module); refusing to unpickle it, save a state_dict instead") from exc
+    except Exception as exc:  # zip and format errors come in many types
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {first_line})") from exc
     if not isinstance(payload, dict):
         raise ValueError(f"{path}: expected a dict checkpoint, found {type(payload).__name__}")
     return payload
@@ -226,6 +231,7 @@ def fetch_official(
         with os.fdopen(fd, "wb") as handle, urllib.request.urlopen(url, timeout=timeout) as response:
             while chunk := response.read(1 << 20):
                 handle.write(chunk)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared cache should be readable
         os.replace(tmp, dest)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -295,6 +301,8 @@ def load_model(
     """
     path, model_name = _resolve_source(source, model_name)
     state_dict, stored = _read_weights(path, model_name)
+    if model_name is not None and get_spec(model_name).name != stored.model_name:
+        raise ValueError(f"{path}: holds {stored.model_name} weights, not {get_spec(model_name).name}")
     if class_names is not None and num_classes is not None and len(class_names) != num_classes:
         raise ValueError(f"{len(class_names)} class names for num_classes={num_classes}")
     target = num_classes if num_classes is not None else (len(class_names) if class_names else stored.num_classes)

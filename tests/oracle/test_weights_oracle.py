@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from yoloxdet.models.zoo import create_model
+from yoloxdet.onnx_import import convs_in_run_order
 from yoloxdet.postprocess import decode
 from yoloxdet.weights import load_model, load_state_dict_into
 
@@ -74,3 +75,20 @@ def test_mismatch_of_class_count_and_other_key_still_raises(official_pth):
     state = {k: v for k, v in official.items() if k != "head.stems.0.conv.weight"}
     with pytest.raises(ValueError, match=r"head\.stems\.0\.conv\.weight"):
         load_state_dict_into(create_model("yolox-nano", num_classes=3), state)
+
+
+@pytest.mark.parametrize("name", ["yolox-nano", "yolox-s"])
+def test_conv_order_for_onnx_pairing_is_the_official_run_order(name):
+    """ONNX graphs list convs in the order the official model runs them; ours runs CSPLayer and head convs in
+    another order, which ``convs_in_run_order`` undoes. The peer records the official order."""
+    peer = peer_model(name).eval()
+    names = {id(m): n for n, m in peer.named_modules()}
+    official: list[str] = []
+    handles = [m.register_forward_pre_hook(lambda mod, _: official.append(names[id(mod)]))
+               for m in peer.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        peer(torch.zeros(1, 3, 64, 64))
+    for handle in handles:
+        handle.remove()
+    ours = [n for n, _ in convs_in_run_order(create_model(name))]
+    assert ours == official
