@@ -1,7 +1,8 @@
 """``yoloxdet train DATASET.yaml model=yolox-nano epochs=50 batch=16``: train or fine-tune a YOLOX model.
 
 Bare ``key=value`` overrides are resolved against every config section (``epochs`` is ``train.epochs``), with a
-"did you mean" for typos; ``model=NAME`` is short for ``model.name=NAME``. ``--config FILE`` loads a YAML config
+"did you mean" for typos; ``model=NAME`` is short for ``model.name=NAME``, ``batch``/``input_size`` mean the
+training ones. ``--config FILE`` loads a YAML config
 first. ``--resume RUN/last.pt`` continues an interrupted run exactly (its saved config, plus any overrides).
 Multi-GPU: ``torchrun --nproc_per_node=N -m yoloxdet train ...`` (see docs/training.md).
 """
@@ -12,7 +13,9 @@ import argparse
 
 HELP = "train a model on a dataset description (COCO, VOC or YOLO txt); key=value overrides, --resume"
 TRAILING_ITEMS = "items"  # key=value items may also follow the options (see cli.parse)
-ALIASES = {"model": "model.name", "data": "data.dataset", "dataset": "data.dataset", "weights": "train.weights"}
+# short forms for the train command; batch and input_size exist in train and eval, and here mean train
+ALIASES = {"model": "model.name", "data": "data.dataset", "dataset": "data.dataset", "weights": "train.weights",
+           "batch": "train.batch", "input_size": "train.input_size"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
