@@ -146,7 +146,7 @@ def nms_detections(decoded: Tensor, conf_threshold: float, nms_iou_threshold: fl
     scores = decoded[..., 4] * class_conf
     image_ids = torch.arange(batch, device=decoded.device)[:, None].expand(batch, anchors)
     # the shift is taken over all boxes before filtering, so it exists even when nothing passes the filter
-    shift = boxes.abs().amax() + 1
+    shift = boxes.abs().flatten().amax(dim=0) + 1
     keep = (scores >= conf_threshold).reshape(-1)
     boxes, scores = boxes.reshape(-1, 4)[keep], scores.reshape(-1)[keep]
     class_ids, image_ids = class_ids.reshape(-1)[keep], image_ids.reshape(-1)[keep]
