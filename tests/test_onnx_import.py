@@ -2,7 +2,6 @@
 of the import on real images."""
 
 import copy
-import json
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import torch
 from yoloxdet.cli import main
 from yoloxdet.commands.import_weights import calibration_batches
 from yoloxdet.data.transforms import letterbox, to_chw_float
+from yoloxdet.ops.boxes import xyxy_to_cxcywh
 from yoloxdet.structures import Targets
 from yoloxdet.weights import calibrate_batchnorm, load_model
 
@@ -108,25 +108,19 @@ def test_import_weights_cli_onnx_with_calibration(nano_onnx, coco128, imported, 
 
 
 def _annotated_batch(coco128, count: int = 8) -> tuple[torch.Tensor, Targets]:
-    """The first ``count`` annotated coco128 images letterboxed to 416 with their boxes (contiguous labels)."""
-    import cv2
+    """The first ``count`` annotated coco128 images letterboxed to 416 with their boxes (the project's reader)."""
+    from yoloxdet.data.formats import read_coco
+    from yoloxdet.data.spec import SplitSource
+    from yoloxdet.io import read_image
 
-    data = json.loads((coco128 / "annotations" / "instances.json").read_text())
-    label_of = {c["id"]: i for i, c in enumerate(sorted(data["categories"], key=lambda c: c["id"]))}
-    boxes: dict[int, list] = {}
-    for ann in data["annotations"]:
-        if not ann.get("iscrowd") and ann["bbox"][2] > 1 and ann["bbox"][3] > 1:
-            boxes.setdefault(ann["image_id"], []).append((ann["bbox"], label_of[ann["category_id"]]))
-    files = {img["id"]: img["file_name"] for img in data["images"]}
-    images, box_list, label_list = [], [], []
-    for image_id in sorted(boxes)[:count]:
-        path = next((coco128 / "images").rglob(files[image_id]))
-        canvas, ratio = letterbox(cv2.imread(str(path)), (416, 416))
+    source = SplitSource(coco128 / "images", coco128 / "annotations" / "instances.json")
+    records = [r for r in read_coco(source).records if len(r.labels)][:count]
+    images, box_list = [], []
+    for record in records:
+        canvas, ratio = letterbox(read_image(record.path), (416, 416))
         images.append(torch.from_numpy(to_chw_float(canvas)))
-        xywh = torch.tensor([b for b, _ in boxes[image_id]], dtype=torch.float32) * ratio
-        box_list.append(torch.cat([xywh[:, :2] + xywh[:, 2:] / 2, xywh[:, 2:]], 1))
-        label_list.append(torch.tensor([label for _, label in boxes[image_id]]))
-    return torch.stack(images), Targets.from_list(box_list, label_list)
+        box_list.append(xyxy_to_cxcywh(torch.from_numpy(record.boxes_xyxy) * ratio))
+    return torch.stack(images), Targets.from_list(box_list, [torch.from_numpy(r.labels) for r in records])
 
 
 def _loss(model, images: torch.Tensor, targets: Targets, train: bool) -> float:
