@@ -85,3 +85,16 @@ def test_default_roadmap_is_valid_and_round_trips() -> None:
     assert [v.name for v in reread] == [v.name for v in DEFAULT_VARIANTS]
     for again, variant in zip(reread, DEFAULT_VARIANTS):
         assert apply_overrides(Config(), again.overrides) == apply_overrides(Config(), variant.overrides)
+
+
+def test_iteration_log_times_assignment_and_tells_an_interrupted_run() -> None:
+    from _synthetic_train import StopAfter, SyntheticLoader, make_trainer
+
+    from yoloxdet.ablate import IterationLog
+
+    interrupted, complete = IterationLog(), IterationLog()
+    make_trainer(SyntheticLoader(num_batches=2), epochs=2, callbacks=(interrupted, StopAfter(1))).fit()
+    make_trainer(SyntheticLoader(num_batches=2), epochs=1, callbacks=(complete,)).fit()
+    assert not interrupted.completed and complete.completed
+    assert [row["iteration"] for row in complete.steps] == [1.0, 2.0]
+    assert all(row["assign_ms"] > 0 for row in complete.steps + interrupted.steps)

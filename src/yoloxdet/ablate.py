@@ -85,6 +85,7 @@ class VariantResult:
     iterations: int
     steps: list[dict[str, float]] = field(default_factory=list)  # one row per optimizer step
     evals: list[dict[str, float]] = field(default_factory=list)  # one row per evaluation, with its iteration
+    completed: bool = True  # False: interrupted (SIGINT/SIGTERM) before the budget was spent
 
     def final(self, key: str) -> float:
         return self.evals[-1].get(key, math.nan) if self.evals else math.nan
@@ -99,8 +100,8 @@ class VariantResult:
 
     def summary(self) -> dict[str, Any]:
         return {"variant": self.name, "AP50:95": self.final("AP"), "AP50": self.final("AP50"),
-                "best AP50:95": self.best("AP"), "iterations": self.iterations, "wall s": round(self.wall_s, 1),
-                "assign ms/iter": self.assign_ms(), "run": str(self.run_dir)}
+                "best AP50:95": self.best("AP"), "iterations": self.iterations, "wall s": round(self.wall_s),
+                "assign ms/iter": self.assign_ms(), "completed": self.completed, "run": str(self.run_dir)}
 
 
 # ---------------------------------------------------------------------------------------------- variants YAML
@@ -210,6 +211,7 @@ class IterationLog(Callback):
         self.steps: list[dict[str, float]] = []
         self.evals: list[dict[str, float]] = []
         self._assign_s = 0.0
+        self.completed = False  # False when a signal stopped the run before its budget
 
     def _add_assign(self, seconds: float) -> None:
         self._assign_s += seconds
@@ -221,6 +223,12 @@ class IterationLog(Callback):
         row = {"iteration": float(trainer.state.iteration), **logs, "assign_ms": self._assign_s * 1e3}
         self.steps.append(row)
         self._assign_s = 0.0
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        config, state = trainer.config, trainer.state
+        budget_spent = config.max_minutes > 0 and trainer.position() >= trainer.schedule.total_iters
+        early_stop = 0 < config.patience <= state.evals_since_best
+        self.completed = state.epoch >= config.epochs or budget_spent or early_stop
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
         metrics = {k: logs[k] for k in EVAL_METRICS if k in logs}
@@ -236,7 +244,8 @@ def run_variant(base: Config, variant: Variant, *, progress: bool = False) -> Va
     logger.info("ablation variant %s: %s", variant.name, " ".join(variant.overrides) or "(no overrides)")
     start = time.monotonic()
     state, run_dir = train(config, progress=progress, extra_callbacks=(log,))
-    result = VariantResult(variant.name, run_dir, time.monotonic() - start, state.iteration, log.steps, log.evals)
+    result = VariantResult(variant.name, run_dir, time.monotonic() - start, state.iteration, log.steps, log.evals,
+                           completed=log.completed)
     write_csv(run_dir / "iterations.csv", log.steps)
     write_csv(run_dir / "evaluations.csv", log.evals)
     return result
@@ -253,6 +262,9 @@ def run_ablation(base: Config, variants: Sequence[Variant], *, progress: bool = 
     for variant in variants:
         results.append(run_variant(base, variant, progress=progress))
         write_report(results, out_dir)  # a partial report survives an interrupted ablation
+        if not results[-1].completed:
+            logger.warning("variant %s was interrupted: the ablation stops here (its report is partial)", variant.name)
+            break
     return results
 
 
@@ -271,7 +283,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     columns = [c for c in rows[0] if c != "run"]
 
     def cell(value: Any) -> str:
-        return f"{value:.4f}" if isinstance(value, float) and not value.is_integer() else str(value)
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
