@@ -16,8 +16,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .postprocess import decode
-
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("eager", "fused", "compiled", "onnx")
@@ -117,27 +115,20 @@ class BenchReport:
         return "\n".join(lines)
 
 
-def torch_runner(model: nn.Module, images: Tensor) -> Callable[[], Tensor]:
-    """A no-argument call running ``model`` + decode on ``images`` under ``inference_mode``."""
-
-    def run() -> Tensor:
-        with torch.inference_mode():
-            return decode(model(images))
-
-    return run
-
-
 def _backend_runner(
     name: str, model: nn.Module, images: Tensor, threads: int, workdir: Path, onnx_path: Path | None
 ) -> Callable[[], Tensor]:
+    from .api import TorchBackend
     from .models.fuse import fuse_model, optimize_for_inference
 
-    if name == "eager":
-        return torch_runner(model, images)
-    if name == "fused":
-        return torch_runner(optimize_for_inference(model), images.contiguous(memory_format=torch.channels_last))
-    if name == "compiled":
-        return torch_runner(optimize_for_inference(model, compile=True), images)
+    if name in ("eager", "fused", "compiled"):  # all three run under inference_mode and decode, as Detector does
+        if name == "fused":
+            model = optimize_for_inference(model)
+            images = images.contiguous(memory_format=torch.channels_last)
+        elif name == "compiled":
+            model = optimize_for_inference(model, compile=True)
+        backend = TorchBackend(model)
+        return lambda: backend(images)
     if name == "onnx":
         from .backends import OnnxBackend
         from .export import ExportMetadata, export_onnx, read_onnx_metadata
