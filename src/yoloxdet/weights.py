@@ -207,7 +207,7 @@ def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, Tensor], sou
 def weights_cache_dir() -> Path:
     """Where downloaded release weights live: ``$YOLOXDET_HOME/weights``, default ``~/.cache/yoloxdet/weights``."""
     home = os.environ.get("YOLOXDET_HOME")
-    return (Path(home) if home else Path.home() / ".cache" / "yoloxdet") / "weights"
+    return (Path(home).expanduser() if home else Path.home() / ".cache" / "yoloxdet") / "weights"
 
 
 def fetch_official(
