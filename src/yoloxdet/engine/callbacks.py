@@ -6,14 +6,14 @@ Each is independent and optional; the ``train`` command attaches them on the mai
 from __future__ import annotations
 
 import csv
+import io
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from yoloxdet.engine.schedule import Phase
 from yoloxdet.engine.trainer import Callback, Trainer
+from yoloxdet.io import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +68,11 @@ class CsvLogger(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
         rows = trainer.state.history
         columns = list(dict.fromkeys(k for row in rows for k in row))
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_bytes_atomic(self.path, text.getvalue().encode())
 
 
 class TensorBoardLogger(Callback):
@@ -143,9 +142,8 @@ def plot_history(history: list[dict[str, float]], path: str | Path) -> Path:
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=80)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=80)
     plt.close(fig)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, png.getvalue())
     return path
