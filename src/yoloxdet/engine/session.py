@@ -163,7 +163,10 @@ def train(config: Config, *, resume_from: str | Path | None = None, progress: bo
     from yoloxdet.engine.checkpoint import load_training_checkpoint
 
     payload = load_training_checkpoint(resume_from) if resume_from is not None else None
-    dist_utils.init_from_env(resolve_device(config.train.device))  # before the rank-0 run folder is shared
+    info = dist_utils.init_from_env(resolve_device(config.train.device))  # before the run folder is shared
+    if not info.is_main:
+        logging.getLogger("yoloxdet").setLevel(logging.WARNING)  # rank-0 logging; warnings from every rank
+        progress = False
     run_dir = Path(dist_utils.broadcast_object(str(make_run_dir(config, resume_from))))
     if dist_utils.current().is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
