@@ -26,7 +26,7 @@ from _report import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CASES = [("yolox-s", 640), ("yolox-nano", 416), ("yolox-tiny", 416)]
-GOALS = {"fused": 0.75, "onnx": 0.65}  # time as a fraction of pixeltable-yolox eager
+GOALS = {"fused": 0.75, "compiled": 0.75, "onnx": 0.65}  # time as a fraction of pixeltable-yolox eager
 BOUND_GOAL = 1.3  # time as a multiple of the compute bound
 
 
@@ -53,7 +53,7 @@ def bench_case(name: str, size: int, args: argparse.Namespace) -> BenchReport:
         input_size=size,
         batch=args.batch,
         threads=args.threads,
-        backends=("eager", "fused", "onnx"),
+        backends=("eager", "fused", "compiled", "onnx") if args.compile else ("eager", "fused", "onnx"),
         warmup=args.warmup,
         iters=args.iters,
     )
@@ -68,7 +68,7 @@ def markdown(reports: list[BenchReport], args: argparse.Namespace) -> str:
         "",
         f"Written by `benchmarks/bench_inference.py` on {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {args.iters} timed calls (median) after {args.warmup} warm-up calls. "
-        "`fused` = BN folded + channels_last + inference_mode; `onnx` = our export (BN folded, fixed size) in "
+        "`fused` = BN folded + channels_last + inference_mode; `compiled` = fused + torch.compile; `onnx` = our export (BN folded, fixed size) in "
         "onnxruntime; `pixeltable` = pixeltable-yolox 0.4.3 eager (official numerics). `x bound` = time / "
         "(model GFLOPs / matmul GFLOP/s measured in the same run). Goals: fused <= 0.75x pixeltable, "
         "onnx <= 0.65x pixeltable, <= 1.3x bound.",
@@ -81,7 +81,8 @@ def markdown(reports: list[BenchReport], args: argparse.Namespace) -> str:
         peer_ms = next(r.ms_per_image for r in report.rows if r.backend == "pixeltable")
         command = (
             f"`python benchmarks/bench_inference.py --model {report.model_name} --size {report.input_size} "
-            f"--batch {report.batch} --threads {report.threads} --iters {args.iters}`"
+            f"--batch {report.batch} --threads {report.threads} --iters {args.iters}"
+            f"{' --compile' if args.compile else ''}`"
         )
         for row in report.rows:
             ratio = row.ms_per_image / peer_ms
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="add a torch.compile row (minutes of compiling)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     if args.model:
