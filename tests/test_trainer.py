@@ -156,3 +156,19 @@ def test_multiscale_sizes_and_box_scaling() -> None:
     assert resized.shape == (1, 3, 64, 32)
     torch.testing.assert_close(scaled.boxes_cxcywh[0, 0], torch.tensor([12.0, 24.0, 8.0, 16.0]))
     assert resized[0, 0, 24, 12] == 1.0 and resized[0, 0, 5, 5] == 0.0  # the box moved with its pixels
+
+
+def test_precise_bn_recomputes_statistics_from_batches() -> None:
+    from yoloxdet.engine.precise_bn import recompute_bn_stats
+
+    model = nn.Sequential(nn.Identity(), nn.BatchNorm2d(3, momentum=0.03))
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randn(4, 3, 5, 5, generator=gen) * 3 + 7 for _ in range(3)]
+    weight = model[1].weight.detach().clone()
+    assert recompute_bn_stats(model, batches) == 12
+    bn = model[1]
+    torch.testing.assert_close(bn.running_mean, torch.stack([b.mean(dim=(0, 2, 3)) for b in batches]).mean(0))
+    unbiased = torch.stack([b.transpose(0, 1).reshape(3, -1).var(dim=1) for b in batches]).mean(0)
+    torch.testing.assert_close(bn.running_var, unbiased)
+    assert bn.momentum == 0.03 and not model.training and torch.equal(bn.weight, weight)

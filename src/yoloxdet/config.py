@@ -82,6 +82,7 @@ class TrainConfig:
     output_dir: str = "runs"
     name: str = ""  # run folder name; default derived from the model and time
     max_minutes: float = 0.0  # wall-clock budget; 0 disables. The lr schedule ends at the deadline.
+    precise_bn: int = 0  # re-estimate BN statistics on this many training batches before each evaluation (not official)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from yoloxdet.engine import distributed as dist_utils
 from yoloxdet.engine.ema import ModelEMA, unwrap
 from yoloxdet.engine.multiscale import MultiScale, resize_batch
 from yoloxdet.engine.optim import set_lr
+from yoloxdet.engine.precise_bn import recompute_bn_stats
 from yoloxdet.engine.schedule import LRSchedule, Phase, eval_due, lr_at, phase_at, progress_iters
 from yoloxdet.structures import Targets
 
@@ -214,6 +215,10 @@ class Trainer:
             return {}
         dist_utils.all_reduce_norm_(unwrap(self.model))
         eval_model = self.ema.module if self.ema is not None else unwrap(self.model)
+        if self.config.precise_bn > 0:
+            batches = (images.to(self.device) for _, (images, _) in zip(range(self.config.precise_bn), self.loader))
+            recompute_bn_stats(eval_model, batches)
+            dist_utils.all_reduce_norm_(eval_model)
         eval_model.eval()
         metrics = dict(self.evaluate(eval_model))
         self.model.train()
