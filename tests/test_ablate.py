@@ -62,6 +62,8 @@ def test_variant_errors_are_clear(tmp_path: Path) -> None:
         parse_variants([{"name": "a"}, {"name": "a"}])
     with pytest.raises(ConfigError, match="only 'variants'"):
         parse_variants({"variants": [{"name": "a"}], "extra": 1})
+    with pytest.raises(ConfigError, match="folder name"):
+        parse_variants([{"name": "../escape"}])
     with pytest.raises(ConfigError, match="overrides"):
         parse_variants([{"name": "a", "overrides": 3}])
 

@@ -133,6 +133,8 @@ def parse_variants(data: Any, source: str = "<variants>") -> list[Variant]:
             raw = from_dict(Variant, {k: v for k, v in entry.items() if k != "overrides"}, prefix=where)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from exc
+        if not raw.name or "/" in raw.name or "\\" in raw.name or raw.name.startswith("."):
+            raise ConfigError(f"{source}: {where}.name '{raw.name}' must be usable as a folder name")
         variants.append(Variant(raw.name, _override_strings(entry.get("overrides"), where), raw.description))
     names = [v.name for v in variants]
     duplicates = sorted({n for n in names if names.count(n) > 1})
