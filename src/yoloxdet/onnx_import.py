@@ -14,15 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .models.blocks import CSPLayer
 from .models.yolox import YOLOX
 from .models.zoo import create_model
-
-# Two places where the official forward runs convs in another order than ours (same numbers): its CSPLayer runs
-# conv1, conv2, then the bottlenecks m; its head runs a level's cls branch before the reg branch. The recorded
-# run order is rearranged accordingly before pairing with the graph (head: branch rank within a level).
-_OFFICIAL_HEAD_ORDER = {"stems": 0, "cls_convs": 1, "cls_preds": 2, "reg_convs": 3, "reg_preds": 4,
-                        "obj_preds": 5, "convs": 1, "preds": 2}
 
 
 def _read_onnx_convs(path: Path) -> tuple[list[tuple[str, dict, np.ndarray, np.ndarray | None]], int]:
@@ -53,26 +46,9 @@ def _read_onnx_convs(path: Path) -> tuple[list[tuple[str, dict, np.ndarray, np.n
     return convs, int(last) - 5
 
 
-def _head_sort_key(name: str, run_index: int) -> tuple[int, int, int]:
-    parts = name.split(".")
-    return (int(parts[2]), _OFFICIAL_HEAD_ORDER[parts[1]], run_index)
-
-
-def _official_csp_order(model: nn.Module, order: list[tuple[str, nn.Conv2d]]) -> list[tuple[str, nn.Conv2d]]:
-    order = list(order)
-    for prefix, module in model.named_modules():
-        if not isinstance(module, CSPLayer):
-            continue
-        names = [name for name, _ in order]
-        conv2 = order.pop(names.index(f"{prefix}.conv2.conv"))
-        after_conv1 = max(i for i, name in enumerate(names) if name.startswith(f"{prefix}.conv1.")) + 1
-        order.insert(after_conv1, conv2)
-    return order
-
-
 def convs_in_run_order(model: nn.Module, input_size: tuple[int, int] = (64, 64)) -> list[tuple[str, nn.Conv2d]]:
-    """(qualified name, module) of every ``nn.Conv2d`` in the order the official model runs them (ours, recorded
-    with forward hooks, with the CSPLayer and head differences above undone)."""
+    """(qualified name, module) of every ``nn.Conv2d`` in the order the model runs them, recorded with forward
+    hooks; our modules run their convs in the official order, which the export's graph follows."""
     names = {id(m): n for n, m in model.named_modules()}
     order: list[tuple[str, nn.Conv2d]] = []
     handles = [
@@ -87,10 +63,7 @@ def convs_in_run_order(model: nn.Module, input_size: tuple[int, int] = (64, 64))
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    order = _official_csp_order(model, order)
-    head = [(i, item) for i, item in enumerate(order) if item[0].startswith("head.")]
-    body = [item for item in order if not item[0].startswith("head.")]
-    return body + [item for _, item in sorted(head, key=lambda p: _head_sort_key(p[1][0], p[0]))]
+    return order
 
 
 def _check_pair(path: Path, node: str, attrs: dict, weight: np.ndarray, name: str, conv: nn.Conv2d) -> None:

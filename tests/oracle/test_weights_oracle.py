@@ -79,8 +79,8 @@ def test_mismatch_of_class_count_and_other_key_still_raises(official_pth):
 
 @pytest.mark.parametrize("name", ["yolox-nano", "yolox-s"])
 def test_conv_order_for_onnx_pairing_is_the_official_run_order(name):
-    """ONNX graphs list convs in the order the official model runs them; ours runs CSPLayer and head convs in
-    another order, which ``convs_in_run_order`` undoes. The peer records the official order."""
+    """ONNX graphs list convs in the order the official model runs them; ours must run them in the same order
+    (CSPLayer: conv1, conv2, then the bottlenecks; head: the cls branch before the reg branch)."""
     peer = peer_model(name).eval()
     names = {id(m): n for n, m in peer.named_modules()}
     official: list[str] = []

@@ -100,7 +100,10 @@ class CSPLayer(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv3(torch.cat([self.m(self.conv1(x)), self.conv2(x)], dim=1))
+        # official order (conv1, conv2, then m): the ONNX importer pairs convs by the order they run
+        main_path = self.conv1(x)
+        skip_path = self.conv2(x)
+        return self.conv3(torch.cat([self.m(main_path), skip_path], dim=1))
 
 
 class SPPBottleneck(nn.Module):

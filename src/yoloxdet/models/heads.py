@@ -78,8 +78,9 @@ class DecoupledHead(nn.Module):
         box, obj, cls = [], [], []
         for i, x in enumerate(features):
             x = self.stems[i](x)
-            reg_feat = self.reg_convs[i](x)
+            # cls branch first, as official: the ONNX importer pairs convs by the order they run
             cls.append(self.cls_preds[i](self.cls_convs[i](x)))
+            reg_feat = self.reg_convs[i](x)
             box.append(self.reg_preds[i](reg_feat))
             obj.append(self.obj_preds[i](reg_feat))
         return _pack(box, obj, cls, self.strides)
