@@ -67,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         print("demo: no pretrained weights available; training YOLOX-Nano from scratch", flush=True)
     step("train", ["train", *train_args])
 
-    best = paths.best_checkpoint()
+    final = paths.final_checkpoint()
     for split in ("val", "test"):  # OSBS (another site) and the held-out YELL strip
-        step(f"val {split}", ["val", str(best), "--data", str(dataset_yaml), "--split", split,
+        step(f"val {split}", ["val", str(final), "--data", str(dataset_yaml), "--split", split,
                               "-o", str(paths.metrics(split)), "--no-progress"])
-        step(f"predict {split}", ["predict", str(best), *map(str, paths.split_images(split)), "--conf", "0.001",
+        step(f"predict {split}", ["predict", str(final), *map(str, paths.split_images(split)), "--conf", "0.001",
                                   "--no-save", "-o", str(paths.predictions(split)), "--no-progress"])
     report = build_report(paths, dataset_yaml, initial, minutes=args.minutes,
                           wall_minutes=(time.monotonic() - started) / 60)

@@ -52,11 +52,13 @@ class DemoPaths:
     def report_dir(self) -> Path:
         return self.root / "report"
 
-    def best_checkpoint(self) -> Path:
-        for name in ("best.pt", "last.pt"):
-            if (self.run_dir / name).is_file():
-                return self.run_dir / name
-        raise FileNotFoundError(f"{self.run_dir}: training wrote no checkpoint")
+    def final_checkpoint(self) -> Path:
+        """The weights at the deadline (the lr schedule ends there). Not ``best.pt``: that one is chosen by AP on
+        the val split, which is also a test set here, so reporting it would flatter the result."""
+        path = self.run_dir / "last.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: training wrote no checkpoint")
+        return path
 
     def split_stems(self, split: str) -> list[str]:
         image_set = {"val": "test_osbs", "test": "test_strip"}[split]
