@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from yoloxdet.models.zoo import create_model
-from yoloxdet.perf import BenchReport, bench_model, time_calls
+from yoloxdet.perf import BenchReport, bench_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_section
@@ -30,19 +31,18 @@ GOALS = {"fused": 0.75, "compiled": 0.75, "onnx": 0.65}  # time as a fraction of
 BOUND_GOAL = 1.3  # time as a multiple of the compute bound
 
 
-def time_peer(model: torch.nn.Module, name: str, size: int, batch: int, warmup: int, iters: int) -> list[float]:
+def peer_runner(model: torch.nn.Module, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """pixeltable-yolox eager, run as its own demo does (eval, no_grad, decode in the head), same weights."""
     from yolox.config import YoloxConfig
 
     peer = YoloxConfig.get_named_config(name.replace("-", "_")).get_model().eval()
     peer.load_state_dict(model.state_dict(), strict=True)
-    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 255
 
-    def run() -> torch.Tensor:
+    def run(images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return peer(images)
 
-    return time_calls(run, warmup=warmup, iters=iters)
+    return run
 
 
 def bench_case(name: str, size: int, args: argparse.Namespace) -> BenchReport:
@@ -56,8 +56,8 @@ def bench_case(name: str, size: int, args: argparse.Namespace) -> BenchReport:
         backends=("eager", "fused", "compiled", "onnx") if args.compile else ("eager", "fused", "onnx"),
         warmup=args.warmup,
         iters=args.iters,
+        others={"pixeltable": peer_runner(model, name)},
     )
-    report.add("pixeltable", time_peer(model, name, size, args.batch, args.warmup, args.iters))
     print(report.format(), flush=True)
     return report
 
@@ -69,7 +69,7 @@ def markdown(reports: list[BenchReport], args: argparse.Namespace) -> str:
         f"Written by `benchmarks/bench_inference.py` on {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {args.iters} timed calls (median) after {args.warmup} warm-up calls. "
         "`fused` = BN folded + channels_last + inference_mode; `compiled` = fused + torch.compile; `onnx` = our export (BN folded, fixed size) in "
-        "onnxruntime; `pixeltable` = pixeltable-yolox 0.4.3 eager (official numerics). `x bound` = time / "
+        "onnxruntime; `pixeltable` = pixeltable-yolox 0.4.3 eager (official numerics). All rows of a model take turns call by call, so machine load falls on them alike. `x bound` = time / "
         "(model GFLOPs / matmul GFLOP/s measured in the same run). Goals: fused <= 0.75x pixeltable, "
         "onnx <= 0.65x pixeltable, <= 1.3x bound.",
         "",

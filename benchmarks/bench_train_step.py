@@ -5,16 +5,14 @@ Settings: YOLOX-Nano at 416 and YOLOX-S at 640, batch 8, 80 classes, 10 random b
 the accelerator if present). Reports the median of ``--repeats`` timed steps after one warm-up step, and the
 ratio peer/ours (> 1: we are faster). Writes the ``train`` section of docs/benchmarks.md. Usage::
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_train_step.py [--repeats 5] [--models nano s] [--no-write]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_train_step.py [--repeats 8] [--models nano s] [--no-write]
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,10 +21,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_section
 
+from yoloxdet.config import TrainConfig
 from yoloxdet.engine.optim import build_optimizer
 from yoloxdet.engine.schedule import Phase
 from yoloxdet.engine.trainer import yolox_loss_fn
 from yoloxdet.models.zoo import create_model
+from yoloxdet.perf import median, time_interleaved
 from yoloxdet.structures import Targets
 
 BATCH, GTS, CLASSES = 8, 10, 80
@@ -46,6 +46,9 @@ def random_batch(size: int, device: torch.device, seed: int = 0) -> tuple[torch.
 
 def ours(name: str, images: torch.Tensor, targets: Targets) -> Callable[[], None]:
     model = create_model(name, CLASSES).to(images.device).train()
+    if TrainConfig().channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, lr=1e-4, momentum=0.9, weight_decay=5e-4)
     loss_fn, phase = yolox_loss_fn(), Phase(mosaic=True, l1=False)
 
@@ -74,23 +77,11 @@ def peer(name: str, images: torch.Tensor, targets: Targets) -> Callable[[], None
     return step
 
 
-def median_seconds(step: Callable[[], None], repeats: int, device: torch.device) -> float:
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--models", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -99,8 +90,10 @@ def main() -> None:
     for key in args.models:
         name, size = SETTINGS[key]
         images, targets = random_batch(size, device)
-        t_ours = median_seconds(ours(name, images, targets), args.repeats, device)
-        t_peer = median_seconds(peer(name, images, targets), args.repeats, device)
+        sync = torch.cuda.synchronize if device.type == "cuda" else None
+        times = time_interleaved({"ours": ours(name, images, targets), "peer": peer(name, images, targets)},
+                                 warmup=1, iters=args.repeats, sync=sync)
+        t_ours, t_peer = median(times["ours"]), median(times["peer"])
         rows.append(f"| {name} | {size} | {BATCH} | {t_ours * 1000:.0f} | {t_peer * 1000:.0f} | {t_peer / t_ours:.2f} |")
         print(rows[-1], flush=True)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"

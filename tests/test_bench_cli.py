@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from yoloxdet.cli import main
-from yoloxdet.perf import BenchReport, median, time_calls
+from yoloxdet.perf import BenchReport, median, time_calls, time_interleaved
 
 
 def test_report_arithmetic_is_hand_checkable():
@@ -24,6 +24,15 @@ def test_time_calls_runs_warmup_then_timed_calls():
     calls = []
     times = time_calls(lambda: calls.append(1), warmup=2, iters=3)
     assert len(calls) == 5 and len(times) == 3 and all(t >= 0 for t in times)
+
+
+def test_time_interleaved_alternates_the_order_every_round():
+    calls = []
+    times = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=1, iters=4,
+                             sync=lambda: calls.append("|"))
+    assert [c for c in calls if c != "|"] == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]
+    assert calls.count("|") == 16  # before and after each timed call
+    assert {name: len(t) for name, t in times.items()} == {"a": 4, "b": 4}
 
 
 def test_bench_prints_every_backend_and_the_matmul_peak(capsys, nano_onnx):

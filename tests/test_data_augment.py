@@ -12,9 +12,12 @@ from yoloxdet.data.augment import (
     affine_matrix,
     apply_affine,
     hflip,
+    overhead_views,
     resolve_augment,
+    rot90,
     sample_affine,
     train_transform,
+    vflip,
 )
 from yoloxdet.data.datasets import resize_to_fit
 from yoloxdet.data.mosaic import make_train_sample, mixup, mosaic
@@ -78,6 +81,32 @@ def test_identity_affine_and_double_flip_are_no_ops():
     once, once_boxes = hflip(image, boxes)
     np.testing.assert_array_equal(once, image[:, ::-1])
     np.testing.assert_array_equal(once_boxes[0], [30, 2, 59, 20])
+
+
+def test_box_moves_with_its_pixels_under_vflip_and_quarter_turns():
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        x1, y1 = rng.integers(0, 50), rng.integers(0, 30)
+        box = np.array([[x1, y1, x1 + rng.integers(3, 30), y1 + rng.integers(3, 20)]], np.float32)
+        image = filled_region((50, 80, 3), box[0])
+        flipped, flipped_boxes = vflip(image, box)
+        assert_box_covers(flipped, flipped_boxes[0], tol=0)
+        for turns in range(4):
+            turned, turned_boxes = rot90(image, box, turns)
+            assert turned.shape[:2] == ((50, 80) if turns % 2 == 0 else (80, 50))
+            assert_box_covers(turned, turned_boxes[0], tol=0)
+            area = np.prod(turned_boxes[0, 2:] - turned_boxes[0, :2])
+            assert area == np.prod(box[0, 2:] - box[0, :2])
+
+
+def test_overhead_views_draw_nothing_when_off():
+    image, boxes = np.zeros((10, 20, 3), np.uint8), np.array([[1, 2, 5, 6]], np.float32)
+    rng, untouched = np.random.default_rng(0), np.random.default_rng(0)
+    out, out_boxes = overhead_views(image, boxes, rng, 0.0, 0.0)
+    assert out is image and out_boxes is boxes
+    assert rng.random() == untouched.random()  # the official augmentation stream is unchanged
+    _, always = overhead_views(image, boxes, np.random.default_rng(1), 1.0, 0.0)
+    np.testing.assert_array_equal(always, [[1, 4, 5, 8]])
 
 
 def test_box_moves_with_its_pixels_under_affine():

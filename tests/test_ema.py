@@ -22,9 +22,10 @@ def _net() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.SiLU())
 
 
-def test_update_averages_params_and_bn_buffers_not_ints() -> None:
+@pytest.mark.parametrize("ramp", [2000.0, 5.0])  # official, and a short-run ramp
+def test_update_averages_params_and_bn_buffers_not_ints(ramp: float) -> None:
     model = _net()
-    ema = ModelEMA(model)
+    ema = ModelEMA(model, ramp=ramp)
     start = {k: v.clone() for k, v in ema.module.state_dict().items()}
     model.train()
     with torch.no_grad():
@@ -33,7 +34,7 @@ def test_update_averages_params_and_bn_buffers_not_ints() -> None:
     current = model.state_dict()
     for _ in range(3):
         ema.update(model)
-    expected_keep = math.prod(ema_decay(n) for n in (1, 2, 3))
+    expected_keep = math.prod(ema_decay(n, ramp=ramp) for n in (1, 2, 3))
     for key, value in ema.module.state_dict().items():
         if value.dtype.is_floating_point:
             want = expected_keep * start[key] + (1 - expected_keep) * current[key]

@@ -46,6 +46,9 @@ class AugmentConfig:
     mosaic_scale: tuple[float, float] | None = None  # (0.1, 2.0); nano/tiny (0.5, 1.5)
     mixup_scale: tuple[float, float] = (0.5, 1.5)
     shear: float = 2.0
+    # Not official, off by default: views equally valid for overhead imagery (aerial, microscopy).
+    vflip_prob: float = 0.0  # vertical flip
+    rot90_prob: float = 0.0  # rotation by a random multiple of 90 degrees
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     momentum: float = 0.9
     ema: bool = True
+    ema_ramp: float = 2000.0  # updates until the EMA decay nears its 0.9998 (official 2000); shorter for short runs
     input_size: tuple[int, int] | None = None  # (h, w); None: the model's default
     multiscale_range: int = 5  # sizes 32 * randint(s/32 - r, s/32 + r); 0 disables
     multiscale_interval: int = 10  # iterations between size draws
@@ -83,6 +87,8 @@ class TrainConfig:
     name: str = ""  # run folder name; default derived from the model and time
     max_minutes: float = 0.0  # wall-clock budget; 0 disables. The lr schedule ends at the deadline.
     precise_bn: int = 0  # re-estimate BN statistics on this many training batches before each evaluation (not official)
+    freeze: tuple[str, ...] = ()  # module paths held fixed (e.g. backbone.backbone), see engine/freeze.py; not official
+    channels_last: bool = True  # NHWC model and images: faster convolutions (oneDNN on CPU, tensor cores); same maths
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,6 +30,27 @@ def time_calls(fn: Callable[[], object], *, warmup: int = 2, iters: int = 10) ->
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+    return times
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], object]], *, warmup: int = 2, iters: int = 10,
+                     sync: Callable[[], None] | None = None) -> dict[str, list[float]]:
+    """Seconds taken by ``iters`` calls of each function, the functions taking turns (order reversed every round),
+    so that load from elsewhere on a shared machine falls on all of them alike. ``sync`` (e.g.
+    ``torch.cuda.synchronize``) runs before each clock read."""
+    sync = sync or (lambda: None)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(iters):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            sync()
+            start = time.perf_counter()
+            fns[name]()
+            sync()
+            times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -159,8 +180,12 @@ def bench_model(
     warmup: int = 3,
     iters: int = 10,
     onnx_path: Path | None = None,
+    others: Mapping[str, Callable[[Tensor], object]] | None = None,
 ) -> BenchReport:
-    """Time ``model`` on each backend at a square ``input_size``; ``torch`` threads are set to ``threads``."""
+    """Time ``model`` on each backend at a square ``input_size``; ``torch`` threads are set to ``threads``.
+
+    ``others`` adds rows for outside runners (name -> function of the image batch), e.g. a peer implementation.
+    All runners take turns call by call (:func:`time_interleaved`)."""
     from .models.zoo import count_gflops, count_parameters
 
     torch.set_num_threads(threads)
@@ -172,8 +197,10 @@ def bench_model(
         matmul_peak_gflops(),
     )
     with tempfile.TemporaryDirectory(prefix="yoloxdet-bench-") as workdir:
-        for name in backends:
-            runner = _backend_runner(name, model, images, threads, Path(workdir), onnx_path)
-            row = report.add(name, time_calls(runner, warmup=warmup, iters=iters))
+        runners = {name: _backend_runner(name, model, images, threads, Path(workdir), onnx_path) for name in backends}
+        for name, fn in (others or {}).items():
+            runners[name] = lambda fn=fn: fn(images)
+        for name, seconds in time_interleaved(runners, warmup=warmup, iters=iters).items():
+            row = report.add(name, seconds)
             logger.info("%s: %.2f ms/image", name, row.ms_per_image)
     return report

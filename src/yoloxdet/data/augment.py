@@ -35,6 +35,8 @@ class ResolvedAugment:
     mosaic_scale: tuple[float, float] = (0.1, 2.0)
     mixup_scale: tuple[float, float] = (0.5, 1.5)
     shear: float = 2.0
+    vflip_prob: float = 0.0
+    rot90_prob: float = 0.0
 
 
 def resolve_augment(config: AugmentConfig, *, mosaic_prob: float, enable_mixup: bool,
@@ -52,6 +54,8 @@ def resolve_augment(config: AugmentConfig, *, mosaic_prob: float, enable_mixup: 
         mosaic_scale=tuple(mosaic_scale if config.mosaic_scale is None else config.mosaic_scale),
         mixup_scale=tuple(config.mixup_scale),
         shear=config.shear,
+        vflip_prob=config.vflip_prob,
+        rot90_prob=config.rot90_prob,
     )
 
 
@@ -139,6 +143,36 @@ def hflip(image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.nda
     return cv2.flip(image, 1), flipped
 
 
+def vflip(image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror vertically: ``y1' = H - y2``, ``y2' = H - y1``."""
+    height = image.shape[0]
+    flipped = boxes_xyxy.copy()
+    flipped[:, 1] = height - boxes_xyxy[:, 3]
+    flipped[:, 3] = height - boxes_xyxy[:, 1]
+    return cv2.flip(image, 0), flipped
+
+
+def rot90(image: np.ndarray, boxes_xyxy: np.ndarray, turns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate counter-clockwise by ``turns`` x 90 degrees; a point (x, y) goes to (y, W - x) per turn."""
+    for _ in range(turns % 4):
+        width = image.shape[1]
+        image = cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+        x1, y1, x2, y2 = boxes_xyxy.T
+        boxes_xyxy = np.stack([y1, width - x2, y2, width - x1], axis=1).astype(np.float32)
+    return image, boxes_xyxy
+
+
+def overhead_views(image: np.ndarray, boxes_xyxy: np.ndarray, rng: np.random.Generator, vflip_prob: float,
+                   rot90_prob: float) -> tuple[np.ndarray, np.ndarray]:
+    """Not official: vertical flip (p) and a random quarter turn (p), for imagery with no "up". Draws nothing from
+    ``rng`` when both probabilities are 0, so the official random stream is unchanged."""
+    if vflip_prob > 0 and rng.random() < vflip_prob:
+        image, boxes_xyxy = vflip(image, boxes_xyxy)
+    if rot90_prob > 0 and rng.random() < rot90_prob:
+        image, boxes_xyxy = rot90(image, boxes_xyxy, int(rng.integers(1, 4)))
+    return image, boxes_xyxy
+
+
 def xyxy_to_cxcywh(boxes_xyxy: np.ndarray) -> np.ndarray:
     out = np.empty_like(boxes_xyxy)
     out[:, :2] = (boxes_xyxy[:, :2] + boxes_xyxy[:, 2:]) / 2
@@ -154,8 +188,10 @@ class TrainSample:
 
 
 def train_transform(image: np.ndarray, boxes_xyxy: np.ndarray, labels: np.ndarray, input_hw: tuple[int, int],
-                    rng: np.random.Generator, hsv_prob: float, flip_prob: float) -> TrainSample:
-    """Official ``TrainTransform``: HSV (p), flip (p), letterbox to ``input_hw``, keep boxes with min side > 1.
+                    rng: np.random.Generator, hsv_prob: float, flip_prob: float, vflip_prob: float = 0.0,
+                    rot90_prob: float = 0.0) -> TrainSample:
+    """Official ``TrainTransform``: HSV (p), flip (p), letterbox to ``input_hw``, keep boxes with min side > 1;
+    the optional overhead views (:func:`overhead_views`) come after the flip.
 
     As official, an image without boxes gets no HSV or flip, and when no box survives the image falls back to
     the un-augmented one; unlike official the fallback also drops its degenerate boxes (min side <= 1).
@@ -168,6 +204,7 @@ def train_transform(image: np.ndarray, boxes_xyxy: np.ndarray, labels: np.ndarra
         augmented = apply_hsv(augmented, hsv_offsets(rng))
     if rng.random() < flip_prob:
         augmented, boxes = hflip(augmented, boxes)
+    augmented, boxes = overhead_views(augmented, boxes, rng, vflip_prob, rot90_prob)
     sample = _fit(augmented, boxes, labels, input_hw)
     if len(sample.labels) == 0:
         sample = _fit(image, boxes_xyxy, labels, input_hw)

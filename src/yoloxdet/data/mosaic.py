@@ -188,4 +188,5 @@ def make_train_sample(index: int, load: LoadFn, num_images: int, mixup_pool: Seq
             image, boxes, labels = mixup((image, boxes, labels), other, rng, aug.mixup_scale)
     else:
         image, boxes, labels = load(index)
-    return train_transform(image, boxes, labels, input_hw, rng, aug.hsv_prob, aug.flip_prob)
+    return train_transform(image, boxes, labels, input_hw, rng, aug.hsv_prob, aug.flip_prob, aug.vflip_prob,
+                           aug.rot90_prob)

@@ -23,6 +23,7 @@ from yoloxdet.config import Config, ConfigError, to_dict, with_changes
 from yoloxdet.engine import distributed as dist_utils
 from yoloxdet.engine.callbacks import CsvLogger, CurvePlotter, ProgressBar, TensorBoardLogger
 from yoloxdet.engine.ema import unwrap
+from yoloxdet.engine.freeze import freeze
 from yoloxdet.engine.multiscale import multiscale_for
 from yoloxdet.engine.optim import build_optimizer
 from yoloxdet.engine.schedule import LRSchedule, base_lr
@@ -132,6 +133,11 @@ def build_trainer(config: Config, *, resume: dict[str, Any] | None = None, run_d
     model = create_model(spec.name, num_classes=train_set.num_classes, head=config.model.head).to(device)
     if config.train.weights and resume is None:
         _initial_weights(model, config, loader, device)
+    if config.train.freeze:
+        frozen = freeze(model, config.train.freeze)
+        logger.info("frozen: %s (%.2f M parameters)", ", ".join(config.train.freeze), frozen / 1e6)
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     model = dist_utils.wrap_model(model, info, sync_bn=config.train.sync_bn)
     t = config.train
     schedule = LRSchedule(base_lr(t.lr_per_image, t.batch), iterations_per_epoch(len(loader), layout.accumulate),

@@ -108,7 +108,7 @@ class Trainer:
         self.meta = dict(meta or {})
         self.device = next(model.parameters()).device
         self.dist = dist_utils.current()
-        self.ema = ModelEMA(model) if config.ema else None
+        self.ema = ModelEMA(model, ramp=config.ema_ramp) if config.ema else None
         self.autocast_dtype = amp_dtype(config.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
         self.state = TrainState()
@@ -127,6 +127,8 @@ class Trainer:
             images, targets = images.to(self.device, non_blocking=True), targets.to(self.device)
             if size is not None:
                 images, targets = resize_batch(images, targets, size)
+            if self.config.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             last = k == len(micro_batches) - 1
             with self._no_sync(not last), self._autocast():
                 losses = self.loss_fn(self.model, images, targets, phase)
