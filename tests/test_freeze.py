@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -37,5 +39,5 @@ def test_frozen_backbone_keeps_weights_and_bn_statistics_while_the_rest_trains()
 
 def test_freeze_names_the_closest_module_for_a_typo():
     model = create_model("yolox-nano", num_classes=2)
-    with pytest.raises(ConfigError, match="Did you mean 'backbone.backbone'"):
+    with pytest.raises(ConfigError, match=re.escape("Did you mean 'backbone.backbone'")):
         freeze(model, ["backbone.backbon"])

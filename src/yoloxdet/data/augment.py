@@ -134,22 +134,23 @@ def apply_hsv(image: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
 
 
+def _mirror(image: np.ndarray, boxes_xyxy: np.ndarray, vertical: bool) -> tuple[np.ndarray, np.ndarray]:
+    extent = image.shape[0 if vertical else 1]
+    low, high = (1, 3) if vertical else (0, 2)
+    flipped = boxes_xyxy.copy()
+    flipped[:, low] = extent - boxes_xyxy[:, high]
+    flipped[:, high] = extent - boxes_xyxy[:, low]
+    return cv2.flip(image, 0 if vertical else 1), flipped
+
+
 def hflip(image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mirror horizontally: ``x1' = W - x2``, ``x2' = W - x1``."""
-    width = image.shape[1]
-    flipped = boxes_xyxy.copy()
-    flipped[:, 0] = width - boxes_xyxy[:, 2]
-    flipped[:, 2] = width - boxes_xyxy[:, 0]
-    return cv2.flip(image, 1), flipped
+    return _mirror(image, boxes_xyxy, vertical=False)
 
 
 def vflip(image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mirror vertically: ``y1' = H - y2``, ``y2' = H - y1``."""
-    height = image.shape[0]
-    flipped = boxes_xyxy.copy()
-    flipped[:, 1] = height - boxes_xyxy[:, 3]
-    flipped[:, 3] = height - boxes_xyxy[:, 1]
-    return cv2.flip(image, 0), flipped
+    return _mirror(image, boxes_xyxy, vertical=True)
 
 
 def rot90(image: np.ndarray, boxes_xyxy: np.ndarray, turns: int) -> tuple[np.ndarray, np.ndarray]:
