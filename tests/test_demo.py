@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from yoloxdet.demo.__main__ import main
+from yoloxdet.config import load_config
+from yoloxdet.demo.__main__ import RECIPE, SCRATCH_RECIPE, main
 from yoloxdet.demo.treecrowns import crop_boxes, tile_origins
 
 
@@ -19,6 +20,14 @@ def test_tiles_cover_the_image_and_boxes_are_cropped():
     cropped = crop_boxes(boxes, 0, 0, 400, 400, min_visible=0.5)
     # the first box whole, the second half inside (kept, clipped), the third mostly outside (dropped)
     assert cropped.tolist() == [[10, 10, 50, 50], [380, 10, 400, 50]]
+
+
+def test_demo_recipes_are_valid_configs_and_differ_only_where_documented():
+    finetune, scratch = load_config(RECIPE), load_config(SCRATCH_RECIPE)  # unknown keys would raise
+    assert scratch.train.min_lr_ratio == 1.0 and scratch.train.ema_ramp == 2000
+    same = {"min_lr_ratio": finetune.train.min_lr_ratio, "ema_ramp": finetune.train.ema_ramp}
+    assert scratch.train.__class__(**{**vars(scratch.train), **same}) == finetune.train
+    assert (scratch.model, scratch.augment, scratch.eval) == (finetune.model, finetune.augment, finetune.eval)
 
 
 @pytest.mark.slow
@@ -37,3 +46,13 @@ def test_fast_demo_writes_every_report_file(tmp_path):
             assert math.isfinite(split[key]) and 0.0 <= split[key] <= 1.0, (key, split[key])
     text = (report / "report.md").read_text()
     assert "pr_curve.png" in text and "OSBS_029" in text
+
+
+@pytest.mark.slow
+def test_demo_without_weights_trains_from_scratch_with_the_scratch_recipe(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["--minutes", "0.02", "--max-tiles", "2", "--weights", "none", "--out", str(out)]) == 0
+    assert "training YOLOX-Nano from scratch" in capsys.readouterr().out
+    resolved = load_config(out / "runs" / "treecrowns" / "config.yaml")
+    assert resolved.train.min_lr_ratio == 1.0 and resolved.train.weights == ""
+    assert (out / "report" / "report.md").is_file()

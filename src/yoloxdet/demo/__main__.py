@@ -2,7 +2,8 @@
 
 A thin wrapper over the public commands a user would run (``import-weights``, ``train``, ``val``, ``predict``):
 it prepares the data (see :mod:`yoloxdet.demo.treecrowns`), resolves the COCO-pretrained weights, runs the
-commands with the recipe in ``recipe.yaml``, and writes the report (see :mod:`yoloxdet.demo.report`).
+commands with the recipe in ``recipe.yaml`` (``recipe_scratch.yaml`` when no weights can be had), and writes the
+report (see :mod:`yoloxdet.demo.report`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from . import treecrowns
 from .pipeline import DemoPaths, build_report, resolve_initial_weights
 
 logger = logging.getLogger("yoloxdet.demo")
-RECIPE = Path(__file__).with_name("recipe.yaml")
+RECIPE = Path(__file__).with_name("recipe.yaml")  # fine-tuning pretrained weights
+SCRATCH_RECIPE = Path(__file__).with_name("recipe_scratch.yaml")  # when no weights can be had
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     dataset_yaml = treecrowns.prepare(wheel, paths.data, max_tiles=args.max_tiles)
 
     initial = resolve_initial_weights(args.weights, paths.cache)
-    train_args = [str(dataset_yaml), "--config", str(RECIPE), f"max_minutes={args.minutes}", f"seed={args.seed}",
+    recipe = RECIPE if initial is not None else SCRATCH_RECIPE
+    train_args = [str(dataset_yaml), "--config", str(recipe), f"max_minutes={args.minutes}", f"seed={args.seed}",
                   f"output_dir={paths.runs}", "train.name=treecrowns", *args.overrides]
     if initial is not None:
         step("import weights", ["import-weights", str(initial), "--model", "yolox-nano", "-o", str(paths.init),
