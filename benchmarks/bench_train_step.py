@@ -77,8 +77,6 @@ def peer(name: str, images: torch.Tensor, targets: Targets) -> Callable[[], None
     return step
 
 
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=8)
