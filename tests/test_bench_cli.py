@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from yoloxdet.cli import main
@@ -33,6 +35,25 @@ def test_time_interleaved_alternates_the_order_every_round():
     assert [c for c in calls if c != "|"] == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]
     assert calls.count("|") == 16  # before and after each timed call
     assert {name: len(t) for name, t in times.items()} == {"a": 4, "b": 4}
+
+
+def test_time_interleaved_bursts_drop_the_first_call_of_each_turn():
+    calls = []
+    slow_first = {"a": True, "b": True}
+
+    def make(name):
+        def fn():
+            calls.append(name)
+            if slow_first[name]:  # the call after another function's turn: made slow, must not be counted
+                time.sleep(0.05)
+            slow_first[name] = False
+            slow_first["b" if name == "a" else "a"] = True
+        return fn
+
+    times = time_interleaved({"a": make("a"), "b": make("b")}, warmup=0, iters=2, burst=3)
+    assert calls == ["a"] * 3 + ["b"] * 6 + ["a"] * 3
+    assert {name: len(t) for name, t in times.items()} == {"a": 4, "b": 4}
+    assert max(max(t) for t in times.values()) < 0.05
 
 
 def test_bench_prints_every_backend_and_the_matmul_peak(capsys, nano_onnx):

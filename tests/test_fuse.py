@@ -64,3 +64,32 @@ def test_optimize_for_inference_channels_last_matches_and_accepts_both_layouts()
         for layout in (torch.contiguous_format, torch.channels_last):
             got = decode(fast(images.contiguous(memory_format=layout)))
             torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-4)
+
+
+def test_compiled_copy_matches_the_eval_model_and_leaves_it_unfused():
+    model = randomize_(create_model("yolox-nano")).eval()
+    images = _images(batch=1, height=96, width=128)
+    compiled = optimize_for_inference(model, compile=True)  # Inductor with freezing: weights become constants
+    with torch.inference_mode():
+        expected = decode(model(images))
+        got = decode(compiled(images))
+    torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-4)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), "the original must keep its BNs"
+
+
+def test_detector_from_checkpoint_folds_bn_by_default_and_matches_the_unfused_model(tmp_path):
+    from yoloxdet import Detector
+    from yoloxdet.weights import CheckpointInfo, save_checkpoint
+
+    model = randomize_(create_model("yolox-nano")).eval()
+    path = tmp_path / "nano.pt"
+    save_checkpoint(path, model, CheckpointInfo("yolox-nano", 80, tuple(f"c{i}" for i in range(80)), (160, 160)))
+    image = (torch.rand(120, 150, 3, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
+    fast = Detector.from_checkpoint(path, conf_threshold=0.01)
+    plain = Detector.from_checkpoint(path, conf_threshold=0.01, fast=False)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.backend.model.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in plain.backend.model.modules())
+    [got], [want] = fast.predict(image), plain.predict(image)
+    assert len(want.xyxy) > 0
+    torch.testing.assert_close(torch.as_tensor(got.xyxy), torch.as_tensor(want.xyxy), atol=1e-2, rtol=1e-4)
+    torch.testing.assert_close(torch.as_tensor(got.scores), torch.as_tensor(want.scores), atol=1e-4, rtol=1e-4)

@@ -51,6 +51,22 @@ def test_predict_one_image_writes_annotated_copy_and_json(nano_onnx, image_dir, 
     assert "detections" in capsys.readouterr().out
 
 
+def test_predict_no_fuse_and_compile_find_the_same_objects_as_the_default(nano_onnx, image_dir, tmp_path):
+    found = {}
+    for flags in ((), ("--no-fuse",), ("--compile",)):
+        output = tmp_path / "_".join(flags or ("default",))
+        assert _predict(nano_onnx, image_dir / IMAGES[1], "--no-save", "-o", output, *flags) == 0
+        [entry] = _report(output)["images"]
+        found[flags] = entry["detections"]
+    default = found[()]
+    assert default
+    for flags, detections in found.items():
+        assert [d["class_id"] for d in detections] == [d["class_id"] for d in default], flags
+        for got, want in zip(detections, default):
+            assert got["score"] == pytest.approx(want["score"], abs=1e-3), flags
+            assert got["box_xyxy"] == pytest.approx(want["box_xyxy"], abs=0.05), flags
+
+
 def test_predict_folder_and_glob_with_an_unreadable_file(nano_onnx, image_dir, tmp_path, capsys):
     (image_dir / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
     output = tmp_path / "folder"

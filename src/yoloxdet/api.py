@@ -107,10 +107,16 @@ class Detector:
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         device: str | torch.device | None = None,
+        fast: bool = True,
+        compile: bool = False,
         **kwargs,
     ) -> Detector:
         """Load our ``.pt``, an official ``.pth``/``.onnx`` (give ``model_name``) or a zoo name.
 
+        A PyTorch model is prepared by :func:`~yoloxdet.models.fuse.optimize_for_inference`: with ``fast`` (the
+        default) BatchNorm is folded into the convs and weights are channels_last (outputs equal the unfused
+        model's within float rounding); ``compile`` adds ``torch.compile`` (the first batch of each shape
+        compiles). Both are ignored for exported ``.onnx``/``.torchscript`` files.
         ``kwargs`` go to :class:`Detector` (thresholds, input size, batch size).
         """
         exported = _exported_backend(source)
@@ -124,6 +130,10 @@ class Detector:
         )
         if device is not None:
             model = model.to(device)
+        if fast or compile:
+            from .models.fuse import optimize_for_inference
+
+            model = optimize_for_inference(model, fuse=fast, channels_last=fast, compile=compile)
         return cls(model, info, **kwargs)
 
     @property

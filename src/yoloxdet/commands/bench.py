@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated: eager, fused (BN folded + channels_last), compiled (torch.compile), onnx",
     )
     parser.add_argument("--onnx", type=Path, help="time this ONNX file instead of exporting the model")
-    parser.add_argument("--iters", type=int, default=10, help="timed calls per backend (median reported)")
+    parser.add_argument("--iters", type=int, default=10, help="turns per backend (the backends take turns)")
+    parser.add_argument("--burst", type=int, default=3,
+                        help="calls per turn; all but the first are timed (median reported); default 3")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls first")
 
 
@@ -48,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         raise ValueError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
-    if min(args.batch, args.threads, args.iters) < 1:
-        raise ValueError("--batch, --threads and --iters must be at least 1")
+    if min(args.batch, args.threads, args.iters, args.burst) < 1:
+        raise ValueError("--batch, --threads, --iters and --burst must be at least 1")
     model, name, size = load_bench_model(args.model, args.size)
     if size % 32:
         raise ValueError(f"--size {size} must be a multiple of 32")
@@ -62,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         backends=backends,
         warmup=args.warmup,
         iters=args.iters,
+        burst=args.burst,
         onnx_path=args.onnx,
     )
     print(report.format())

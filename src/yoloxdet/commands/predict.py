@@ -38,6 +38,10 @@ def add_detector_arguments(parser: argparse.ArgumentParser, *, conf: float, nms:
     parser.add_argument("--class-agnostic", action="store_true", help="one NMS over all classes")
     parser.add_argument("--batch", type=int, default=8, help="images per forward pass (default 8)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default cpu)")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="run the PyTorch model as trained (by default BN is folded into the convs)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the PyTorch model (faster after ~15 s of compiling per input shape)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -58,6 +62,8 @@ def detector_from_args(args: argparse.Namespace) -> Detector:
         class_agnostic=args.class_agnostic,
         input_size=size,
         batch_size=args.batch,
+        fast=not args.no_fuse,
+        compile=args.compile,
     )
 
 
