@@ -35,9 +35,9 @@ def time_calls(fn: Callable[[], object], *, warmup: int = 2, iters: int = 10) ->
 
 def time_interleaved(fns: Mapping[str, Callable[[], object]], *, warmup: int = 2, iters: int = 10,
                      sync: Callable[[], None] | None = None, burst: int = 1) -> dict[str, list[float]]:
-    """Seconds taken by ``iters`` calls of each function, the functions taking turns (order reversed every round),
-    so that load from elsewhere on a shared machine falls on all of them alike. ``sync`` (e.g.
-    ``torch.cuda.synchronize``) runs before each clock read.
+    """Seconds of each timed call of each function over ``iters`` rounds. The functions take turns (the order
+    reversed every round), so that load from elsewhere on a shared machine falls on all of them alike. ``sync``
+    (e.g. ``torch.cuda.synchronize``) runs before each clock read.
 
     With ``burst`` > 1 each turn is ``burst`` calls in a row and the first is not counted: it pays for the caches
     the previous function filled with its own weights, which a model called again and again does not."""
