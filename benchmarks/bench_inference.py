@@ -1,9 +1,9 @@
 """Inference speed: our PyTorch paths and onnxruntime vs pixeltable-yolox eager, and vs the compute bound.
 
 Writes the ``inference`` section of docs/benchmarks.md. The compute bound of a model is its GFLOPs divided by the
-float32 matmul GFLOP/s measured in the same run with the same thread count. Every backend runs the same random
-weights (our state dict loaded into the peer) on the same random 0-255 images, output decoded to
-``[B, A, 5 + C]``; NMS is not timed (it depends on the weights).
+float32 matmul GFLOP/s measured in the same run with the same thread count (the matmul timed in turns with the
+models). Every backend runs the same random weights (our state dict loaded into the peer) on the same random 0-255
+images, output decoded to ``[B, A, 5 + C]``; NMS is not timed (it depends on the weights).
 
     python benchmarks/bench_inference.py                      # yolox-s@640, nano@416, tiny@416; batch 1, 2 threads
     python benchmarks/bench_inference.py --model yolox-s --size 640 --iters 30
@@ -69,9 +69,9 @@ def markdown(reports: list[BenchReport], args: argparse.Namespace) -> str:
         "",
         f"Written by `benchmarks/bench_inference.py` on {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, median of {args.iters * max(args.burst - 1, 1)} timed calls after {args.warmup} warm-up calls. "
-        "`fused` = BN folded + channels_last + inference_mode; `compiled` = fused + torch.compile with Inductor freezing (`Detector.from_checkpoint(..., compile=True)`, `yoloxdet predict --compile`); `onnx` = our export (BN folded, fixed size) in "
+        "`fused` = BN folded + channels_last + inference_mode; `compiled` = fused + torch.compile (Inductor; `Detector.from_checkpoint(..., compile=True)`, `yoloxdet predict --compile`); `onnx` = our export (BN folded, fixed size) in "
         "onnxruntime; `pixeltable` = pixeltable-yolox 0.4.3 eager (official numerics). All rows of a model take turns, so machine load falls on them alike; each turn is `--burst` calls in a row and its first call is not counted (it runs with the caches the previous backend left: a model called again and again does not pay that). `x bound` = time / "
-        "(model GFLOPs / matmul GFLOP/s measured in the same run). Goals: our PyTorch path (fused or compiled) <= 0.75x pixeltable, "
+        "(model GFLOPs / matmul GFLOP/s), the matmul (1024x1024, float32) taking its turns among the rows and summarised by the same median. Goals: our PyTorch path (fused or compiled) <= 0.75x pixeltable, "
         "onnx <= 0.65x pixeltable, <= 1.3x bound.",
         "",
         "| model | size | batch | threads | backend | ms/image | images/s | x pixeltable | x bound | "
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, help="input size for --model (default: the model's)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--iters", type=int, default=12, help="turns per backend")
+    parser.add_argument("--iters", type=int, default=30, help="turns per backend")
     parser.add_argument("--burst", type=int, default=3,
                         help="calls per turn; the first of each is not counted (caches cold from the previous backend)")
     parser.add_argument("--warmup", type=int, default=5)

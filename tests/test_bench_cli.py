@@ -76,3 +76,27 @@ def test_bench_rejects_unknown_backends_and_bad_sizes(capsys):
     assert "tensorrt" in capsys.readouterr().err
     assert main(["bench", "yolox-nano", "--size", "100", "--backends", "eager"]) == 2
     assert "multiple of 32" in capsys.readouterr().err
+
+
+def test_bench_model_times_the_matmul_yardstick_among_the_models():
+    from torch import nn
+
+    from yoloxdet.perf import MATMUL, bench_model, matmul_probe
+
+    class Tiny(nn.Module):  # no backends of ours are asked for: only the FLOP count runs it
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 6, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    seen = []
+    report = bench_model(Tiny(), model_name="tiny", input_size=32, backends=(), iters=3, warmup=0,
+                         others={"probe": lambda images: seen.append(images.shape)})
+    assert [r.backend for r in report.rows] == ["probe"] and len(seen) == 3  # the matmul is not a row
+    probe, gflop = matmul_probe()
+    alone = gflop / median(time_calls(probe, warmup=1, iters=5))
+    assert alone / 3 < report.peak_gflops < alone * 3  # the same yardstick, whatever the load of the moment
+    with pytest.raises(ValueError, match="yardstick"):
+        bench_model(Tiny(), model_name="tiny", input_size=32, backends=(), iters=1, others={MATMUL: print})

@@ -63,14 +63,15 @@ def optimize_for_inference(
     """A copy of ``model`` prepared for fast inference: BN folded, channels_last weights, optionally compiled.
 
     Run it under ``torch.inference_mode()``; inputs may stay contiguous NCHW, since the first conv converts them
-    (giving channels_last inputs saves that one copy). ``compile`` uses Inductor with ``freezing``: the weights
-    become constants, so convs get pre-packed weights and their SiLU fused in (YOLOX-S on 2 CPU threads: 198 vs
-    209 ms for the uncompiled copy in docs/benchmarks.md). The first call of
-    each input shape compiles (about 15 s for YOLOX-S on CPU), and the weights can no longer be changed.
+    (giving channels_last inputs saves that one copy). ``compile`` wraps the copy in ``torch.compile`` (Inductor),
+    which fuses the SiLUs, concatenations and the decode into generated kernels around oneDNN's convolutions (the
+    ``compiled`` rows of docs/benchmarks.md). The first call of each input shape compiles (about 15 s for YOLOX-S on
+    CPU). Inductor's ``freezing`` (pre-packed convolutions) is not used: on 2 CPU threads it was not consistently
+    faster (``python benchmarks/bench_compile_modes.py``), and it only takes effect when switched on globally.
     """
     fast = fuse_model(model) if fuse else copy.deepcopy(model).eval()
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
     if compile:
-        fast = torch.compile(fast, dynamic=False, options={"freezing": True})
+        fast = torch.compile(fast, dynamic=False)
     return fast
