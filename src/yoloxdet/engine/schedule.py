@@ -3,8 +3,9 @@
 Pure functions of the position in training: the trainer asks ``lr_at(position)`` and ``phase_at(epoch)`` and
 hands the answers to the optimizer, the data loader and the loss, so every part sees the same explicit state.
 
-A wall-clock budget maps onto the same schedule: the position is ``max(iteration, elapsed/budget · total)``, so
-the cosine reaches its floor at the deadline whichever comes first (see :func:`progress_iters`).
+A wall-clock budget maps onto the same schedule: the warm-up still counts steps, and after it the position is
+``max(iteration, warmup + elapsed/budget · (total - warmup))``, so the cosine reaches its floor at the deadline
+whichever comes first (see :func:`progress_iters`).
 """
 
 from __future__ import annotations
@@ -58,11 +59,21 @@ def lr_at(iteration: float, s: LRSchedule) -> float:
     return min_lr + 0.5 * (s.base_lr - min_lr) * (1.0 + math.cos(math.pi * (iteration - s.warmup_iters) / span))
 
 
-def progress_iters(iteration: int, total_iters: int, elapsed_s: float = 0.0, budget_s: float = 0.0) -> float:
-    """Schedule position: the iteration count, or further along if a wall-clock budget is running out faster."""
+def progress_iters(
+    iteration: int, total_iters: int, elapsed_s: float = 0.0, budget_s: float = 0.0, warmup_iters: float = 0.0
+) -> float:
+    """Schedule position: the iteration count, or further along if a wall-clock budget is running out faster.
+
+    The warm-up is a number of steps whatever the budget: laying it over the clock as well would shrink a warm-up of
+    one epoch out of an upper bound of 300 to a few seconds. The time budget is laid over the span after it."""
     if budget_s <= 0:
         return float(iteration)
-    return max(float(iteration), min(elapsed_s / budget_s, 1.0) * total_iters)
+    if elapsed_s >= budget_s:  # spent, even in the middle of the warm-up
+        return float(max(iteration, total_iters))
+    if iteration < warmup_iters:
+        return float(iteration)
+    by_time = warmup_iters + elapsed_s / budget_s * (total_iters - warmup_iters)
+    return max(float(iteration), by_time)
 
 
 @dataclass(frozen=True)
