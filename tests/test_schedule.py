@@ -61,10 +61,11 @@ def test_eval_due() -> None:
 
 
 def test_budget_progress_takes_the_later_position() -> None:
-    assert progress_iters(50, 1000) == 50.0
-    assert progress_iters(50, 1000, elapsed_s=30, budget_s=60) == 500.0
-    assert progress_iters(800, 1000, elapsed_s=30, budget_s=60) == 800.0
-    assert progress_iters(10, 1000, elapsed_s=120, budget_s=60) == 1000.0
+    flat = LRSchedule(base_lr=0.01, iters_per_epoch=10, epochs=100, warmup_epochs=0, no_aug_epochs=0)  # 1000 steps
+    assert progress_iters(50, flat) == 50.0
+    assert progress_iters(50, flat, elapsed_s=30, budget_s=60) == 500.0
+    assert progress_iters(800, flat, elapsed_s=30, budget_s=60) == 800.0
+    assert progress_iters(10, flat, elapsed_s=120, budget_s=60) == 1000.0
 
 
 def test_budget_keeps_the_warmup_in_steps() -> None:
@@ -72,13 +73,13 @@ def test_budget_keeps_the_warmup_in_steps() -> None:
     demo = LRSchedule(base_lr=0.00125, iters_per_epoch=9, epochs=300, warmup_epochs=1, no_aug_epochs=0)
     w, total = demo.warmup_iters, demo.total_iters
     # 5 s in (2 steps at 2.5 s a step): still warming up, not pushed past the warm-up by the clock
-    position = progress_iters(2, total, elapsed_s=5, budget_s=600, warmup_iters=w)
+    position = progress_iters(2, demo, elapsed_s=5, budget_s=600)
     assert position == 2.0 and lr_at(position, demo) == pytest.approx(0.00125 * (2 / 9) ** 2)
     # after the warm-up the clock lays the cosine over the rest: half the budget is half of the post-warm-up span
-    assert progress_iters(20, total, elapsed_s=300, budget_s=600, warmup_iters=w) == pytest.approx(w + (total - w) / 2)
-    assert progress_iters(9, total, elapsed_s=0, budget_s=600, warmup_iters=w) == 9.0  # continuous at the seam
-    assert progress_iters(30, total, elapsed_s=900, budget_s=600, warmup_iters=w) == total  # spent
-    assert progress_iters(3, total, elapsed_s=601, budget_s=600, warmup_iters=w) == total  # spent during warm-up
+    assert progress_iters(20, demo, elapsed_s=300, budget_s=600) == pytest.approx(w + (total - w) / 2)
+    assert progress_iters(9, demo, elapsed_s=0, budget_s=600) == 9.0  # continuous at the seam
+    assert progress_iters(30, demo, elapsed_s=900, budget_s=600) == total  # spent
+    assert progress_iters(3, demo, elapsed_s=601, budget_s=600) == total  # spent during warm-up
 
 
 def test_parameter_groups_partition_the_model() -> None:

@@ -23,18 +23,6 @@ BACKENDS = ("eager", "fused", "compiled", "onnx")
 MATMUL = "matmul"  # the yardstick's entry among the timed runners
 
 
-def time_calls(fn: Callable[[], object], *, warmup: int = 2, iters: int = 10) -> list[float]:
-    """Seconds taken by each of ``iters`` calls of ``fn`` after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def time_interleaved(fns: Mapping[str, Callable[[], object]], *, warmup: int = 2, iters: int = 10,
                      sync: Callable[[], None] | None = None, burst: int = 1) -> dict[str, list[float]]:
     """Seconds of each timed call of each function over ``iters`` rounds. The functions take turns (the order

@@ -59,21 +59,19 @@ def lr_at(iteration: float, s: LRSchedule) -> float:
     return min_lr + 0.5 * (s.base_lr - min_lr) * (1.0 + math.cos(math.pi * (iteration - s.warmup_iters) / span))
 
 
-def progress_iters(
-    iteration: int, total_iters: int, elapsed_s: float = 0.0, budget_s: float = 0.0, warmup_iters: float = 0.0
-) -> float:
+def progress_iters(iteration: int, schedule: LRSchedule, elapsed_s: float = 0.0, budget_s: float = 0.0) -> float:
     """Schedule position: the iteration count, or further along if a wall-clock budget is running out faster.
 
     The warm-up is a number of steps whatever the budget: laying it over the clock as well would shrink a warm-up of
     one epoch out of an upper bound of 300 to a few seconds. The time budget is laid over the span after it."""
+    total, warmup = schedule.total_iters, schedule.warmup_iters
     if budget_s <= 0:
         return float(iteration)
     if elapsed_s >= budget_s:  # spent, even in the middle of the warm-up
-        return float(max(iteration, total_iters))
-    if iteration < warmup_iters:
+        return float(max(iteration, total))
+    if iteration < warmup:
         return float(iteration)
-    by_time = warmup_iters + elapsed_s / budget_s * (total_iters - warmup_iters)
-    return max(float(iteration), by_time)
+    return max(float(iteration), warmup + elapsed_s / budget_s * (total - warmup))
 
 
 @dataclass(frozen=True)

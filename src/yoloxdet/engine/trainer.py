@@ -243,8 +243,7 @@ class Trainer:
     def position(self) -> float:
         budget_s = self.config.max_minutes * 60.0
         elapsed = dist_utils.broadcast_object(self.elapsed_s()) if budget_s > 0 else 0.0
-        return progress_iters(self.state.iteration, self.schedule.total_iters, elapsed, budget_s,
-                              warmup_iters=self.schedule.warmup_iters)
+        return progress_iters(self.state.iteration, self.schedule, elapsed, budget_s)
 
     def _budget_spent(self) -> bool:
         return self.config.max_minutes > 0 and self.position() >= self.schedule.total_iters
