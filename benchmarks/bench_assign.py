@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_section
 
 from yoloxdet.assign import assign
-from yoloxdet.postprocess import anchor_points, decode_boxes
+from yoloxdet.ops.decode import anchor_points, decode_boxes
 from yoloxdet.structures import HeadOutputs, Targets
 
 BATCH, SIZE, CLASSES, STRIDES = 8, 640, 80, (8, 16, 32)

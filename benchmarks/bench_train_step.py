@@ -26,7 +26,7 @@ from yoloxdet.engine.optim import build_optimizer
 from yoloxdet.engine.schedule import Phase
 from yoloxdet.engine.trainer import yolox_loss_fn
 from yoloxdet.models.zoo import create_model
-from yoloxdet.perf import median, time_interleaved
+from yoloxdet.bench.perf import median, time_interleaved
 from yoloxdet.structures import Targets
 
 BATCH, GTS, CLASSES = 8, 10, 80

@@ -77,7 +77,8 @@ class StopAfter(Callback):
 
 
 def make_trainer(loader: SyntheticLoader, *, run_dir: Path | None = None, accumulate: int = 1, epochs: int = 3,
-                 callbacks: Sequence[Callback] = (), evaluate=None, model_seed: int = 0, **overrides) -> Trainer:
+                 callbacks: Sequence[Callback] = (), evaluate=None, model_seed: int = 0, loss_fn=None,
+                 **overrides) -> Trainer:
     torch.manual_seed(model_seed)
     model = create_model("yolox-nano", num_classes=2)
     model = wrap_model(model, current())  # DDP when a process group is initialised
@@ -88,5 +89,5 @@ def make_trainer(loader: SyntheticLoader, *, run_dir: Path | None = None, accumu
                           config.no_aug_epochs)
     optimizer = build_optimizer(unwrap(model), lr=0.0, momentum=config.momentum, weight_decay=config.weight_decay)
     multiscale = MultiScale((SIZE, SIZE), 1, 3, interval=2, seed=0)
-    return Trainer(model, loader, optimizer, config=config, schedule=schedule, loss_fn=yolox_loss_fn(),
+    return Trainer(model, loader, optimizer, config=config, schedule=schedule, loss_fn=loss_fn or yolox_loss_fn(),
                    evaluate=evaluate, multiscale=multiscale, callbacks=callbacks, run_dir=run_dir)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from yoloxdet.ablate import DEFAULT_VARIANTS, load_variants, parse_variants, variants_yaml
+from yoloxdet.experiments.ablate import DEFAULT_VARIANTS, load_variants, parse_variants, variants_yaml
 from yoloxdet.assign import available
 from yoloxdet.cli import main
 from yoloxdet.config import Config, ConfigError, apply_overrides
@@ -92,11 +92,12 @@ def test_default_roadmap_is_valid_and_round_trips() -> None:
 def test_iteration_log_times_assignment_and_tells_an_interrupted_run() -> None:
     from _synthetic_train import StopAfter, SyntheticLoader, make_trainer
 
-    from yoloxdet.ablate import IterationLog
+    from yoloxdet.experiments.ablate import IterationLog
 
     interrupted, complete = IterationLog(), IterationLog()
-    make_trainer(SyntheticLoader(num_batches=2), epochs=2, callbacks=(interrupted, StopAfter(1))).fit()
-    make_trainer(SyntheticLoader(num_batches=2), epochs=1, callbacks=(complete,)).fit()
+    make_trainer(SyntheticLoader(num_batches=2), epochs=2, callbacks=(interrupted, StopAfter(1)),
+                 loss_fn=interrupted.loss_fn("simota")).fit()
+    make_trainer(SyntheticLoader(num_batches=2), epochs=1, callbacks=(complete,), loss_fn=complete.loss_fn("simota")).fit()
     assert not interrupted.completed and complete.completed
     assert [row["iteration"] for row in complete.steps] == [1.0, 2.0]
     assert all(row["assign_ms"] > 0 for row in complete.steps + interrupted.steps)

@@ -13,7 +13,7 @@ import torch
 from yoloxdet.cli import main
 from yoloxdet.commands.assign_viz import parse_boxes
 from yoloxdet.structures import Assignment, HeadOutputs
-from yoloxdet.viz_assign import draw_assignment, gt_color, positive_rows, side_by_side
+from yoloxdet.experiments.viz_assign import draw_assignment, gt_color, positive_rows, side_by_side
 
 
 def test_positive_rows_geometry() -> None:

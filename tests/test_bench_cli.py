@@ -7,7 +7,7 @@ import time
 import pytest
 
 from yoloxdet.cli import main
-from yoloxdet.perf import BenchReport, median, time_interleaved
+from yoloxdet.bench.perf import BenchReport, median, time_interleaved
 
 
 def test_report_arithmetic_is_hand_checkable():
@@ -75,8 +75,8 @@ def test_bench_rejects_unknown_backends_and_bad_sizes(capsys):
 def test_bench_model_times_the_matmul_yardstick_among_the_models(monkeypatch):
     from torch import nn
 
-    from yoloxdet import perf
-    from yoloxdet.perf import MATMUL, bench_model, matmul_probe
+    from yoloxdet.bench import perf
+    from yoloxdet.bench.perf import MATMUL, bench_model, matmul_probe
 
     class Tiny(nn.Module):  # no backends of ours are asked for: only the FLOP count runs it
         def __init__(self):

@@ -20,7 +20,7 @@ from yoloxdet.engine.evaluator import (
     predict_coco_results,
     to_coco_results,
 )
-from yoloxdet.results import Detections
+from yoloxdet.inference.results import Detections
 
 
 def _gt(annotations, categories=((3, "cat"), (7, "dog"), (11, "eel")), images=((1, 100, 200), (2, 100, 200))):

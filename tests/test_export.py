@@ -14,7 +14,7 @@ import pytest
 import torch
 from oracle.peer import randomize_
 
-from yoloxdet.backends import OnnxBackend, TorchScriptBackend, detections_to_decoded, load_exported
+from yoloxdet.inference.backends import OnnxBackend, TorchScriptBackend, detections_to_decoded, load_exported
 from yoloxdet.export import (
     ExportMetadata,
     export_onnx,
@@ -24,7 +24,8 @@ from yoloxdet.export import (
 )
 from yoloxdet.models.fuse import fuse_model
 from yoloxdet.models.zoo import create_model
-from yoloxdet.postprocess import decode, postprocess
+from yoloxdet.ops.decode import decode
+from yoloxdet.ops.nms import postprocess
 
 NAMES = tuple(f"class{i}" for i in range(80))
 CONF = 0.2  # calibrated random weights score about 0.1-0.35

@@ -11,10 +11,10 @@ import pytest
 import torch
 from test_export import NAMES, assert_same_detections, random_model
 
-from yoloxdet.backends import OnnxBackend
+from yoloxdet.inference.backends import OnnxBackend
 from yoloxdet.export import ExportMetadata, export_onnx
 from yoloxdet.models.fuse import fuse_model
-from yoloxdet.postprocess import decode
+from yoloxdet.ops.decode import decode
 
 CASES = [
     ("yolox-tiny", [(160, 128), (96, 224)], True, False),

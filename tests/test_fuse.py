@@ -9,7 +9,7 @@ from torch import nn
 
 from yoloxdet.models.fuse import fold_conv_bn, fuse_model, optimize_for_inference
 from yoloxdet.models.zoo import create_model
-from yoloxdet.postprocess import decode
+from yoloxdet.ops.decode import decode
 
 
 def _images(batch: int = 2, height: int = 96, width: int = 128) -> torch.Tensor:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from yoloxdet.loss import iou_loss, l1_target, normaliser, yolox_loss
-from yoloxdet.postprocess import anchor_points, decode_boxes
+from yoloxdet.ops.decode import anchor_points, decode_boxes
 from yoloxdet.structures import Assignment, HeadOutputs, Targets
 
 

@@ -5,37 +5,48 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
-# command name -> module under yoloxdet.commands
-COMMANDS: dict[str, str] = {
-    "models": "models",
-    "predict": "predict",
-    "val": "val",
-    "export": "export",
-    "bench": "bench",
-    "check-data": "check_data",
-    "show-aug": "show_aug",
-    "assign-viz": "assign_viz",
-    "import-weights": "import_weights",
-    "train": "train",
-    "ablate": "ablate",
+from .commands import (
+    CLIError,
+    ablate,
+    assign_viz,
+    bench,
+    check_data,
+    export,
+    import_weights,
+    models,
+    predict,
+    show_aug,
+    train,
+    val,
+)
+
+# command name -> its module, in the order ``yoloxdet --help`` lists them
+COMMANDS: dict[str, ModuleType] = {
+    "models": models,
+    "predict": predict,
+    "val": val,
+    "export": export,
+    "bench": bench,
+    "check-data": check_data,
+    "show-aug": show_aug,
+    "assign-viz": assign_viz,
+    "import-weights": import_weights,
+    "train": train,
+    "ablate": ablate,
 }
-
-
-class CLIError(Exception):
-    """An error the user can fix; printed as one line without a traceback."""
+__all__ = ["COMMANDS", "CLIError", "build_parser", "main", "parse"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yoloxdet", description="YOLOX object detection: train, evaluate, predict, export.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(f"yoloxdet.commands.{module_name}")
+    for name, module in COMMANDS.items():
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
         command.set_defaults(_run=module.run, _trailing=getattr(module, "TRAILING_ITEMS", None))

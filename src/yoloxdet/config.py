@@ -1,8 +1,12 @@
 """Configuration: frozen dataclasses, YAML files and ``key=value`` overrides.
 
 A run is described by one :class:`Config`. Defaults follow the official ``yolox_base.py`` (reference §4); a YAML
-file or ``section.key=value`` overrides hold only the changes. Unknown keys fail with a "did you mean"
-suggestion instead of being silently ignored.
+file or ``section.key=value`` overrides hold only the changes. Unknown keys, and values outside a field's
+choices (:data:`CHOICES`), fail when the config is built, with a "did you mean" suggestion.
+
+This module owns every default of the package: the training and evaluation settings below, the inference
+thresholds (:class:`PredictConfig`, used by ``yoloxdet predict``, :class:`~yoloxdet.inference.api.Detector` and
+export) and the lists of allowed values.
 """
 
 from __future__ import annotations
@@ -25,11 +29,51 @@ class ConfigError(ValueError):
     """A configuration value or key is wrong; the message says which and how to fix it."""
 
 
+HEAD_KINDS = ("decoupled", "coupled")  # YOLOX's decoupled head; the YOLOv3-style coupled one for ablations
+DEFAULT_HEAD = HEAD_KINDS[0]
+# the allowed values of the fields that name a choice, checked whenever a section is built. The assigner names
+# are those registered in yoloxdet.assign (tests/test_config.py checks that the two agree).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.head": HEAD_KINDS,
+    "data.cache": ("none", "ram", "disk"),  # decoded-image cache
+    "train.amp": ("auto", "fp16", "bf16", "off", "fp32"),  # "off" and "fp32" both mean full precision
+    "train.assigner": ("simota", "simota-2021", "ota", "single", "center3x3"),
+}
+
+
+def _suggest(key: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def check_choice(where: str, value: Any) -> None:
+    """Raise :class:`ConfigError` if ``value`` is not one of ``CHOICES[where]``, suggesting the closest one."""
+    allowed = CHOICES[where]
+    if value not in allowed:
+        raise ConfigError(
+            f"{where}: {value!r} is not one of {', '.join(allowed)}.{_suggest(str(value), allowed)}"
+        )
+
+
+class _Checked:
+    """Mixin of the config sections: check the fields listed in :data:`CHOICES` on every construction
+    (``from_dict``, ``replace``, direct calls), so a typo fails before any data or model work."""
+
+    SECTION = ""
+
+    def __post_init__(self) -> None:
+        for field_ in fields(self):  # type: ignore[arg-type]
+            where = f"{self.SECTION}.{field_.name}"
+            if where in CHOICES:
+                check_choice(where, getattr(self, field_.name))
+
+
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Checked):
+    SECTION = "model"
     name: str = "yolox-s"  # a key of the model zoo, see `yoloxdet models`
     num_classes: int = 80
-    head: str = "decoupled"  # "decoupled" (YOLOX) or "coupled" (YOLOv3-style, for ablations)
+    head: str = DEFAULT_HEAD  # see HEAD_KINDS
 
 
 @dataclass(frozen=True)
@@ -52,14 +96,16 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Checked):
+    SECTION = "data"
     dataset: str = ""  # path to a dataset description YAML (format, train/val locations, class names)
     workers: int | None = None  # None: scaled to the CPUs
-    cache: str = "none"  # "none" | "ram" | "disk": decoded-image cache
+    cache: str = "none"  # see CHOICES
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Checked):
+    SECTION = "train"
     epochs: int = 300
     batch: int = 64  # global batch (all processes)
     accumulate: int = 1  # gradient accumulation steps
@@ -78,10 +124,10 @@ class TrainConfig:
     eval_interval: int = 10
     patience: int = 0  # early stopping on val AP, in evaluations; 0 disables
     seed: int = 0
-    amp: str = "auto"  # "auto" | "off" | "fp16" | "bf16"
+    amp: str = "auto"  # see CHOICES
     device: str = "auto"
     sync_bn: bool = False
-    assigner: str = "simota"  # see yoloxdet.assign
+    assigner: str = "simota"  # see CHOICES and yoloxdet.assign
     weights: str = ""  # initial weights (.pth / .onnx / our .pt / a zoo name)
     output_dir: str = "runs"
     name: str = ""  # run folder name; default derived from the model and time
@@ -93,11 +139,21 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """Evaluation (mAP): a low score threshold keeps the whole precision-recall curve (official test settings)."""
+
     conf_threshold: float = 0.001
     nms_iou_threshold: float = 0.65
     class_agnostic: bool = False
-    input_size: tuple[int, int] | None = None  # None: the model's default
+    input_size: tuple[int, int] | None = None  # None: the training input size, else the model's default
     batch: int = 8
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Inference defaults (``yoloxdet predict``, ``Detector``, ``export --layout nms``): the official demo's."""
+
+    conf_threshold: float = 0.25
+    nms_iou_threshold: float = 0.45
 
 
 @dataclass(frozen=True)
@@ -109,9 +165,10 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def _suggest(key: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.5)
-    return f" Did you mean '{close[0]}'?" if close else ""
+def eval_input_size(config: Config, model_default: int) -> tuple[int, int]:
+    """The evaluation input size (h, w): ``eval.input_size``, else the training size, else the model's default."""
+    size = config.eval.input_size or config.train.input_size or (model_default, model_default)
+    return (int(size[0]), int(size[1]))
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

@@ -12,7 +12,8 @@ import glob
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,18 +130,30 @@ def expand_sources(sources: str | Path | Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file in the same folder, then rename it over ``path``."""
+@contextmanager
+def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
+    """The one "temporary file, then rename" writer: yields a temporary path beside ``path`` for the caller to
+    write (any library's ``save(obj, tmp)``), then moves it over ``path``; on error the temporary file is removed,
+    so a crash never leaves a half-written file under the final name. ``mode``: permission bits for the result
+    (``mkstemp`` makes it private to the user)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        yield Path(tmp)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file in the same folder, then rename it over ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:

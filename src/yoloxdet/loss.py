@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from .postprocess import anchor_points, decode_boxes
+from .ops.decode import anchor_points, decode_boxes
 from .structures import Assignment, HeadOutputs, Targets
 
 IOU_LOSS_WEIGHT = 5.0

@@ -85,6 +85,16 @@ class Assignment:
     matched_iou: Tensor  # [B, A] float
     cost: Tensor | None = None  # [B, A] cost of each positive, for visualisation (optional)
 
+    @classmethod
+    def background(cls, batch: int, num_anchors: int, device: torch.device | str = "cpu") -> Assignment:
+        """Every anchor background: what an assigner returns for images without any GT."""
+        return cls(
+            fg_mask=torch.zeros(batch, num_anchors, dtype=torch.bool, device=device),
+            matched_gt=torch.full((batch, num_anchors), -1, dtype=torch.long, device=device),
+            matched_iou=torch.zeros(batch, num_anchors, device=device),
+            cost=torch.zeros(batch, num_anchors, device=device),
+        )
+
     @property
     def num_fg(self) -> Tensor:  # scalar int64
         return self.fg_mask.sum()

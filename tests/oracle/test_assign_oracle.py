@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from yoloxdet.assign import assign
-from yoloxdet.postprocess import anchor_points, decode_boxes
+from yoloxdet.ops.decode import anchor_points, decode_boxes
 from yoloxdet.structures import HeadOutputs, Targets
 
 from .peer import peer_model

@@ -10,7 +10,7 @@ import torch
 from yoloxdet.assign import assign
 from yoloxdet.loss import yolox_loss
 from yoloxdet.models.zoo import create_model
-from yoloxdet.postprocess import decode_boxes
+from yoloxdet.ops.decode import decode_boxes
 from yoloxdet.structures import HeadOutputs, Targets
 
 from .peer import peer_model, randomize_

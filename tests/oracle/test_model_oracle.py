@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from yoloxdet.models.zoo import create_model
-from yoloxdet.postprocess import decode, postprocess
+from yoloxdet.ops.decode import decode
+from yoloxdet.ops.nms import postprocess
 
 from .peer import peer_model, randomize_
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from yoloxdet.models.zoo import create_model
-from yoloxdet.onnx_import import convs_in_run_order
-from yoloxdet.postprocess import decode
+from yoloxdet.weights.onnx_import import convs_in_run_order
+from yoloxdet.ops.decode import decode
 from yoloxdet.weights import load_model, load_state_dict_into
 
 from .peer import peer_model, randomize_

@@ -27,9 +27,8 @@ import torch
 from torch import Tensor
 
 from ..ops.boxes import pairwise_iou_cxcywh
-from ..postprocess import anchor_points, decode_boxes
+from ..ops.decode import anchor_points, decode_boxes
 from ..structures import Assignment, HeadOutputs, Targets
-from .ota import empty_assignment
 from .simota import IOU_COST_EPS, IOU_COST_WEIGHT, class_cost
 
 
@@ -64,7 +63,7 @@ def fixed_assign(
 ) -> Assignment:
     """Positives: the ``(2·radius + 1)²`` cells around each GT's centre cell on its size-chosen level."""
     if targets.boxes_cxcywh.shape[1] == 0:
-        return empty_assignment(outputs)
+        return Assignment.background(*outputs.obj_logits.shape, outputs.obj_logits.device)
     with torch.autocast(outputs.obj_logits.device.type, enabled=False):  # float32 costs under AMP too
         return _fixed(outputs, targets, radius, cells_per_box)
 

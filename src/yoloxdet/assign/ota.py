@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from ..ops.boxes import pairwise_iou_cxcywh
-from ..postprocess import decode_boxes
+from ..ops.decode import decode_boxes
 from ..structures import Assignment, HeadOutputs, Targets
 from .simota import BCE_LOG_CLAMP, IOU_COST_EPS, SimOTAVariant, class_cost, geometric_prior
 
@@ -92,18 +92,6 @@ def sinkhorn_log(cost: Tensor, supply: Tensor, demand: Tensor, eps: float, itera
     return log_kernel + log_u[..., None] + log_v[:, None, :]
 
 
-def empty_assignment(outputs: HeadOutputs) -> Assignment:
-    """All anchors background (a batch without any GT)."""
-    batch, anchors = outputs.obj_logits.shape
-    device = outputs.obj_logits.device
-    return Assignment(
-        fg_mask=torch.zeros(batch, anchors, dtype=torch.bool, device=device),
-        matched_gt=torch.full((batch, anchors), -1, dtype=torch.long, device=device),
-        matched_iou=torch.zeros(batch, anchors, device=device),
-        cost=torch.zeros(batch, anchors, device=device),
-    )
-
-
 @torch.no_grad()
 def ota_assign(
     outputs: HeadOutputs,
@@ -119,7 +107,7 @@ def ota_assign(
     """Assign anchors by optimal transport (module docstring). ``Assignment.cost`` holds, for each positive, its
     foreground cost (cls + iou_weight·(-log IoU) + penalty when outside the candidate region); 0 on background."""
     if targets.boxes_cxcywh.shape[1] == 0:
-        return empty_assignment(outputs)
+        return Assignment.background(*outputs.obj_logits.shape, outputs.obj_logits.device)
     # Costs are float32 by explicit casts; autocast is off so nothing in the Sinkhorn is silently downcast.
     with torch.autocast(outputs.obj_logits.device.type, enabled=False):
         fg_cost, background, ious, candidate = ota_costs(

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from ..ops.boxes import pairwise_iou_cxcywh
-from ..postprocess import anchor_points
+from ..ops.decode import anchor_points
 from ..structures import Assignment, HeadOutputs, Targets
 
 TOPK_IOU_CANDIDATES = 10  # dynamic k = int(sum of the top-10 IoUs), clamped to >= 1
@@ -148,7 +148,7 @@ def class_cost(cls_logits: Tensor, obj_logits: Tensor, gt_labels: Tensor) -> Ten
 def decode_candidates(outputs: HeadOutputs, index: Tensor) -> Tensor:
     """[B, K, 4] float32 decoded cxcywh boxes of the anchors in ``index`` [B, K].
 
-    Same formula as :func:`yoloxdet.postprocess.decode_boxes`, applied after gathering so only candidates pay for it.
+    Same formula as :func:`yoloxdet.ops.decode.decode_boxes`, applied after gathering so only candidates pay for it.
     """
     grid_xy, stride = anchor_points(outputs.feature_sizes, outputs.strides, index.device)
     raw = outputs.box_raw.float().gather(1, index[..., None].expand(-1, -1, 4))
@@ -238,7 +238,7 @@ def _simota_chunk(outputs: HeadOutputs, targets: Targets, variant: SimOTAVariant
     batch, num_anchors = outputs.obj_logits.shape
     device = outputs.obj_logits.device
     if targets.mask.shape[1] == 0:
-        return _empty_assignment(batch, num_anchors, device)
+        return Assignment.background(batch, num_anchors, device)
     candidate, prior = geometric_prior(targets.boxes_cxcywh, targets.mask, outputs, variant)
     index, valid = pack_candidates(candidate, candidate_capacity(outputs, targets.mask.shape[1], variant))
     cost, iou = pair_costs(outputs, targets, index, valid, prior, variant)
@@ -257,15 +257,6 @@ def _simota_chunk(outputs: HeadOutputs, targets: Targets, variant: SimOTAVariant
 def _scatter_slots(values: Tensor, target_index: Tensor, num_anchors: int, fill: float) -> Tensor:
     out = values.new_full((values.shape[0], num_anchors + 1), fill)
     return out.scatter_(1, target_index, values)[:, :num_anchors]
-
-
-def _empty_assignment(batch: int, num_anchors: int, device: torch.device) -> Assignment:
-    return Assignment(
-        fg_mask=torch.zeros(batch, num_anchors, dtype=torch.bool, device=device),
-        matched_gt=torch.full((batch, num_anchors), -1, dtype=torch.long, device=device),
-        matched_iou=torch.zeros(batch, num_anchors, device=device),
-        cost=torch.zeros(batch, num_anchors, device=device),
-    )
 
 
 def _slice_outputs(outputs: HeadOutputs, start: int, stop: int) -> HeadOutputs:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import CLIError
+
 HELP = "train named variants (default: the YOLOX roadmap) under one budget and seed; table and curves report"
 TRAILING_ITEMS = "items"
 
@@ -30,8 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ablate import Budget, base_config, load_variants, run_ablation, variants_yaml
-    from ..cli import CLIError
+    from ..experiments.ablate import Budget, base_config, load_variants, run_ablation, variants_yaml
     from .train import split_items
 
     variants = load_variants(args.variants)

@@ -105,11 +105,11 @@ def run(args: argparse.Namespace) -> int:
 
     from ..assign import assign, available
     from ..data.transforms import letterbox, to_chw_float
+    from ..experiments.viz_assign import draw_assignment, positive_rows, positives_per_gt, side_by_side
     from ..io import write_json_atomic
     from ..models.zoo import get_spec
     from ..ops.boxes import xyxy_to_cxcywh
     from ..structures import Targets
-    from ..viz_assign import draw_assignment, positive_rows, positives_per_gt, side_by_side
 
     names = [n.strip() for n in args.assigners.split(",") if n.strip()]
     unknown = [n for n in names if n not in available()]

@@ -44,7 +44,7 @@ def load_bench_model(source: str, size: int | None):  # -> tuple[YOLOX, str, int
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..perf import BACKENDS, bench_model
+    from ..bench.perf import BACKENDS, bench_model
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]

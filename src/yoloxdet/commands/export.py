@@ -8,6 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..config import PredictConfig
+from ..export.metadata import LAYOUTS
+from ..export.writers import DEFAULT_OPSET
+
 HELP = "export weights to ONNX (decoded output, dynamic batch and size) or TorchScript, with metadata inside"
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript"}
@@ -20,17 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", help="output file (default: WEIGHTS name with the format's suffix)")
     parser.add_argument(
         "--layout",
-        choices=("decoded", "raw", "nms"),
-        default="decoded",
+        choices=LAYOUTS,
+        default=LAYOUTS[0],
         help="decoded [B, A, 5+C] cxcywh boxes (default), the official raw layout (tx, ty, tw, th), or NMS inside "
         "the graph: [N, 7] (image, x1, y1, x2, y2, score, class)",
     )
-    parser.add_argument("--conf", type=float, default=0.25, help="score threshold inside the graph (--layout nms)")
-    parser.add_argument("--nms", type=float, default=0.45, help="NMS IoU threshold inside the graph (--layout nms)")
+    parser.add_argument("--conf", type=float, default=PredictConfig.conf_threshold,
+                        help="score threshold inside the graph (--layout nms)")
+    parser.add_argument("--nms", type=float, default=PredictConfig.nms_iou_threshold,
+                        help="NMS IoU threshold inside the graph (--layout nms)")
     parser.add_argument("--size", type=int, nargs="+", metavar="PX", help="default input size recorded (H W)")
     parser.add_argument("--static-batch", action="store_true", help="fix the batch size to 1 (ONNX)")
     parser.add_argument("--static-size", action="store_true", help="fix H and W to --size (ONNX; faster export)")
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--simplify", action="store_true", help="simplify with onnxslim (ONNX)")
     parser.add_argument("--no-fuse", action="store_true", help="keep BatchNorm layers instead of folding them")
 
@@ -55,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         conf_threshold=args.conf if args.layout == "nms" else 0.0,
         nms_iou_threshold=args.nms if args.layout == "nms" else 0.0,
         strides=tuple(model.strides),
-        head=getattr(info, "head", "decoupled"),
+        head=info.head,
         yoloxdet_version=__version__,
     )
     model = model.eval() if args.no_fuse else fuse_model(model)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import DEFAULT_HEAD, HEAD_KINDS
+
 HELP = "list the model zoo with parameters, GFLOPs at the default size, and default input size"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-classes", type=int, default=80, help="class count for the counts (default 80)")
-    parser.add_argument("--head", default="decoupled", choices=["decoupled", "coupled"])
+    parser.add_argument("--head", default=DEFAULT_HEAD, choices=HEAD_KINDS)
 
 
 def run(args: argparse.Namespace) -> int:

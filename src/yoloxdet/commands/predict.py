@@ -12,18 +12,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import PredictConfig
+
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..api import Detector
+    from ..inference.api import Detector
 
 HELP = (
     "detect objects in images, folders, glob patterns or videos; write annotated files and a detections JSON"
 )
 
 
-def add_detector_arguments(parser: argparse.ArgumentParser, *, conf: float, nms: float) -> None:
-    """Arguments shared by ``predict`` and ``val``: the weights and how to run them."""
+def add_detector_arguments(parser: argparse.ArgumentParser, conf: float, nms: float, batch: int = 8) -> None:
+    """Arguments shared by ``predict`` and ``val``: the weights and how to run them (defaults from config)."""
     parser.add_argument(
         "weights", help="our .pt checkpoint, an official .pth/.onnx (with --model), or a zoo name"
     )
@@ -36,7 +38,7 @@ def add_detector_arguments(parser: argparse.ArgumentParser, *, conf: float, nms:
     parser.add_argument("--conf", type=float, default=conf, help=f"score threshold obj*cls (default {conf})")
     parser.add_argument("--nms", type=float, default=nms, help=f"NMS IoU threshold (default {nms})")
     parser.add_argument("--class-agnostic", action="store_true", help="one NMS over all classes")
-    parser.add_argument("--batch", type=int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--batch", type=int, default=batch, help=f"images per forward pass (default {batch})")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default cpu)")
     parser.add_argument("--no-fuse", action="store_true",
                         help="run the PyTorch model as trained (by default BN is folded into the convs)")
@@ -46,7 +48,7 @@ def add_detector_arguments(parser: argparse.ArgumentParser, *, conf: float, nms:
 
 
 def detector_from_args(args: argparse.Namespace) -> Detector:
-    from ..api import Detector
+    from ..inference.api import Detector
 
     size = None
     if args.size:
@@ -68,7 +70,7 @@ def detector_from_args(args: argparse.Namespace) -> Detector:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_detector_arguments(parser, conf=0.25, nms=0.45)
+    add_detector_arguments(parser, PredictConfig.conf_threshold, PredictConfig.nms_iou_threshold)
     parser.add_argument(
         "sources", nargs="+", metavar="SOURCE", help="image, folder, glob pattern (quoted) or video"
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import CLIError
+
 HELP = "train a model on a dataset description (COCO, VOC or YOLO txt); key=value overrides, --resume"
 TRAILING_ITEMS = "items"  # key=value items may also follow the options (see cli.parse)
 # short forms for the train command; batch and input_size exist in train and eval, and here mean train
@@ -28,8 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def split_items(items: list[str]) -> tuple[str | None, list[str]]:
     """``(dataset path or None, overrides)``; aliases expanded."""
-    from ..cli import CLIError
-
     dataset, overrides = None, []
     for item in items:
         if "=" not in item:
@@ -43,25 +43,20 @@ def split_items(items: list[str]) -> tuple[str | None, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import cli
-    from ..config import Config, apply_overrides, from_dict, load_config
-    from ..engine.checkpoint import load_training_checkpoint
+    from ..config import load_config
     from ..engine.distributed import current
-    from ..engine.session import train
+    from ..engine.session import ResumePoint, train
     from ..engine.trainer import TrainingDiverged
 
     dataset, overrides = split_items(args.items)
     if dataset is not None:
         overrides.insert(0, f"data.dataset={dataset}")
-    if args.resume:
-        saved = load_training_checkpoint(args.resume)["config"]
-        config = apply_overrides(from_dict(Config, saved), overrides)
-    else:
-        config = load_config(args.config, overrides)
+    resume = ResumePoint.read(args.resume) if args.resume else None
+    config = resume.config(overrides) if resume is not None else load_config(args.config, overrides)
     try:
-        state, run_dir = train(config, resume_from=args.resume, progress=not args.no_progress)
+        state, run_dir = train(config, resume_from=resume, progress=not args.no_progress)
     except TrainingDiverged as exc:
-        raise cli.CLIError(str(exc)) from exc
+        raise CLIError(str(exc)) from exc
     if current().is_main:
         best = f"best AP {state.best_ap:.4f} at epoch {state.best_epoch}" if state.best_epoch > 0 else "no evaluation"
         print(f"trained {state.epoch} epoch(s), {state.iteration} steps; {best}; run folder {run_dir}")

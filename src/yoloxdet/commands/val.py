@@ -20,13 +20,15 @@ if TYPE_CHECKING:
     from ..data.datasets import DetectionDataset
     from ..engine.voc_eval import VocMetrics
 
+from ..config import EvalConfig
+from . import CLIError
 from .predict import add_detector_arguments, detector_from_args
 
 HELP = "evaluate a model on a COCO-format dataset: AP, AP50, AP75, APs/m/l and per-class AP"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_detector_arguments(parser, conf=0.001, nms=0.65)
+    add_detector_arguments(parser, EvalConfig.conf_threshold, EvalConfig.nms_iou_threshold, EvalConfig.batch)
     parser.add_argument("--images", help="folder holding the images named in the annotations")
     parser.add_argument("--annotations", help="COCO instances JSON (ground truth)")
     parser.add_argument("--data", metavar="DATASET.yaml", help="a dataset description (COCO, VOC or YOLO txt) "
@@ -42,14 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import CLIError
     from ..engine.evaluator import category_names, evaluate_coco, predict_coco_results
     from ..io import write_json_atomic
 
     if args.data is not None:
         if args.images or args.annotations:
             raise CLIError("give either --data or --images with --annotations, not both")
-        from ..data import build_dataset, load_dataset_spec
+        from ..data.datasets import build_dataset
+        from ..data.spec import load_dataset_spec
 
         spec = load_dataset_spec(args.data)
         dataset = build_dataset(spec, args.split)

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.datasets import build_dataset
 from ..data.spec import load_dataset_spec
 from ..engine.voc_eval import VocDetections, ground_truth_from_dataset
 from ..io import read_image, write_json_atomic
+from ..weights import WeightsDownloadError, fetch_official
 from . import report
 
 logger = logging.getLogger(__name__)
@@ -87,8 +89,6 @@ def shared_weights() -> Path | None:
 
 def resolve_initial_weights(requested: str | None, cache: Path) -> Path | None:
     """An explicit file, else the official release (downloaded once), else the shared ONNX, else None."""
-    from ..weights import WeightsDownloadError, fetch_official
-
     if requested:
         if requested.lower() == "none":
             return None
@@ -122,8 +122,6 @@ def _detections(predict_dir: Path, stems: list[str]) -> dict[int, VocDetections]
 def build_report(paths: DemoPaths, dataset_yaml: Path, initial: Path | None, *, minutes: float,
                  wall_minutes: float) -> Path:
     """Metrics, PR curve, curves from the run folder, GT-vs-prediction pictures and report.md."""
-    from ..data.datasets import build_dataset
-
     out = paths.report_dir
     out.mkdir(parents=True, exist_ok=True)
     spec = load_dataset_spec(dataset_yaml)

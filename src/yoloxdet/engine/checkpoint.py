@@ -1,8 +1,9 @@
-"""Training checkpoints: atomic writes, ``weights_only`` reads, everything needed to resume bit for bit.
+"""Training checkpoints: ``weights_only`` reads, everything needed to resume bit for bit. The format tag and the
+atomic writer are ``yoloxdet.weights``' (which also loads these files as inference weights).
 
 Layout (a plain dict of tensors and primitives, so ``torch.load(weights_only=True)`` reads it)::
 
-    format        "yoloxdet-train/1"
+    format        TRAIN_FORMAT ("yoloxdet-train/1")
     model         the weights to use for inference: the EMA copy when EMA is on (as official)
     train_model   the raw (non-EMA) weights being optimised
     ema           {"module", "updates", "decay"} or None
@@ -17,31 +18,15 @@ Layout (a plain dict of tensors and primitives, so ``torch.load(weights_only=Tru
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..weights import TRAIN_FORMAT, save_atomic
+
 logger = logging.getLogger(__name__)
-FORMAT = "yoloxdet-train/1"
-
-
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``: a crash never leaves a
-    half-written checkpoint under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+__all__ = ["TRAIN_FORMAT", "load_training_checkpoint", "restore_rng_state", "rng_state", "save_atomic"]
 
 
 def load_training_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -53,8 +38,8 @@ def load_training_checkpoint(path: str | Path, map_location: str | torch.device 
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle/zip errors come in many types
         raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a yoloxdet training checkpoint (no '{FORMAT}' format tag); "
+    if not isinstance(payload, dict) or payload.get("format") != TRAIN_FORMAT:
+        raise ValueError(f"{path}: not a yoloxdet training checkpoint (no '{TRAIN_FORMAT}' format tag); "
                          "use it as initial weights (train.weights=...) instead of --resume")
     return payload
 

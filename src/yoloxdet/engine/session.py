@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,17 +20,32 @@ import torch
 import yaml
 from torch import nn
 
-from yoloxdet.config import Config, ConfigError, to_dict, with_changes
+from yoloxdet.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    eval_input_size,
+    from_dict,
+    to_dict,
+    with_changes,
+)
+from yoloxdet.data.augment import resolve_augment
+from yoloxdet.data.checks import checked_dataset
+from yoloxdet.data.loader import build_train_loader
+from yoloxdet.data.spec import DatasetSpecError, load_dataset_spec
 from yoloxdet.engine import distributed as dist_utils
 from yoloxdet.engine.callbacks import CsvLogger, CurvePlotter, ProgressBar, TensorBoardLogger
+from yoloxdet.engine.checkpoint import load_training_checkpoint
 from yoloxdet.engine.ema import unwrap
 from yoloxdet.engine.freeze import freeze
 from yoloxdet.engine.multiscale import multiscale_for
 from yoloxdet.engine.optim import build_optimizer
 from yoloxdet.engine.schedule import LRSchedule, base_lr
-from yoloxdet.engine.trainer import Callback, Trainer, TrainState, iterations_per_epoch, yolox_loss_fn
+from yoloxdet.engine.train_eval import coco_evaluate_fn
+from yoloxdet.engine.trainer import Callback, LossFn, Trainer, TrainState, iterations_per_epoch, yolox_loss_fn
 from yoloxdet.io import write_bytes_atomic
 from yoloxdet.models.zoo import ModelSpec, create_model, get_spec
+from yoloxdet.weights import calibrate_batchnorm, load_model, load_state_dict_into
 
 logger = logging.getLogger(__name__)
 CALIBRATION_BATCHES = 8
@@ -71,8 +87,6 @@ def make_run_dir(config: Config, resume_from: str | Path | None) -> Path:
 
 
 def _datasets(config: Config, cache_dir: Path) -> tuple[Any, Any]:
-    from yoloxdet.data import DatasetSpecError, checked_dataset, load_dataset_spec
-
     if not config.data.dataset:
         raise ConfigError("no dataset: give DATASET.yaml (or data.dataset=PATH)")
     spec = load_dataset_spec(config.data.dataset)
@@ -88,14 +102,12 @@ def _datasets(config: Config, cache_dir: Path) -> tuple[Any, Any]:
 def _initial_weights(model: nn.Module, config: Config, loader: Any, device: torch.device) -> None:
     """Fine-tuning: official or imported weights; the class predictors are re-initialised when the class count
     differs, and BN statistics of BN-folded (ONNX) imports are re-estimated on a few training batches."""
-    from yoloxdet import weights
-
     source = config.train.weights
-    loaded, _info = weights.load_model(source, model_name=config.model.name)
-    weights.load_state_dict_into(model, loaded.state_dict(), source=str(source))
+    loaded, _info = load_model(source, model_name=config.model.name)
+    load_state_dict_into(model, loaded.state_dict(), source=str(source))
     if str(source).lower().endswith(".onnx"):
         batches = (images.to(device) for _, (images, _) in zip(range(CALIBRATION_BATCHES), loader))
-        weights.calibrate_batchnorm(model, batches)
+        calibrate_batchnorm(model, batches)
     logger.info("initial weights: %s", source)
 
 
@@ -107,10 +119,12 @@ def _multiscale(input_hw: tuple[int, int], spec: ModelSpec, config: Config) -> A
 
 
 def build_trainer(config: Config, *, resume: dict[str, Any] | None = None, run_dir: Path | None = None,
-                  progress: bool = True, extra_callbacks: tuple[Callback, ...] = ()) -> Trainer:
-    """Everything a run needs, wired into a :class:`Trainer` (resumed from ``resume`` if given)."""
-    from yoloxdet.data import build_train_loader, resolve_augment
-    from yoloxdet.engine.train_eval import coco_evaluate_fn
+                  progress: bool = True, extra_callbacks: tuple[Callback, ...] = (),
+                  loss_fn: LossFn | None = None) -> Trainer:
+    """Everything a run needs, wired into a :class:`Trainer` (resumed from ``resume`` if given).
+
+    ``loss_fn``: replaces the default ``yolox_loss_fn(config.train.assigner)`` (e.g. ablations time assignment).
+    """
 
     device = resolve_device(config.train.device)
     info = dist_utils.init_from_env(device)
@@ -145,7 +159,7 @@ def build_trainer(config: Config, *, resume: dict[str, Any] | None = None, run_d
     optimizer = build_optimizer(unwrap(model), lr=t.warmup_lr, momentum=t.momentum, weight_decay=t.weight_decay)
     evaluate = None
     if val_set is not None:
-        eval_hw = tuple(config.eval.input_size or input_hw)
+        eval_hw = eval_input_size(config, spec.input_size)
         evaluate = coco_evaluate_fn(val_set, input_size=eval_hw, config=config.eval, workers=config.data.workers)
     callbacks: list[Callback] = list(extra_callbacks)
     if info.is_main and run_dir is not None:
@@ -154,7 +168,7 @@ def build_trainer(config: Config, *, resume: dict[str, Any] | None = None, run_d
         callbacks += [CsvLogger(run_dir / "results.csv"), TensorBoardLogger(run_dir / "tensorboard"),
                       CurvePlotter(run_dir / "curves.png")]
     meta = {"config": to_dict(config), "class_names": list(train_set.names), "model_name": spec.name}
-    trainer = Trainer(model, loader, optimizer, config=t, schedule=schedule, loss_fn=yolox_loss_fn(t.assigner),
+    trainer = Trainer(model, loader, optimizer, config=t, schedule=schedule, loss_fn=loss_fn or yolox_loss_fn(t.assigner),
                       evaluate=evaluate, multiscale=_multiscale(input_hw, spec, config),
                       callbacks=callbacks, run_dir=run_dir, meta=meta)
     if resume is not None:
@@ -162,23 +176,41 @@ def build_trainer(config: Config, *, resume: dict[str, Any] | None = None, run_d
     return trainer
 
 
-def train(config: Config, *, resume_from: str | Path | None = None, progress: bool = True,
-          extra_callbacks: tuple[Callback, ...] = ()) -> tuple[TrainState, Path]:
-    """Run (or resume) training; returns the final state and the run folder (resolved config, CSV, TensorBoard,
-    curves, ``last.pt`` / ``best.pt``)."""
-    from yoloxdet.engine.checkpoint import load_training_checkpoint
+@dataclass(frozen=True)
+class ResumePoint:
+    """A training checkpoint read once: where it is and what it holds (its config is the run's, see
+    :meth:`config`)."""
 
-    payload = load_training_checkpoint(resume_from) if resume_from is not None else None
+    path: Path
+    payload: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: str | Path) -> ResumePoint:
+        return cls(Path(path), load_training_checkpoint(path))
+
+    def config(self, overrides: Iterable[str] = ()) -> Config:
+        """The saved run configuration with ``overrides`` applied."""
+        return apply_overrides(from_dict(Config, self.payload["config"]), overrides)
+
+
+def train(config: Config, *, resume_from: str | Path | ResumePoint | None = None, progress: bool = True,
+          extra_callbacks: tuple[Callback, ...] = (), loss_fn: LossFn | None = None) -> tuple[TrainState, Path]:
+    """Run (or resume) training; returns the final state and the run folder (resolved config, CSV, TensorBoard,
+    curves, ``last.pt`` / ``best.pt``). ``resume_from``: a checkpoint path, or a :class:`ResumePoint` already read
+    (``yoloxdet train --resume`` reads it once for its config). ``loss_fn``: see :func:`build_trainer`."""
+    if resume_from is not None and not isinstance(resume_from, ResumePoint):
+        resume_from = ResumePoint.read(resume_from)
+    payload = resume_from.payload if resume_from is not None else None
     info = dist_utils.init_from_env(resolve_device(config.train.device))  # before the run folder is shared
     if not info.is_main:
         logging.getLogger("yoloxdet").setLevel(logging.WARNING)  # rank-0 logging; warnings from every rank
         progress = False
-    run_dir = Path(dist_utils.broadcast_object(str(make_run_dir(config, resume_from))))
+    run_dir = Path(dist_utils.broadcast_object(str(make_run_dir(config, resume_from.path if resume_from else None))))
     if dist_utils.current().is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False).encode())
     trainer = build_trainer(config, resume=payload, run_dir=run_dir, progress=progress,
-                            extra_callbacks=extra_callbacks)
+                            extra_callbacks=extra_callbacks, loss_fn=loss_fn)
     logger.info("run folder: %s", run_dir)
     state = trainer.fit()
     return state, run_dir

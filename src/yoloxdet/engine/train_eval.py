@@ -17,7 +17,8 @@ from yoloxdet.data.datasets import DetectionDataset
 from yoloxdet.data.loader import build_val_loader
 from yoloxdet.engine import distributed as dist_utils
 from yoloxdet.engine.evaluator import category_ids, evaluate_coco, to_coco_results
-from yoloxdet.postprocess import decode, postprocess
+from yoloxdet.ops.decode import decode
+from yoloxdet.ops.nms import postprocess
 
 
 @torch.no_grad()

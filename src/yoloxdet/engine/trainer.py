@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from yoloxdet.assign import assign
 from yoloxdet.config import TrainConfig
 from yoloxdet.engine import checkpoint as ckpt
 from yoloxdet.engine import distributed as dist_utils
@@ -31,6 +32,7 @@ from yoloxdet.engine.multiscale import MultiScale, resize_batch
 from yoloxdet.engine.optim import set_lr
 from yoloxdet.engine.precise_bn import recompute_bn_stats
 from yoloxdet.engine.schedule import LRSchedule, Phase, eval_due, lr_at, phase_at, progress_iters
+from yoloxdet.loss import yolox_loss
 from yoloxdet.structures import Targets
 
 logger = logging.getLogger(__name__)
@@ -67,8 +69,8 @@ class TrainState:
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: None (fp32) on CPU or when off; bf16 where supported under "auto", else fp16."""
-    if device.type != "cuda" or mode == "off":
+    """Autocast dtype: None (fp32) on CPU or when "off"/"fp32"; bf16 where supported under "auto", else fp16."""
+    if device.type != "cuda" or mode in ("off", "fp32"):
         return None
     if mode == "fp16":
         return torch.float16
@@ -256,14 +258,14 @@ class Trainer:
         state = asdict(self.state)
         state["elapsed_s"] = self.elapsed_s()
         inference = self.ema.module if self.ema is not None else unwrap(self.model)
-        return {"format": ckpt.FORMAT, "model": inference.state_dict(), "train_model": unwrap(self.model).state_dict(),
+        return {"format": ckpt.TRAIN_FORMAT, "model": inference.state_dict(), "train_model": unwrap(self.model).state_dict(),
                 "ema": self.ema.state_dict() if self.ema is not None else None,
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 "state": state, "rng": ckpt.rng_state(), **self.meta}
 
     def save(self, name: str) -> None:
         if self.run_dir is not None and self.dist.is_main:
-            ckpt.atomic_save(self.checkpoint_payload(), self.run_dir / name)
+            ckpt.save_atomic(self.checkpoint_payload(), self.run_dir / name)
 
     def resume(self, payload: dict[str, Any]) -> None:
         """Restore everything :meth:`checkpoint_payload` saved; training continues exactly where it stopped."""
@@ -342,9 +344,6 @@ def yolox_loss_fn(assigner: str = "simota", on_assign_s: Callable[[float], None]
     ``on_assign_s`` (ablations) receives the assignment's wall time per call; timing synchronises CUDA around it,
     so the default path (None) stays free of host syncs.
     """
-    from yoloxdet.assign import assign
-    from yoloxdet.loss import yolox_loss
-
     def loss_fn(model: nn.Module, images: Tensor, targets: Targets, phase: Phase) -> dict[str, Tensor]:
         outputs = model(images)
         if on_assign_s is None:

@@ -17,9 +17,13 @@ from .blocks import ConvBNAct, conv_block
 PRIOR_PROB = 0.01  # initial sigmoid output of the objectness and class predictors
 
 
+def prior_bias(prior_prob: float = PRIOR_PROB) -> float:
+    """b = -log((1 - p) / p) makes every initial score p, so early objectness loss is not swamped by negatives."""
+    return -math.log((1 - prior_prob) / prior_prob)
+
+
 def _init_prior_bias(conv: nn.Conv2d, prior_prob: float = PRIOR_PROB) -> None:
-    # b = -log((1 - p) / p) makes every initial score p, so early objectness loss is not swamped by negatives
-    nn.init.constant_(conv.bias, -math.log((1 - prior_prob) / prior_prob))
+    nn.init.constant_(conv.bias, prior_bias(prior_prob))
 
 
 def _flatten_levels(per_level: list[Tensor]) -> Tensor:
@@ -111,7 +115,7 @@ class CoupledHead(nn.Module):
         for conv in self.preds:
             # prior bias on the obj and cls channels only; box channels keep PyTorch's default init
             with torch.no_grad():
-                conv.bias[4:].fill_(-math.log((1 - PRIOR_PROB) / PRIOR_PROB))
+                conv.bias[4:].fill_(prior_bias())
 
     def class_predictors(self) -> list[nn.Conv2d]:
         return list(self.preds)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..config import DEFAULT_HEAD, HEAD_KINDS
 from .backbones import CSPDarknet, Darknet53
 from .heads import CoupledHead, DecoupledHead
 from .necks import PAFPN, YOLOFPN
@@ -56,7 +57,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
     )
 }
 
-HEADS = {"decoupled": DecoupledHead, "coupled": CoupledHead}
+HEADS = dict(zip(HEAD_KINDS, (DecoupledHead, CoupledHead), strict=True))  # in HEAD_KINDS order
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -74,7 +75,7 @@ def list_models() -> list[str]:
     return list(MODEL_SPECS)
 
 
-def create_model(name: str, num_classes: int = 80, head: str = "decoupled") -> YOLOX:
+def create_model(name: str, num_classes: int = 80, head: str = DEFAULT_HEAD) -> YOLOX:
     """Build a randomly initialised zoo model (official init: BN eps 1e-3 / momentum 0.03, prior biases).
 
     Example:

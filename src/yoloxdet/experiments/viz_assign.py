@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import torch
 
-from .postprocess import anchor_points
-from .structures import Assignment, HeadOutputs
-from .viz import class_color
+from ..ops.decode import anchor_points
+from ..structures import Assignment, HeadOutputs
+from ..viz import class_color
 
 _TITLE_HEIGHT = 64
 _FONT = cv2.FONT_HERSHEY_SIMPLEX

@@ -1,16 +1,13 @@
-"""Decoding raw head outputs into boxes, and NMS into per-image detections (reference §2.5, §2.6)."""
+"""The anchor grid and box decoding of raw head outputs (reference §2.5), shared by training and inference."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import torch
-import torchvision
 from torch import Tensor
 
-from .ops.boxes import cxcywh_to_xyxy
-from .structures import HeadOutputs
+from ..structures import HeadOutputs
 
 
 def anchor_points(
@@ -48,42 +45,3 @@ def decode(outputs: HeadOutputs) -> Tensor:
     return torch.cat(
         [decode_boxes(outputs), outputs.obj_logits.sigmoid()[..., None], outputs.cls_logits.sigmoid()], dim=-1
     )
-
-
-class RawDetections(NamedTuple):
-    """Detections of one image in input (letterboxed) pixels."""
-
-    boxes_xyxy: Tensor  # [N, 4]
-    scores: Tensor  # [N] obj * class prob
-    class_ids: Tensor  # [N] int64
-
-
-def postprocess(
-    decoded: Tensor,
-    conf_threshold: float = 0.001,
-    nms_iou_threshold: float = 0.65,
-    class_agnostic: bool = False,
-    max_detections: int | None = None,
-) -> list[RawDetections]:
-    """Score filter and NMS per image, as official ``postprocess``: one label per box (argmax class),
-    keep ``obj * cls >= conf_threshold``, class-aware ``batched_nms`` unless ``class_agnostic``.
-
-    Args:
-        decoded: [B, A, 5 + C] from :func:`decode`.
-        max_detections: optional cap on kept boxes per image (official has none).
-    """
-    results = []
-    for image_pred in decoded:
-        class_conf, class_pred = image_pred[:, 5:].max(dim=1)
-        scores = image_pred[:, 4] * class_conf
-        keep = scores >= conf_threshold
-        boxes = cxcywh_to_xyxy(image_pred[keep, :4])
-        scores, class_pred = scores[keep], class_pred[keep]
-        if class_agnostic:
-            kept = torchvision.ops.nms(boxes, scores, nms_iou_threshold)
-        else:
-            kept = torchvision.ops.batched_nms(boxes, scores, class_pred, nms_iou_threshold)
-        if max_detections is not None:
-            kept = kept[:max_detections]
-        results.append(RawDetections(boxes[kept], scores[kept], class_pred[kept]))
-    return results

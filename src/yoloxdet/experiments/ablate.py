@@ -27,7 +27,10 @@ from typing import Any
 import yaml
 
 from yoloxdet.config import Config, ConfigError, apply_overrides, from_dict, load_config
-from yoloxdet.engine.trainer import Callback, Trainer, yolox_loss_fn
+from yoloxdet.data.checks import checked_dataset
+from yoloxdet.data.spec import load_dataset_spec
+from yoloxdet.engine.session import train
+from yoloxdet.engine.trainer import Callback, LossFn, Trainer, yolox_loss_fn
 from yoloxdet.io import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
@@ -166,8 +169,6 @@ def variants_yaml(variants: Sequence[Variant]) -> str:
 # ---------------------------------------------------------------------------------------------- configs
 def train_iterations_per_epoch(config: Config) -> int:
     """Optimizer steps per epoch of the configured dataset (the readable training images, single process)."""
-    from yoloxdet.data import checked_dataset, load_dataset_spec
-
     spec = load_dataset_spec(config.data.dataset)
     images = len(checked_dataset(spec, "train", cache_dir=Path(config.train.output_dir) / ".data-checks"))
     return math.ceil(images / config.train.batch)
@@ -205,8 +206,8 @@ def variant_config(base: Config, variant: Variant) -> Config:
 class IterationLog(Callback):
     """Per-iteration loss terms, lr and assignment time, and every evaluation at its iteration.
 
-    Swaps in the trainer's loss with an assignment timer (:func:`yolox_loss_fn` ``on_assign_s``); the timer
-    synchronises CUDA, which is why only ablations ask for it.
+    Its :meth:`loss_fn` (given to ``train(loss_fn=...)``) times the assignment (:func:`yolox_loss_fn`
+    ``on_assign_s``); the timer synchronises CUDA, which is why only ablations ask for it.
     """
 
     def __init__(self) -> None:
@@ -218,8 +219,9 @@ class IterationLog(Callback):
     def _add_assign(self, seconds: float) -> None:
         self._assign_s += seconds
 
-    def on_train_start(self, trainer: Trainer) -> None:
-        trainer.loss_fn = yolox_loss_fn(trainer.config.assigner, on_assign_s=self._add_assign)
+    def loss_fn(self, assigner: str) -> LossFn:
+        """The official loss with ``assigner``, adding each assignment's wall time to this log."""
+        return yolox_loss_fn(assigner, on_assign_s=self._add_assign)
 
     def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
         row = {"iteration": float(trainer.state.iteration), **logs, "assign_ms": self._assign_s * 1e3}
@@ -239,13 +241,11 @@ class IterationLog(Callback):
 
 
 def run_variant(base: Config, variant: Variant, *, progress: bool = False) -> VariantResult:
-    from yoloxdet.engine.session import train
-
     config = variant_config(base, variant)
     log = IterationLog()
     logger.info("ablation variant %s: %s", variant.name, " ".join(variant.overrides) or "(no overrides)")
     start = time.monotonic()
-    state, run_dir = train(config, progress=progress, extra_callbacks=(log,))
+    state, run_dir = train(config, progress=progress, extra_callbacks=(log,), loss_fn=log.loss_fn(config.train.assigner))
     result = VariantResult(variant.name, run_dir, time.monotonic() - start, state.iteration, log.steps, log.evals,
                            completed=log.completed)
     write_csv(run_dir / "iterations.csv", log.steps)

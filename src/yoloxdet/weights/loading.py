@@ -7,17 +7,15 @@ Our format (``FORMAT``) is a plain dict that ``torch.load(weights_only=True)`` r
     info     CheckpointInfo as a dict (model name, class count and names, default input size, head)
     ...      anything passed as ``extra`` (e.g. the resolved run configuration)
 
-``load_model`` also reads the trainer's checkpoints (``engine.checkpoint``), official ``.pth`` files (a dict with
+``load_model`` also reads the trainer's checkpoints (``TRAIN_FORMAT``, written by ``engine.checkpoint``), official ``.pth`` files (a dict with
 a ``"model"`` key, reference §5), official ``.onnx`` exports (BN folded, see ``onnx_import``) and zoo names.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import pickle
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -28,17 +26,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .bn_calibration import calibrate_batchnorm
+from ..config import DEFAULT_HEAD, HEAD_KINDS, Config, ConfigError, eval_input_size, from_dict
+from ..io import atomic_path
+from ..models.heads import prior_bias
+from ..models.yolox import YOLOX
+from ..models.zoo import RELEASE_URL, create_model, get_spec
 from .coco_classes import COCO_CLASSES
-from .models.heads import PRIOR_PROB
-from .models.yolox import YOLOX
-from .models.zoo import RELEASE_URL, create_model, get_spec
+from .onnx_import import import_onnx
 
 __all__ = [
     "FORMAT",
     "CheckpointInfo",
     "WeightsDownloadError",
-    "calibrate_batchnorm",
     "fetch_official",
     "load_model",
     "load_state_dict_into",
@@ -50,7 +49,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMAT = "yoloxdet/1"
-TRAIN_FORMAT = "yoloxdet-train/1"  # engine.checkpoint.FORMAT, not imported to keep this module light
+TRAIN_FORMAT = "yoloxdet-train/1"  # the trainer's checkpoints (engine.checkpoint writes them)
 DOWNLOAD_TIMEOUT_S = 10.0
 _MAX_LISTED_KEYS = 8
 
@@ -63,7 +62,7 @@ class CheckpointInfo:
     num_classes: int
     class_names: tuple[str, ...]
     input_size: tuple[int, int]  # (h, w) default inference size
-    head: str = "decoupled"
+    head: str = DEFAULT_HEAD
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.num_classes:
@@ -72,7 +71,7 @@ class CheckpointInfo:
     @classmethod
     def default(
         cls, model_name: str, num_classes: int = 80, class_names: Sequence[str] | None = None,
-        head: str = "decoupled",
+        head: str = DEFAULT_HEAD,
     ) -> CheckpointInfo:
         """The zoo defaults: COCO names for 80 classes, ``class0..`` otherwise, the model's default size."""
         spec = get_spec(model_name)
@@ -91,7 +90,7 @@ class CheckpointInfo:
     def from_dict(cls, data: Mapping[str, Any]) -> CheckpointInfo:
         return cls(
             str(data["model_name"]), int(data["num_classes"]), tuple(str(n) for n in data["class_names"]),
-            (int(data["input_size"][0]), int(data["input_size"][1])), str(data.get("head", "decoupled")),
+            (int(data["input_size"][0]), int(data["input_size"][1])), str(data.get("head", DEFAULT_HEAD)),
         )
 
 
@@ -105,13 +104,18 @@ class WeightsDownloadError(FileNotFoundError):
 
 def save_checkpoint(path: str | Path, model: nn.Module, info: CheckpointInfo, extra: dict | None = None) -> None:
     """Write ``model``'s weights and ``info`` in our format, atomically (temp file in the same folder + rename)."""
-    from .engine.checkpoint import atomic_save
-
     reserved = {"format", "model", "info"} & set(extra or {})
     if reserved:
         raise ValueError(f"extra may not override {sorted(reserved)}")
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    atomic_save({"format": FORMAT, "model": state, "info": info.to_dict(), **(extra or {})}, path)
+    save_atomic({"format": FORMAT, "model": state, "info": info.to_dict(), **(extra or {})}, path)
+
+
+def save_atomic(payload: dict[str, Any], path: str | Path) -> Path:
+    """``torch.save`` through :func:`yoloxdet.io.atomic_path`: never a half-written checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -133,15 +137,16 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def _info_from_training(payload: Mapping[str, Any], path: Path) -> CheckpointInfo:
-    config = payload.get("config") or {}
-    model_cfg = config.get("model", {})
-    name = payload.get("model_name") or model_cfg.get("name")
-    if not name or "class_names" not in payload:
-        raise ValueError(f"{path}: training checkpoint without model name or class names")
-    size = (config.get("eval") or {}).get("input_size") or (config.get("train") or {}).get("input_size")
+    try:
+        config = from_dict(Config, payload.get("config") or {})
+    except ConfigError as exc:
+        raise ValueError(f"{path}: training checkpoint with a bad config ({exc})") from exc
+    name = payload.get("model_name") or config.model.name
+    if "class_names" not in payload:
+        raise ValueError(f"{path}: training checkpoint without class names")
     names = tuple(payload["class_names"])
-    info = CheckpointInfo.default(name, len(names), names, model_cfg.get("head", "decoupled"))
-    return info if size is None else replace(info, input_size=(int(size[0]), int(size[1])))
+    info = CheckpointInfo.default(name, len(names), names, config.model.head)
+    return replace(info, input_size=eval_input_size(config, get_spec(name).input_size))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,7 +169,7 @@ def _reinit_class_predictor(conv: nn.Conv2d, num_classes: int) -> None:
     conv.reset_parameters()
     first_score = 0 if conv.out_channels == num_classes else conv.out_channels - num_classes - 1
     with torch.no_grad():
-        conv.bias[first_score:].fill_(-math.log((1 - PRIOR_PROB) / PRIOR_PROB))
+        conv.bias[first_score:].fill_(prior_bias())
 
 
 def _listed(keys: Sequence[str]) -> str:
@@ -225,16 +230,13 @@ def fetch_official(
     if dest.is_file():
         return dest
     url = base_url.rstrip("/") + "/" + spec.weights_file
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{dest.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as handle, urllib.request.urlopen(url, timeout=timeout) as response:
+        # 0o644: a shared cache should be readable by every user
+        with atomic_path(dest, mode=0o644) as tmp, open(tmp, "wb") as handle, \
+                urllib.request.urlopen(url, timeout=timeout) as response:
             while chunk := response.read(1 << 20):
                 handle.write(chunk)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared cache should be readable
-        os.replace(tmp, dest)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        Path(tmp).unlink(missing_ok=True)
         reason = getattr(exc, "reason", None) or exc
         raise WeightsDownloadError(
             f"could not download {url} ({reason}); download it elsewhere and put it at {dest}"
@@ -260,17 +262,15 @@ def _resolve_source(source: str | Path, model_name: str | None) -> tuple[Path, s
 
 def _official_class_count(state_dict: Mapping[str, Tensor], path: Path) -> tuple[int, str]:
     if "head.cls_preds.0.weight" in state_dict:
-        return int(state_dict["head.cls_preds.0.weight"].shape[0]), "decoupled"
+        return int(state_dict["head.cls_preds.0.weight"].shape[0]), DEFAULT_HEAD
     if "head.preds.0.weight" in state_dict:
-        return int(state_dict["head.preds.0.weight"].shape[0]) - 5, "coupled"
+        return int(state_dict["head.preds.0.weight"].shape[0]) - 5, HEAD_KINDS[1]  # the coupled head
     raise ValueError(f"{path}: no YOLOX head weights (head.cls_preds.0.weight) in the state dict")
 
 
 def _read_weights(path: Path, model_name: str | None) -> tuple[dict[str, Tensor], CheckpointInfo]:
     """State dict and info of the checkpoint as stored (before any change of class count)."""
     if path.suffix.lower() == ".onnx":
-        from .onnx_import import import_onnx
-
         if model_name is None:
             raise ValueError(f"{path}: an official ONNX file needs the model name (e.g. model_name='yolox-nano')")
         model = import_onnx(path, model_name)

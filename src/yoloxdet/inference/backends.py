@@ -1,6 +1,6 @@
 """Runtime backends for exported files: ``images [B, 3, H, W]`` float32 BGR 0-255 -> decoded ``[B, A, 5 + C]``.
 
-They read the :class:`~yoloxdet.export.ExportMetadata` stored in the file, so a :class:`~yoloxdet.api.Detector`
+They read the :class:`~yoloxdet.export.metadata.ExportMetadata` stored in the file, so a :class:`~yoloxdet.inference.api.Detector`
 built on them needs nothing else. Files with NMS inside the graph return their detections re-packed in the decoded
 layout (one-hot class scores), so the Detector's own filter and NMS pass them through unchanged.
 """
@@ -11,16 +11,14 @@ import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .export import TORCHSCRIPT_EXTRA, ExportMetadata, decode_raw_layout, read_onnx_metadata
-
-if TYPE_CHECKING:
-    from .weights import CheckpointInfo
+from ..export.graph import decode_raw_layout
+from ..export.metadata import TORCHSCRIPT_EXTRA, ExportMetadata, read_onnx_metadata
+from ..weights import CheckpointInfo
 
 
 def detections_to_decoded(detections: Tensor, batch: int, num_classes: int) -> Tensor:

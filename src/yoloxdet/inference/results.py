@@ -11,8 +11,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .io import read_image, write_bytes_atomic
-from .viz import draw_detections
+from ..io import read_image, write_bytes_atomic
+from ..viz import draw_detections
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,4 +1,4 @@
-"""The Python inference API: :class:`Detector` turns images into :class:`~yoloxdet.results.Detections`.
+"""The Python inference API: :class:`Detector` turns images into :class:`~yoloxdet.inference.results.Detections`.
 
 Pipeline (official, reference §6.3 and §7.2): read as BGR uint8 -> letterbox top-left to the model's input size with
 pad 114 -> float 0-255 CHW -> backend -> decoded ``[B, A, 5 + C]`` -> score filter ``obj * cls >= conf`` and NMS ->
@@ -6,7 +6,7 @@ boxes divided by the letterbox ratio. Boxes are clipped to the image for display
 (``clip=False``), as the official evaluator.
 
 A *backend* is anything callable ``images [B, 3, H, W] float32 -> decoded [B, A, 5 + C]``; :class:`TorchBackend`
-wraps a PyTorch YOLOX, and exported ONNX files have their own (``yoloxdet.backends.OnnxBackend``).
+wraps a PyTorch YOLOX, and exported ONNX files have their own (``yoloxdet.inference.backends.OnnxBackend``).
 """
 
 from __future__ import annotations
@@ -14,19 +14,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .data.transforms import letterbox, to_chw_float
-from .io import ImageSource, read_image
-from .postprocess import decode, postprocess
+from ..config import PredictConfig
+from ..data.transforms import letterbox, to_chw_float
+from ..io import ImageSource, read_image
+from ..models.fuse import optimize_for_inference
+from ..ops.decode import decode
+from ..ops.nms import postprocess
+from ..weights import CheckpointInfo, load_model
+from .backends import load_exported
 from .results import Detections
-
-if TYPE_CHECKING:
-    from .weights import CheckpointInfo
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +74,8 @@ class Detector:
         model: nn.Module | Backend,
         info: CheckpointInfo,
         *,
-        conf_threshold: float = 0.25,
-        nms_iou_threshold: float = 0.45,
+        conf_threshold: float = PredictConfig.conf_threshold,
+        nms_iou_threshold: float = PredictConfig.nms_iou_threshold,
         class_agnostic: bool = False,
         input_size: tuple[int, int] | None = None,
         batch_size: int = 8,
@@ -82,8 +84,8 @@ class Detector:
         Args:
             model: a YOLOX ``nn.Module`` (wrapped in :class:`TorchBackend`) or any :class:`Backend`.
             info: model name, class names and default input size.
-            conf_threshold: keep boxes with ``obj * cls >= conf_threshold`` (demo default 0.25; eval uses 0.001).
-            nms_iou_threshold: NMS IoU (demo default 0.45; eval uses 0.65).
+            conf_threshold: keep boxes with ``obj * cls >= conf_threshold`` (default: ``PredictConfig``; evaluation uses ``EvalConfig``'s).
+            nms_iou_threshold: NMS IoU (defaults as ``conf_threshold``).
             class_agnostic: one NMS over all classes instead of per class.
             input_size: (h, w) letterbox size, multiples of 32; default ``info.input_size``.
             batch_size: images per forward pass.
@@ -123,16 +125,12 @@ class Detector:
         if exported is not None:
             backend, info = exported
             return cls(backend, info, **kwargs)
-        from .weights import load_model
-
         model, info = load_model(
             source, model_name=model_name, num_classes=num_classes, class_names=class_names
         )
         if device is not None:
             model = model.to(device)
         if fast or compile:
-            from .models.fuse import optimize_for_inference
-
             model = optimize_for_inference(model, fuse=fast, channels_last=fast, compile=compile)
         return cls(model, info, **kwargs)
 
@@ -227,9 +225,7 @@ class Detector:
 def _exported_backend(source: str | Path) -> tuple[Backend, CheckpointInfo] | None:
     """The runtime backend and its info for a file written by ``yoloxdet export`` (metadata inside), else None.
 
-    This is where the export module plugs in (``.onnx`` with our metadata -> ``yoloxdet.backends.OnnxBackend``).
+    This is where the export module plugs in (``.onnx`` with our metadata -> ``backends.OnnxBackend``).
     Official ONNX files have no metadata: they return None and ``load_model`` imports them into PyTorch.
     """
-    from .backends import load_exported
-
     return load_exported(source)

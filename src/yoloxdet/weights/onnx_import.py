@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .models.yolox import YOLOX
-from .models.zoo import create_model
+from ..config import DEFAULT_HEAD
+from ..models.yolox import YOLOX
+from ..models.zoo import create_model
 
 
 def _read_onnx_convs(path: Path) -> tuple[list[tuple[str, dict, np.ndarray, np.ndarray | None]], int]:
@@ -81,7 +82,7 @@ def _identity_bn_with_bias(bn: nn.BatchNorm2d, bias: Tensor) -> None:
         bn.bias.copy_(bias)
 
 
-def import_onnx(path: str | Path, model_name: str, head: str = "decoupled") -> YOLOX:
+def import_onnx(path: str | Path, model_name: str, head: str = DEFAULT_HEAD) -> YOLOX:
     """A ``model_name`` model carrying the weights of an official BN-folded ONNX export (eval mode, CPU).
 
     Raises:

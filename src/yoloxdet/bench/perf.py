@@ -17,6 +17,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..export import ExportMetadata, export_onnx, read_onnx_metadata
+from ..inference.api import TorchBackend
+from ..inference.backends import OnnxBackend
+from ..models.fuse import fuse_model, optimize_for_inference
+from ..models.zoo import count_gflops, count_parameters
+
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("eager", "fused", "compiled", "onnx")
@@ -134,9 +140,6 @@ class BenchReport:
 def _backend_runner(
     name: str, model: nn.Module, images: Tensor, threads: int, workdir: Path, onnx_path: Path | None
 ) -> Callable[[], Tensor]:
-    from .api import TorchBackend
-    from .models.fuse import fuse_model, optimize_for_inference
-
     if name in ("eager", "fused", "compiled"):  # all three run under inference_mode and decode, as Detector does
         if name == "fused":
             model = optimize_for_inference(model)
@@ -146,9 +149,6 @@ def _backend_runner(
         backend = TorchBackend(model)
         return lambda: backend(images)
     if name == "onnx":
-        from .backends import OnnxBackend
-        from .export import ExportMetadata, export_onnx, read_onnx_metadata
-
         size = (int(images.shape[2]), int(images.shape[3]))
         meta = ExportMetadata("bench", tuple(str(i) for i in range(model.num_classes)), size)
         if onnx_path is None:
@@ -182,8 +182,6 @@ def bench_model(
 
     ``others`` adds rows for outside runners (name -> function of the image batch), e.g. a peer implementation.
     All runners take turns, ``burst`` calls at a time (:func:`time_interleaved`)."""
-    from .models.zoo import count_gflops, count_parameters
-
     torch.set_num_threads(threads)
     model = model.eval()
     gen = torch.Generator().manual_seed(0)
