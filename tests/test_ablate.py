@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from yoloxdet.experiments.ablate import DEFAULT_VARIANTS, load_variants, parse_variants, variants_yaml
 from yoloxdet.assign import available
 from yoloxdet.cli import main
 from yoloxdet.config import Config, ConfigError, apply_overrides
 from yoloxdet.data.synthetic import write_shapes_dataset
+from yoloxdet.experiments.ablate import DEFAULT_VARIANTS, load_variants, parse_variants, variants_yaml
 
 METRICS = ("AP", "AP50", "total", "iou", "obj", "cls", "l1")
 

@@ -12,8 +12,8 @@ import torch
 
 from yoloxdet.cli import main
 from yoloxdet.commands.assign_viz import parse_boxes
-from yoloxdet.structures import Assignment, HeadOutputs
 from yoloxdet.experiments.viz_assign import draw_assignment, gt_color, positive_rows, side_by_side
+from yoloxdet.structures import Assignment, HeadOutputs
 
 
 def test_positive_rows_geometry() -> None:

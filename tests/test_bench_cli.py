@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from yoloxdet.cli import main
 from yoloxdet.bench.perf import BenchReport, median, time_interleaved
+from yoloxdet.cli import main
 
 
 def test_report_arithmetic_is_hand_checkable():

@@ -14,7 +14,6 @@ import pytest
 import torch
 from oracle.peer import randomize_
 
-from yoloxdet.inference.backends import OnnxBackend, TorchScriptBackend, detections_to_decoded, load_exported
 from yoloxdet.export import (
     ExportMetadata,
     export_onnx,
@@ -22,6 +21,7 @@ from yoloxdet.export import (
     nms_detections,
     read_onnx_metadata,
 )
+from yoloxdet.inference.backends import OnnxBackend, TorchScriptBackend, detections_to_decoded, load_exported
 from yoloxdet.models.fuse import fuse_model
 from yoloxdet.models.zoo import create_model
 from yoloxdet.ops.decode import decode

@@ -11,8 +11,8 @@ import pytest
 import torch
 from test_export import NAMES, assert_same_detections, random_model
 
-from yoloxdet.inference.backends import OnnxBackend
 from yoloxdet.export import ExportMetadata, export_onnx
+from yoloxdet.inference.backends import OnnxBackend
 from yoloxdet.models.fuse import fuse_model
 from yoloxdet.ops.decode import decode
 

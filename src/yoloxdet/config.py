@@ -38,6 +38,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.cache": ("none", "ram", "disk"),  # decoded-image cache
     "train.amp": ("auto", "fp16", "bf16", "off", "fp32"),  # "off" and "fp32" both mean full precision
     "train.assigner": ("simota", "simota-2021", "ota", "single", "center3x3"),
+    "export.layout": ("decoded", "raw", "nms"),  # what an exported graph returns (see yoloxdet.export)
 }
 
 
@@ -154,6 +155,15 @@ class PredictConfig:
 
     conf_threshold: float = 0.25
     nms_iou_threshold: float = 0.45
+
+
+@dataclass(frozen=True)
+class ExportConfig(_Checked):
+    """Export defaults (``yoloxdet export``, ``yoloxdet.export``)."""
+
+    SECTION = "export"
+    layout: str = "decoded"  # see CHOICES
+    opset: int = 18  # the dynamo exporter's native opset; onnxruntime >= 1.14 runs it fully
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from yoloxdet.models.zoo import create_model
-from yoloxdet.weights.onnx_import import convs_in_run_order
 from yoloxdet.ops.decode import decode
 from yoloxdet.weights import load_model, load_state_dict_into
+from yoloxdet.weights.onnx_import import convs_in_run_order
 
 from .peer import peer_model, randomize_
 

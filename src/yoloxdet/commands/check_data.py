@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "check a dataset for bad images and labels; print statistics and write them as a PNG"
 
@@ -16,8 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..data.checks import check_split, plot_stats
     from ..data.spec import load_dataset_spec
 

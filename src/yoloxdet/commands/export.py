@@ -8,9 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import PredictConfig
-from ..export.metadata import LAYOUTS
-from ..export.writers import DEFAULT_OPSET
+from ..config import CHOICES, ExportConfig, PredictConfig
 
 HELP = "export weights to ONNX (decoded output, dynamic batch and size) or TorchScript, with metadata inside"
 
@@ -24,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", help="output file (default: WEIGHTS name with the format's suffix)")
     parser.add_argument(
         "--layout",
-        choices=LAYOUTS,
-        default=LAYOUTS[0],
+        choices=CHOICES["export.layout"],
+        default=ExportConfig.layout,
         help="decoded [B, A, 5+C] cxcywh boxes (default), the official raw layout (tx, ty, tw, th), or NMS inside "
         "the graph: [N, 7] (image, x1, y1, x2, y2, score, class)",
     )
@@ -36,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, nargs="+", metavar="PX", help="default input size recorded (H W)")
     parser.add_argument("--static-batch", action="store_true", help="fix the batch size to 1 (ONNX)")
     parser.add_argument("--static-size", action="store_true", help="fix H and W to --size (ONNX; faster export)")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--opset", type=int, default=ExportConfig.opset, help=f"ONNX opset (default {ExportConfig.opset})")
     parser.add_argument("--simplify", action="store_true", help="simplify with onnxslim (ONNX)")
     parser.add_argument("--no-fuse", action="store_true", help="keep BatchNorm layers instead of folding them")
 

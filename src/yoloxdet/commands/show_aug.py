@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 HELP = "write a PNG grid of augmented training samples (mosaic, affine, mixup, HSV, flip) with their boxes"
 
@@ -20,8 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import math
-
     import cv2
     import numpy as np
 

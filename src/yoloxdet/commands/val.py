@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,8 +114,6 @@ def _load_ground_truth(path: Path) -> dict:
 
 def _dataset_samples(dataset: DetectionDataset) -> Iterator[tuple[int, np.ndarray | None]]:
     """``(image_id, image)`` of every sample; None (counted as missed objects) for one that cannot be read."""
-    import logging
-
     from ..io import ImageReadError
 
     for index in range(len(dataset)):

@@ -10,6 +10,7 @@ training never dies mid-epoch on one bad file.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import warnings
@@ -185,9 +186,7 @@ def checked_dataset(spec: DatasetSpec, split: str, cache_dir: str | Path, worker
 
 def plot_stats(stats: dict[str, SplitStats], path: str | Path) -> None:
     """Boxes per class and the box-size distribution of each split, as one PNG (written atomically)."""
-    import io
-
-    import matplotlib
+    import matplotlib  # plotting only: keeps matplotlib out of training start-up
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

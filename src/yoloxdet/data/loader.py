@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -153,8 +154,6 @@ def _seed_worker(worker_id: int) -> None:
     # our code draws only from explicit generators; this pins any third-party global RNG use as well
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
-    import random
-
     random.seed(seed)
 
 

@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_HEAD
+from ..config import CHOICES, DEFAULT_HEAD
 from ..weights import CheckpointInfo
 
-LAYOUTS = ("decoded", "raw", "nms")
+LAYOUTS = CHOICES["export.layout"]
 TORCHSCRIPT_EXTRA = "yoloxdet.json"  # name of the metadata entry inside a TorchScript archive
 PREPROCESSING = {
     "color": "BGR",

@@ -10,11 +10,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..config import ExportConfig
 from ..io import atomic_path
 from .graph import ExportWrapper
 from .metadata import TORCHSCRIPT_EXTRA, ExportMetadata
 
-DEFAULT_OPSET = 18  # the dynamo exporter's native opset; onnxruntime >= 1.14 runs it fully
+DEFAULT_OPSET = ExportConfig.opset
 
 
 def _example_input(model: nn.Module, input_size: tuple[int, int], batch: int) -> Tensor:
