@@ -19,17 +19,19 @@ def test_parameter_counts_equal_official(name):
     assert count_parameters(create_model(name)) == OFFICIAL_PARAMS[name]
 
 
-@pytest.mark.parametrize("name", ["yolox-nano", "yolox-tiny", "yolox-darknet53"])
+@pytest.mark.parametrize("name", list(MODEL_SPECS))
 def test_output_shapes_and_levels(name):
+    # every zoo model at a small, non-square input (64 x 96): three levels, strides 8/16/32, ceil-free sizes
     model = create_model(name, num_classes=3).eval()
     with torch.no_grad():
-        out = model(torch.rand(2, 3, 128, 192) * 255)
-    anchors = 16 * 24 + 8 * 12 + 4 * 6
+        out = model(torch.rand(2, 3, 64, 96) * 255)
+    anchors = 8 * 12 + 4 * 6 + 2 * 3
     assert out.box_raw.shape == (2, anchors, 4)
     assert out.obj_logits.shape == (2, anchors)
     assert out.cls_logits.shape == (2, anchors, 3)
     assert out.strides == (8, 16, 32)
-    assert out.feature_sizes == ((16, 24), (8, 12), (4, 6))
+    assert out.feature_sizes == ((8, 12), (4, 6), (2, 3))
+    assert torch.isfinite(out.box_raw).all() and torch.isfinite(out.cls_logits).all()
 
 
 def test_train_and_eval_return_the_same_type():

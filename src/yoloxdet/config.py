@@ -213,6 +213,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
     if annotation is str:
+        if isinstance(value, bool):  # YAML 1.1 reads off/on/yes/no as booleans
+            raise ConfigError(f"{where}: expected a word, got {value!r}; quote it in YAML (e.g. '\"off\"')")
         return str(value)
     return value
 
@@ -266,7 +268,9 @@ def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
             raise ConfigError(f"unknown config section '{section}'.{_suggest(section, data)}")
         if name not in data[section]:
             raise ConfigError(f"unknown config key '{section}.{name}'.{_suggest(name, data[section])}")
-        data[section][name] = value
+        # a text field keeps the text as written when YAML reads it as something else (amp=off as False)
+        text_field = isinstance(data[section][name], str) and not isinstance(value, str)
+        data[section][name] = raw if text_field else value
     return from_dict(Config, data)
 
 

@@ -9,6 +9,7 @@ library's channel order: numpy arrays are BGR (OpenCV), PIL images are RGB and g
 from __future__ import annotations
 
 import glob
+import io
 import json
 import os
 import tempfile
@@ -154,6 +155,14 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to a temporary file in the same folder, then rename it over ``path``."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def write_figure_atomic(figure: Any, path: str | Path, dpi: int = 80) -> Path:
+    """Render a matplotlib ``figure`` as PNG into ``path`` atomically (the caller still owns and closes it)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    write_bytes_atomic(path, buffer.getvalue())
+    return Path(path)
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:

@@ -10,7 +10,6 @@ training never dies mid-epoch on one bad file.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import warnings
@@ -26,7 +25,7 @@ from yoloxdet.data.datasets import DetectionDataset, build_dataset
 from yoloxdet.data.formats import EXIF_ORIENTATION, list_images, yolo_label_path
 from yoloxdet.data.records import Issue
 from yoloxdet.data.spec import DatasetSpec
-from yoloxdet.io import write_bytes_atomic, write_json_atomic
+from yoloxdet.io import write_figure_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
 CHECK_VERSION = 1  # bump when the checks change, to invalidate cached results
@@ -200,7 +199,5 @@ def plot_stats(stats: dict[str, SplitStats], path: str | Path) -> None:
         axes[row, 1].hist(st.box_sizes, bins=50, range=(0, 1))
         axes[row, 1].set_title(f"{split}: box size sqrt(wh) / sqrt(WH), {len(st.box_sizes)} boxes")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
+    write_figure_atomic(fig, path)
     plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())

@@ -19,13 +19,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from yoloxdet.config import CHOICES
 from yoloxdet.data.formats import read_split
 from yoloxdet.data.records import Issue, Record
 from yoloxdet.data.spec import DatasetSpec
 from yoloxdet.io import ImageReadError, read_image, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
-CACHE_MODES = ("none", "ram", "disk")
+CACHE_MODES = CHOICES["data.cache"]
 
 
 @dataclass(frozen=True)

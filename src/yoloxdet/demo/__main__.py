@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..cli import main as yoloxdet
+from ..config import EvalConfig
 from . import treecrowns
 from .pipeline import DemoPaths, build_report, resolve_initial_weights
 
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     for split in ("val", "test"):  # OSBS (another site) and the held-out YELL strip
         step(f"val {split}", ["val", str(final), "--data", str(dataset_yaml), "--split", split,
                               "-o", str(paths.metrics(split)), "--no-progress"])
-        step(f"predict {split}", ["predict", str(final), *map(str, paths.split_images(split)), "--conf", "0.001",
+        step(f"predict {split}", ["predict", str(final), *map(str, paths.split_images(split)), "--conf", str(EvalConfig.conf_threshold),
                                   "--no-save", "-o", str(paths.predictions(split)), "--no-progress"])
     report = build_report(paths, dataset_yaml, initial, minutes=args.minutes,
                           wall_minutes=(time.monotonic() - started) / 60)

@@ -13,7 +13,7 @@ from typing import Any
 
 from yoloxdet.engine.schedule import Phase
 from yoloxdet.engine.trainer import Callback, Trainer
-from yoloxdet.io import write_bytes_atomic
+from yoloxdet.io import write_bytes_atomic, write_figure_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +142,6 @@ def plot_history(history: list[dict[str, float]], path: str | Path) -> Path:
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=80)
+    write_figure_atomic(fig, path)
     plt.close(fig)
-    write_bytes_atomic(path, png.getvalue())
     return path

@@ -338,7 +338,7 @@ class Trainer:
                 signal.signal(s, handler)
 
 
-def yolox_loss_fn(assigner: str = "simota", on_assign_s: Callable[[float], None] | None = None) -> LossFn:
+def yolox_loss_fn(assigner: str = TrainConfig.assigner, on_assign_s: Callable[[float], None] | None = None) -> LossFn:
     """The official loss: assignment (no grad) then :func:`yoloxdet.loss.yolox_loss` with the phase's L1 switch.
 
     ``on_assign_s`` (ablations) receives the assignment's wall time per call; timing synchronises CUDA around it,

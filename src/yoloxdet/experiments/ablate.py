@@ -31,7 +31,7 @@ from yoloxdet.data.checks import checked_dataset
 from yoloxdet.data.spec import load_dataset_spec
 from yoloxdet.engine.session import train
 from yoloxdet.engine.trainer import Callback, LossFn, Trainer, yolox_loss_fn
-from yoloxdet.io import write_bytes_atomic
+from yoloxdet.io import write_bytes_atomic, write_figure_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -327,10 +327,8 @@ def plot_metric(results: Sequence[VariantResult], metric: str, path: Path) -> Pa
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
+    write_figure_atomic(fig, path)
     plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
