@@ -16,12 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps "pixeltable-yolox==0.4.3"
 	touch $(STAMP)
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+test: lint
 	$(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 
 demo: $(STAMP)
 	$(PY) -m yoloxdet.demo

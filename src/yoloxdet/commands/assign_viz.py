@@ -83,12 +83,8 @@ def _build_model(args: argparse.Namespace, data_classes: int | None, labels: np.
     import torch
 
     if args.weights:
-        try:
-            from ..weights import load_model
-        except ModuleNotFoundError as exc:
-            if exc.name != "yoloxdet.weights":
-                raise
-            raise ValueError("--weights: checkpoint loading (yoloxdet.weights) is not available in this build") from None
+        from ..weights import load_model
+
         model, _ = load_model(args.weights, model_name=args.model)
     else:
         from ..models.zoo import create_model
