@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 import torch._inductor.config as inductor_config
 
+from yoloxdet.bench.perf import median, time_interleaved
 from yoloxdet.models.fuse import optimize_for_inference
 from yoloxdet.models.zoo import create_model
-from yoloxdet.bench.perf import median, time_interleaved
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_section

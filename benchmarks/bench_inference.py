@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from yoloxdet.models.zoo import create_model
 from yoloxdet.bench.perf import BenchReport, bench_model
+from yoloxdet.models.zoo import create_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_section

@@ -21,12 +21,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_section
 
+from yoloxdet.bench.perf import median, time_interleaved
 from yoloxdet.config import TrainConfig
 from yoloxdet.engine.optim import build_optimizer
 from yoloxdet.engine.schedule import Phase
 from yoloxdet.engine.trainer import yolox_loss_fn
 from yoloxdet.models.zoo import create_model
-from yoloxdet.bench.perf import median, time_interleaved
 from yoloxdet.structures import Targets
 
 BATCH, GTS, CLASSES = 8, 10, 80
