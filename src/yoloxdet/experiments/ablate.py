@@ -26,7 +26,15 @@ from typing import Any
 
 import yaml
 
-from yoloxdet.config import Config, ConfigError, apply_overrides, from_dict, load_config
+from yoloxdet.config import (
+    DEFAULT_HEAD,
+    HEAD_KINDS,
+    Config,
+    ConfigError,
+    apply_overrides,
+    from_dict,
+    load_config,
+)
 from yoloxdet.data.checks import checked_dataset
 from yoloxdet.data.spec import load_dataset_spec
 from yoloxdet.engine.session import train
@@ -37,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 NO_STRONG_AUG = ("augment.mosaic_prob=0.0", "augment.enable_mixup=false")
 STRONG_AUG = ("augment.mosaic_prob=1.0", "augment.enable_mixup=true")
+DECOUPLED = f"model.head={DEFAULT_HEAD}"
+COUPLED = f"model.head={HEAD_KINDS[1]}"  # the YOLOv3-style head
 LOSS_TERMS = ("total", "iou", "obj", "cls", "l1")
 EVAL_METRICS = ("AP", "AP50")
 # fractions of the official 300-epoch schedule, kept when an iteration budget sets the epoch count
@@ -53,16 +63,16 @@ class Variant:
 
 
 DEFAULT_VARIANTS: tuple[Variant, ...] = (
-    Variant("baseline-coupled-single", ("model.head=coupled", "train.assigner=single", *NO_STRONG_AUG),
+    Variant("baseline-coupled-single", (COUPLED, "train.assigner=single", *NO_STRONG_AUG),
             "YOLOv3-style coupled head, one positive per object, no mosaic/mixup"),
-    Variant("+decoupled", ("model.head=decoupled", "train.assigner=single", *NO_STRONG_AUG), "decoupled head"),
-    Variant("+strong-aug", ("model.head=decoupled", "train.assigner=single", *STRONG_AUG), "mosaic and mixup on"),
-    Variant("+multi-positives", ("model.head=decoupled", "train.assigner=center3x3", *STRONG_AUG),
+    Variant("+decoupled", (DECOUPLED, "train.assigner=single", *NO_STRONG_AUG), "decoupled head"),
+    Variant("+strong-aug", (DECOUPLED, "train.assigner=single", *STRONG_AUG), "mosaic and mixup on"),
+    Variant("+multi-positives", (DECOUPLED, "train.assigner=center3x3", *STRONG_AUG),
             "the 3x3 centre cells are positives"),
-    Variant("+simota", ("model.head=decoupled", "train.assigner=simota", *STRONG_AUG), "SimOTA (the YOLOX default)"),
-    Variant("simota-2021", ("model.head=decoupled", "train.assigner=simota-2021", *STRONG_AUG),
+    Variant("+simota", (DECOUPLED, "train.assigner=simota", *STRONG_AUG), "SimOTA (the YOLOX default)"),
+    Variant("simota-2021", (DECOUPLED, "train.assigner=simota-2021", *STRONG_AUG),
             "SimOTA as in the 2021 release (extra)"),
-    Variant("ota", ("model.head=decoupled", "train.assigner=ota", *STRONG_AUG), "OTA with Sinkhorn (extra)"),
+    Variant("ota", (DECOUPLED, "train.assigner=ota", *STRONG_AUG), "OTA with Sinkhorn (extra)"),
 )
 
 
