@@ -4,6 +4,7 @@ tiling, the Detector's letterbox and NMS are the real code."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def test_windows_cover_the_image_with_the_overlap_and_full_size_tiles():
         covered[y0:y1, x0:x1] = True
     assert covered.all()
     xs = sorted({w[0] for w in windows})
-    assert all(b - a <= spec.stride for a, b in zip(xs, xs[1:]))  # neighbours overlap by at least overlap_px
+    assert all(b - a <= spec.stride for a, b in itertools.pairwise(xs))  # neighbours overlap by at least overlap_px
     assert xs[-1] + TILE == 500
 
 
