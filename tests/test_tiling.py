@@ -151,3 +151,58 @@ def test_memory_stays_bounded_on_a_10k_image(tmp_path: Path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["found"] == result["expected"]
     assert result["growth_mb"] < 0.5 * result["image_mb"], result
+
+
+# --- the real model through the commands -------------------------------------------------------------------
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+def test_predict_tile_maps_real_detections_back_onto_a_large_mosaic(coco128, nano_onnx, tmp_path):
+    """Four coco128 photos side by side (832 x 832): the top-left tile is exactly the first photo, so the official
+    Nano's confident boxes on that photo alone must come back from the tiled run at the same place."""
+    from yoloxdet.cli import main
+
+    names = ("000000000009.jpg", "000000000025.jpg", "000000000030.jpg", "000000000034.jpg")
+    photos = [cv2.resize(cv2.imread(str(coco128 / "images" / n)), (416, 416)) for n in names]
+    mosaic = np.concatenate([np.concatenate(photos[:2], 1), np.concatenate(photos[2:], 1)], 0)
+    cv2.imwrite(str(tmp_path / "first.png"), photos[0])
+    cv2.imwrite(str(tmp_path / "mosaic.png"), mosaic)
+    common = ["predict", str(nano_onnx), "--model", "yolox-nano", "--no-progress", "--no-save", "--conf", "0.3"]
+    assert main([*common, str(tmp_path / "first.png"), "-o", str(tmp_path / "single")]) == 0
+    assert main([*common, str(tmp_path / "mosaic.png"), "--tile", "416", "-o", str(tmp_path / "tiled")]) == 0
+
+    def boxes(folder: str) -> tuple[np.ndarray, np.ndarray]:
+        [entry] = json.loads((tmp_path / folder / "detections.json").read_text())["images"]
+        dets = entry["detections"]
+        return np.array([d["box_xyxy"] for d in dets]).reshape(-1, 4), np.array([d["class_id"] for d in dets])
+
+    single, single_cls = boxes("single")
+    tiled, tiled_cls = boxes("tiled")
+    inside = (single[:, 2] < 413) & (single[:, 3] < 413)  # boxes at the photo's right/bottom edge are cut there
+    assert inside.sum() >= 2
+    iou = _iou(single[inside], tiled) * (single_cls[inside][:, None] == tiled_cls[None, :])
+    assert (iou.max(axis=1) >= 0.8).all(), iou.max(axis=1)
+    assert (tiled[:, 2] <= 832).all() and (tiled[:, 3] <= 832).all() and len(tiled) > len(single)
+
+
+def test_val_with_a_tile_covering_every_image_equals_untiled_val(coco128, nano_onnx, tmp_path):
+    from yoloxdet.cli import main
+
+    gt = json.loads((coco128 / "annotations" / "instances.json").read_text())
+    keep = {info["id"] for info in gt["images"][:6]}
+    gt["images"] = [i for i in gt["images"] if i["id"] in keep]
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
+    (tmp_path / "subset.json").write_text(json.dumps(gt))
+    common = ["val", str(nano_onnx), "--model", "yolox-nano", "--no-progress", "--images", str(coco128 / "images"),
+              "--annotations", str(tmp_path / "subset.json")]
+    assert main([*common, "-o", str(tmp_path / "plain.json")]) == 0
+    assert main([*common, "--tile", "640", "-o", str(tmp_path / "tiled.json")]) == 0
+    plain, tiled = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("plain", "tiled"))
+    assert plain["AP"] > 0.05
+    assert {k: v for k, v in tiled.items() if k != "tile"} == plain

@@ -7,10 +7,12 @@ model-size tiles keeps objects at the scale the model was trained on. How the pi
   with the image edge, so every tile is full-size when the image is at least one tile wide.
 - An object no larger than the overlap lies wholly inside at least one tile. A box touching a tile edge that is *inside*
   the image is a cut-off piece of an object, so it is dropped; the tile that holds the whole object reports it.
+- Duplicates (an object wholly inside two overlapping tiles) are merged by the detector's own NMS (class-aware unless
+  the detector is class-agnostic), keeping the higher score.
 - Objects larger than the overlap may be cut in every tile. A whole-image pass at model size (``full_pass``) finds
-  those: its boxes whose longer side exceeds the overlap are kept, its smaller ones (too shrunk to be reliable) are not.
-- Duplicates (an object wholly inside two overlapping tiles, or found by a tile and the full pass) are merged by the
-  detector's own NMS (class-aware unless the detector is class-agnostic), keeping the higher score.
+  those: its boxes whose longer side exceeds the overlap are added unless they overlap a tile's box (IoU above the
+  NMS threshold). Tile boxes win because the tiles see the object at full resolution; the full pass's smaller boxes
+  (objects shrunk to a few pixels) are not used.
 
 Memory stays bounded: tiles are views into the decoded image, run ``detector.batch_size`` at a time, and only the
 boxes are kept. A tile that covers the whole image is the plain untiled prediction.
@@ -18,15 +20,15 @@ boxes are kept. A tile that covers the whole image is the plain untiled predicti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 import torchvision
 
-from .api import Detector
 from .results import Detections
 
 # A box edge within this many pixels of an interior tile edge counts as cut by it.
@@ -55,6 +57,20 @@ class TileSpec:
     @property
     def stride(self) -> int:
         return self.size - self.overlap_px
+
+
+class BatchDetector(Protocol):
+    """What tiling needs from a detector (:class:`yoloxdet.Detector` is one): a forward pass over a batch of
+    images as given, and the settings that merging reuses."""
+
+    batch_size: int
+    nms_iou_threshold: float
+    class_agnostic: bool
+
+    @property
+    def names(self) -> tuple[str, ...]: ...
+
+    def predict_batch(self, images_bgr: Sequence[np.ndarray], *, clip: bool = True) -> list[Detections]: ...
 
 
 def tile_origins(length: int, tile: int, stride: int) -> list[int]:
@@ -96,48 +112,57 @@ def _batches(image: np.ndarray, windows: list[tuple[int, int, int, int]], batch_
 
 
 def predict_tiled(
-    detector: Detector,
+    detector: BatchDetector,
     image_bgr: np.ndarray,
     spec: TileSpec,
     *,
     image_path: Path | None = None,
+    frame_index: int | None = None,
     clip: bool = True,
+    keep_image: bool = False,
 ) -> Detections:
     """Detections of one ``[H, W, 3]`` uint8 BGR image of any size, in its own pixels (see the module docstring)."""
     height, width = image_bgr.shape[:2]
     windows = tile_windows(height, width, spec)
     if len(windows) == 1:
-        return detector.predict_arrays([image_bgr], [image_path], clip=clip)[0]
+        [dets] = detector.predict_batch([image_bgr], clip=clip)
+        return replace(dets, image_path=image_path, frame_index=frame_index, image=image_bgr if keep_image else None)
 
     boxes, scores, classes = [], [], []
     for chunk, crops in _batches(image_bgr, windows, detector.batch_size):
         # Tiles are clipped to themselves: a box reaching past a tile's edge is a cut one either way.
-        for window, dets in zip(chunk, detector.predict_arrays(crops, clip=True)):
+        for window, dets in zip(chunk, detector.predict_batch(crops, clip=True)):
             xyxy = dets.xyxy + np.array(window[:2] * 2, dtype=np.float32)
             keep = _uncut(xyxy, window, height, width)
             boxes.append(xyxy[keep])
             scores.append(dets.scores[keep])
             classes.append(dets.class_ids[keep])
-    if spec.full_pass:
-        [whole] = detector.predict_arrays([image_bgr], clip=clip)
-        large = np.maximum(whole.xyxy[:, 2] - whole.xyxy[:, 0], whole.xyxy[:, 3] - whole.xyxy[:, 1]) > spec.overlap_px
-        boxes.append(whole.xyxy[large])
-        scores.append(whole.scores[large])
-        classes.append(whole.class_ids[large])
-
     xyxy, score, class_ids = np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes)
-    kept = _merge(xyxy, score, class_ids, detector.nms_iou_threshold, detector.class_agnostic)
+    kept = _nms(xyxy, score, class_ids, detector.nms_iou_threshold, detector.class_agnostic)
+    xyxy, score, class_ids = xyxy[kept], score[kept], class_ids[kept]
+    if spec.full_pass:
+        [whole] = detector.predict_batch([image_bgr], clip=clip)
+        sides = np.maximum(whole.xyxy[:, 2] - whole.xyxy[:, 0], whole.xyxy[:, 3] - whole.xyxy[:, 1])
+        new = (sides > spec.overlap_px) & ~_overlaps(
+            whole.xyxy, whole.class_ids, xyxy, class_ids, detector.nms_iou_threshold, detector.class_agnostic
+        )
+        order = np.argsort(-np.concatenate([score, whole.scores[new]]), kind="stable")
+        xyxy = np.concatenate([xyxy, whole.xyxy[new]])[order]
+        score = np.concatenate([score, whole.scores[new]])[order]
+        class_ids = np.concatenate([class_ids, whole.class_ids[new]])[order]
     return Detections(
-        xyxy=xyxy[kept],
-        scores=score[kept],
-        class_ids=class_ids[kept],
+        xyxy=xyxy,
+        scores=score,
+        class_ids=class_ids,
         names=detector.names,
         orig_shape=(height, width),
         image_path=image_path,
+        frame_index=frame_index,
+        image=image_bgr if keep_image else None,
     )
 
 
-def _merge(
+def _nms(
     xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float, class_agnostic: bool
 ) -> np.ndarray:
     """Indices kept by NMS across tiles, highest score first."""
@@ -147,3 +172,15 @@ def _merge(
     else:
         kept = torchvision.ops.batched_nms(boxes, score, torch.from_numpy(class_ids), iou)
     return kept.numpy()
+
+
+def _overlaps(
+    xyxy: np.ndarray, class_ids: np.ndarray, kept_xyxy: np.ndarray, kept_ids: np.ndarray, iou: float, class_agnostic: bool
+) -> np.ndarray:
+    """Mask of boxes overlapping a kept box (of the same class unless class-agnostic) by more than ``iou``."""
+    if len(xyxy) == 0 or len(kept_xyxy) == 0:
+        return np.zeros(len(xyxy), dtype=bool)
+    overlap = torchvision.ops.box_iou(torch.from_numpy(xyxy).float(), torch.from_numpy(kept_xyxy).float()).numpy()
+    if not class_agnostic:
+        overlap = overlap * (class_ids[:, None] == kept_ids[None, :])
+    return (overlap > iou).any(axis=1)

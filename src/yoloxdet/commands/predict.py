@@ -42,11 +42,18 @@ def add_detector_arguments(parser: argparse.ArgumentParser, *, conf: float, nms:
                         help="run the PyTorch model as trained (by default BN is folded into the convs)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the PyTorch model (faster after ~15 s of compiling per input shape)")
+    parser.add_argument("--tile", type=int, metavar="PX",
+                        help="cut each image into overlapping PX-square tiles and merge their boxes (large images)")
+    parser.add_argument("--overlap", type=float, default=0.25,
+                        help="with --tile: overlap between neighbouring tiles, a fraction of the tile (default 0.25)")
+    parser.add_argument("--no-full-pass", action="store_true",
+                        help="with --tile: skip the whole-image pass that finds objects larger than the overlap")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def detector_from_args(args: argparse.Namespace) -> Detector:
     from ..api import Detector
+    from ..tiling import TileSpec
 
     size = None
     if args.size:
@@ -64,6 +71,7 @@ def detector_from_args(args: argparse.Namespace) -> Detector:
         batch_size=args.batch,
         fast=not args.no_fuse,
         compile=args.compile,
+        tile=TileSpec(args.tile, args.overlap, full_pass=not args.no_full_pass) if args.tile else None,
     )
 
 
