@@ -41,13 +41,15 @@ SHARED = REPO.parent / "shared"
 
 
 def mosaic(side: int, coco128: Path) -> np.ndarray:
+    """Photos repeated row by row, written straight into the final array (no transient copy of the image, which
+    would raise the memory high-water mark before tiling starts)."""
     photos = [cv2.resize(cv2.imread(str(p)), (640, 480)) for p in sorted((coco128 / "images").glob("*.jpg"))[:32]]
-    rows, cols = -(-side // 480), -(-side // 640)
-    image = np.empty((rows * 480, cols * 640, 3), np.uint8)
-    for r in range(rows):
-        for c in range(cols):
-            image[r * 480 : (r + 1) * 480, c * 640 : (c + 1) * 640] = photos[(r * cols + c) % len(photos)]
-    return np.ascontiguousarray(image[:side, :side])
+    image = np.empty((side, side, 3), np.uint8)
+    for i, y in enumerate(range(0, side, 480)):
+        for j, x in enumerate(range(0, side, 640)):
+            photo = photos[(i * 31 + j) % len(photos)]
+            image[y : y + 480, x : x + 640] = photo[: side - y, : side - x]
+    return image
 
 
 def main() -> None:
