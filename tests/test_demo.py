@@ -8,7 +8,9 @@ import pytest
 
 from yoloxdet.config import load_config
 from yoloxdet.demo.__main__ import RECIPE, SCRATCH_RECIPE, main
-from yoloxdet.demo.treecrowns import crop_boxes, tile_origins
+from yoloxdet.demo.report import finite_unit
+from yoloxdet.demo.treecrowns import crop_boxes
+from yoloxdet.inference.tiling import tile_origins
 
 
 def test_tiles_cover_the_image_and_boxes_are_cropped():
@@ -40,8 +42,11 @@ def test_fast_demo_writes_every_report_file(tmp_path):
         assert (report / name).is_file(), name
     assert list(report.glob("pred_val_*.png")) and list(report.glob("pred_test_*.png"))
     metrics = json.loads((report / "metrics.json").read_text())
-    assert set(metrics) == {"val", "test"}
-    for split in metrics.values():
+    assert set(metrics) == {"val", "test", "whole"}
+    assert metrics["whole"]["boxes"] == 574 and (report / "whole_tiled.png").is_file()
+    for key in ("AP50_tiled", "AP50_single"):
+        assert finite_unit(metrics["whole"][key]), (key, metrics["whole"])
+    for split in (metrics["val"], metrics["test"]):
         for key in ("AP50", "AP50_95", "precision", "recall", "F1"):
             assert math.isfinite(split[key]) and 0.0 <= split[key] <= 1.0, (key, split[key])
     text = (report / "report.md").read_text()

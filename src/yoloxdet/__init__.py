@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import load_config
-    from .inference import Detections, Detector
+    from .inference import Detections, Detector, TileSpec
     from .models.zoo import create_model, list_models
     from .structures import HeadOutputs
 
-__all__ = ["Detections", "Detector", "HeadOutputs", "create_model", "list_models", "load_config"]
+__all__ = ["Detections", "Detector", "HeadOutputs", "TileSpec", "create_model", "list_models", "load_config"]
 __version__ = "0.1.0"
 
 
@@ -22,7 +22,7 @@ def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module 'yoloxdet' has no attribute '{name}'")
     from .config import load_config
-    from .inference import Detections, Detector
+    from .inference import Detections, Detector, TileSpec
     from .models.zoo import create_model, list_models
     from .structures import HeadOutputs
 
@@ -30,6 +30,7 @@ def __getattr__(name: str) -> Any:
         "Detections": Detections,
         "Detector": Detector,
         "HeadOutputs": HeadOutputs,
+        "TileSpec": TileSpec,
         "create_model": create_model,
         "list_models": list_models,
         "load_config": load_config,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import PredictConfig
+from ..inference.tiling import TileSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,6 +45,13 @@ def add_detector_arguments(parser: argparse.ArgumentParser, conf: float, nms: fl
                         help="run the PyTorch model as trained (by default BN is folded into the convs)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the PyTorch model (faster after ~15 s of compiling per input shape)")
+    parser.add_argument("--tile", type=int, metavar="PX",
+                        help="cut each image into overlapping PX-square tiles and merge their boxes (large images)")
+    parser.add_argument("--overlap", type=float, default=TileSpec.overlap,
+                        help="with --tile: overlap between neighbouring tiles, a fraction of the tile "
+                             f"(default {TileSpec.overlap})")
+    parser.add_argument("--no-full-pass", action="store_true",
+                        help="with --tile: skip the whole-image pass that finds objects larger than the overlap")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -66,6 +74,7 @@ def detector_from_args(args: argparse.Namespace) -> Detector:
         batch_size=args.batch,
         fast=not args.no_fuse,
         compile=args.compile,
+        tile=TileSpec(args.tile, args.overlap, full_pass=not args.no_full_pass) if args.tile else None,
     )
 
 

@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
                               "-o", str(paths.metrics(split)), "--no-progress"])
         step(f"predict {split}", ["predict", str(final), *map(str, paths.split_images(split)), "--conf", str(EvalConfig.conf_threshold),
                                   "--no-save", "-o", str(paths.predictions(split)), "--no-progress"])
+    # The whole 2472 x 2299 px YELL image: tiles at the training tiles' scale vs one pass shrunk to the input size.
+    whole = [str(p) for p in paths.split_images("whole")]
+    for name, tiling in (("whole_tiled", ["--tile", str(treecrowns.TileSettings().tile)]), ("whole_single", [])):
+        step(f"predict {name}", ["predict", str(final), *whole, *tiling, "--conf", "0.001", "--no-save",
+                                 "-o", str(paths.predictions(name)), "--no-progress"])
     report = build_report(paths, dataset_yaml, initial, minutes=args.minutes,
                           wall_minutes=(time.monotonic() - started) / 60)
     print(f"\ndemo report: {report}")

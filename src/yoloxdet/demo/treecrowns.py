@@ -2,8 +2,9 @@
 
 We download the wheel with pip (``--no-deps``, deepforest itself is never installed), read the PNG images and their
 Pascal VOC boxes (class "Tree") out of it, tile the two large Yellowstone images (``2019_YELL_2_*``) into training
-tiles, and hold out a different site (``OSBS_029``) plus a strip of the larger YELL image as test sets. The result is
-an ordinary VOC dataset folder plus a dataset YAML, so the rest of the demo uses the public commands.
+tiles, and hold out a different site (``OSBS_029``) plus a strip of the larger YELL image as test sets. The larger YELL
+image is also kept whole (image set ``whole``), to show detection on a full aerial image with ``predict --tile``. The
+result is an ordinary VOC dataset folder plus a dataset YAML, so the rest of the demo uses the public commands.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ..inference.tiling import tile_origins
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +92,6 @@ def crop_boxes(boxes: np.ndarray, x0: int, y0: int, w: int, h: int, min_visible:
     return clipped[keep]
 
 
-def tile_origins(length: int, tile: int, stride: int) -> list[int]:
-    """Start offsets covering [0, length) with the last tile flush to the end."""
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, stride))
-    return [*starts, length - tile]
-
-
 def _voc_xml(filename: str, width: int, height: int, boxes: np.ndarray) -> str:
     objects = "".join(
         "<object><name>Tree</name><difficult>0</difficult><bndbox>"
@@ -115,7 +110,7 @@ def build_dataset(wheel: Path, out_dir: Path, settings: TileSettings = TileSetti
     images_dir, ann_dir, sets_dir = out_dir / "JPEGImages", out_dir / "Annotations", out_dir / "ImageSets" / "Main"
     for d in (images_dir, ann_dir, sets_dir):
         d.mkdir(parents=True, exist_ok=True)
-    splits: dict[str, list[str]] = {"train": [], "test_osbs": [], "test_strip": []}
+    splits: dict[str, list[str]] = {"train": [], "test_osbs": [], "test_strip": [], "whole": []}
 
     def write(stem: str, image: np.ndarray, boxes: np.ndarray, split: str) -> None:
         cv2.imwrite(str(images_dir / f"{stem}.png"), image)
@@ -134,6 +129,7 @@ def build_dataset(wheel: Path, out_dir: Path, settings: TileSettings = TileSetti
                     crop = image[y0 : y0 + th, x0 : x0 + tw]
                     write(f"{name}_{y0}_{x0}", crop, crop_boxes(boxes, x0, y0, tw, th, settings.min_visible), "train")
             if name == STRIP_IMAGE:
+                write(f"{name}_whole", image, boxes, "whole")
                 y0 = train_h
                 for x0 in range(0, w, t):  # no overlap: every test box counted once
                     tw = min(t, w - x0)
@@ -169,7 +165,7 @@ def prepare(wheel: Path, data_dir: Path, settings: TileSettings = TileSettings()
     """Build the dataset once (kept between runs) and return its YAML. ``max_tiles`` trains on an evenly spread
     subset of the tiles (image set ``train_subset``), for quick runs."""
     sets = data_dir / "ImageSets" / "Main"
-    if not (sets / "train.txt").is_file():
+    if not all((sets / f"{image_set}.txt").is_file() for image_set in ("train", "whole")):
         build_dataset(wheel, data_dir, settings)
     if max_tiles <= 0:
         return write_dataset_yaml(data_dir)

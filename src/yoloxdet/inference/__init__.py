@@ -3,5 +3,6 @@ result type. Score filter and NMS are ``yoloxdet.ops.nms``, shared with evaluati
 
 from .api import Backend, Detector, TorchBackend
 from .results import Detections
+from .tiling import TileSpec
 
-__all__ = ["Backend", "Detections", "Detector", "TorchBackend"]
+__all__ = ["Backend", "Detections", "Detector", "TileSpec", "TorchBackend"]

@@ -29,6 +29,7 @@ from ..ops.nms import postprocess
 from ..weights import CheckpointInfo, load_model
 from .backends import load_exported
 from .results import Detections
+from .tiling import TileSpec, predict_tiled
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class Detector:
         class_agnostic: bool = False,
         input_size: tuple[int, int] | None = None,
         batch_size: int = 8,
+        tile: TileSpec | None = None,
     ) -> None:
         """
         Args:
@@ -88,7 +90,9 @@ class Detector:
             nms_iou_threshold: NMS IoU (defaults as ``conf_threshold``).
             class_agnostic: one NMS over all classes instead of per class.
             input_size: (h, w) letterbox size, multiples of 32; default ``info.input_size``.
-            batch_size: images per forward pass.
+            batch_size: images per forward pass (tiles per pass when tiling).
+            tile: cut every image into overlapping tiles of this spec and merge their detections, for images much
+                larger than the input size (aerial, satellite, microscopy); see :mod:`yoloxdet.inference.tiling`.
         """
         self.backend: Backend = TorchBackend(model) if isinstance(model, nn.Module) else model
         self.info = info
@@ -99,6 +103,7 @@ class Detector:
         if any(s % 32 for s in self.input_size):
             raise ValueError(f"input size {self.input_size} must be multiples of 32")
         self.batch_size = batch_size
+        self.tile = tile
 
     @classmethod
     def from_checkpoint(
@@ -153,12 +158,17 @@ class Detector:
         if isinstance(images, str | Path | np.ndarray) or not isinstance(images, Sequence):
             images = [images]
         results: list[Detections] = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
+        for start in range(0, len(images), self._images_per_call):
+            chunk = images[start : start + self._images_per_call]
             arrays = [read_image(source) for source in chunk]
             paths = [Path(s) if isinstance(s, str | Path) else None for s in chunk]
             results.extend(self.predict_arrays(arrays, paths, clip=clip, keep_images=keep_images))
         return results
+
+    @property
+    def _images_per_call(self) -> int:
+        """Whole images decoded and held at once: one when tiling (a large image's tiles fill the batches)."""
+        return 1 if self.tile is not None else self.batch_size
 
     def predict_arrays(
         self,
@@ -169,7 +179,29 @@ class Detector:
         clip: bool = True,
         keep_images: bool = False,
     ) -> list[Detections]:
-        """One forward pass over already-decoded ``[H, W, 3]`` uint8 BGR images (the batch as given)."""
+        """Detections of already-decoded ``[H, W, 3]`` uint8 BGR images: one forward pass over them as given, or
+        each image tiled when the detector has a :class:`~yoloxdet.inference.tiling.TileSpec`."""
+        if self.tile is None:
+            return self.predict_batch(
+                images_bgr, image_paths, frame_indices=frame_indices, clip=clip, keep_images=keep_images
+            )
+        image_paths = image_paths or [None] * len(images_bgr)
+        frame_indices = frame_indices or [None] * len(images_bgr)
+        return [
+            predict_tiled(self, image, self.tile, image_path=path, frame_index=frame, clip=clip, keep_image=keep_images)
+            for image, path, frame in zip(images_bgr, image_paths, frame_indices)
+        ]
+
+    def predict_batch(
+        self,
+        images_bgr: Sequence[np.ndarray],
+        image_paths: Sequence[Path | None] | None = None,
+        *,
+        frame_indices: Sequence[int | None] | None = None,
+        clip: bool = True,
+        keep_images: bool = False,
+    ) -> list[Detections]:
+        """One forward pass over already-decoded ``[H, W, 3]`` uint8 BGR images (the batch as given, never tiled)."""
         if not images_bgr:
             return []
         canvases, ratios = zip(*(letterbox(image, self.input_size) for image in images_bgr))
@@ -208,7 +240,7 @@ class Detector:
         pending: list[tuple[np.ndarray, Path | None, int | None]] = []
         for item in images:
             pending.append(item)
-            if len(pending) == self.batch_size:
+            if len(pending) == self._images_per_call:
                 yield from self._run_pending(pending, clip)
                 pending = []
         yield from self._run_pending(pending, clip)
