@@ -146,3 +146,11 @@ def test_atomic_writes_replace_the_file_and_leave_no_temporaries(tmp_path):
     write_bytes_atomic(target, b'{"a": 2}')
     assert target.read_text() == '{"a": 2}'
     assert [p.name for p in target.parent.iterdir()] == ["data.json"]
+
+
+def test_atomic_writes_get_the_permissions_of_an_ordinary_file(tmp_path):
+    """mkstemp makes its files private (0600); a saved result must be as readable as one written by open()."""
+    plain, atomic = tmp_path / "plain.txt", tmp_path / "atomic.txt"
+    plain.write_text("x")
+    write_bytes_atomic(atomic, b"x")
+    assert (atomic.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)

@@ -131,20 +131,28 @@ def expand_sources(sources: str | Path | Iterable[str | Path]) -> list[Path]:
     return files
 
 
+def _default_file_mode() -> int:
+    umask = os.umask(0)  # reading the umask means setting it; done once, at import
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_DEFAULT_FILE_MODE = _default_file_mode()
+
+
 @contextmanager
 def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
     """The one "temporary file, then rename" writer: yields a temporary path beside ``path`` for the caller to
     write (any library's ``save(obj, tmp)``), then moves it over ``path``; on error the temporary file is removed,
-    so a crash never leaves a half-written file under the final name. ``mode``: permission bits for the result
-    (``mkstemp`` makes it private to the user)."""
+    so a crash never leaves a half-written file under the final name. ``mode``: permission bits for the result;
+    by default those of a file made by ``open`` (``mkstemp`` alone would leave it private to the user)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, _DEFAULT_FILE_MODE if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
