@@ -83,9 +83,9 @@ def evaluate_mot(pred_dir: str | Path, gt_dir: str | Path) -> dict[str, Tracking
         "USE_PARALLEL": False, "PRINT_RESULTS": False, "PRINT_CONFIG": False, "TIME_PROGRESS": False,
         "OUTPUT_SUMMARY": False, "OUTPUT_DETAILED": False, "PLOT_CURVES": False, "LOG_ON_ERROR": None,
     }  # fmt: skip
-    metrics = [trackeval.metrics.HOTA(), trackeval.metrics.CLEAR(), trackeval.metrics.Identity()]
     chatter = io.StringIO()
     with contextlib.redirect_stdout(chatter):  # TrackEval prints its progress; keep it for --verbose
+        metrics = [trackeval.metrics.HOTA(), trackeval.metrics.CLEAR(), trackeval.metrics.Identity()]
         evaluator = trackeval.Evaluator(eval_config)
         dataset = trackeval.datasets.MotChallenge2DBox(dataset_config)
         results, _ = evaluator.evaluate([dataset], metrics)
