@@ -16,11 +16,13 @@ def test_initiate_predict_update_match_hand_computed_steps() -> None:
 
     means, covs = kalman.predict(means, covs)
     np.testing.assert_array_equal(means, [[100, 50, 0.5, 40, 0, 0, 0, 0]])  # no velocity yet
-    # P[x, x] = 16 + 6.25 (velocity carried over) + 2^2 (process noise); P[x, vx] = 6.25; P[vx, vx] = 6.25 + 0.25^2
+    # P[x, x] = 16 + 6.25 (velocity carried over) + 2^2 (process noise); P[x, vx] = 6.25;
+    # P[vx, vx] = 6.25 + 0.25^2
     assert covs[0, 0, 0] == pytest.approx(26.25) and covs[0, 0, 4] == pytest.approx(6.25)
     assert covs[0, 4, 4] == pytest.approx(6.3125)
 
-    # measured 4 px to the right: S = 26.25 + 2^2 (measurement noise), gain on x = 26.25 / 30.25, on vx = 6.25 / 30.25
+    # measured 4 px to the right: S = 26.25 + 2^2 (measurement noise),
+    # gain on x = 26.25 / 30.25, on vx = 6.25 / 30.25
     means, covs = kalman.update(means, covs, np.array([[104.0, 50.0, 0.5, 40.0]]))
     assert means[0, 0] == pytest.approx(100 + 4 * 26.25 / 30.25)
     assert means[0, 4] == pytest.approx(4 * 6.25 / 30.25)
@@ -41,7 +43,7 @@ def test_tracks_keep_ids_and_ids_count_per_tracker() -> None:
     first, second = ByteTracker(), ByteTracker()
     boxes = np.array([[10, 10, 50, 90, 0.9], [200, 100, 260, 180, 0.8]])
     for step in range(5):
-        tracks = first.update(boxes + [step * 3, 0, step * 3, 0, 0])
+        tracks = first.update(boxes + np.array([step * 3, 0, step * 3, 0, 0]))
     assert tracks.track_ids.tolist() == [1, 2]
     np.testing.assert_allclose(tracks.xyxy[0], [22, 10, 62, 90], atol=1.5)  # follows the motion
     assert second.update(boxes[1:]).track_ids.tolist() == [1]  # a fresh tracker starts at 1 again

@@ -23,7 +23,9 @@ def _two_walkers(frames: int = 20) -> MotRows:
 @pytest.fixture
 def gt_sequence(tmp_path):
     gt = _two_walkers()
-    folder = write_sequence(tmp_path / "gt" / "walk", np.zeros((20, 240, 320, 3), np.uint8), gt, frame_rate=25)
+    folder = write_sequence(
+        tmp_path / "gt" / "walk", np.zeros((20, 240, 320, 3), np.uint8), gt, frame_rate=25
+    )
     return gt, folder
 
 
@@ -50,7 +52,12 @@ def test_a_malformed_line_is_named(tmp_path) -> None:
 def test_sequence_folder_has_frames_and_seqinfo(gt_sequence) -> None:
     _, folder = gt_sequence
     info = read_seqinfo(folder)
-    assert (info["seqlength"], info["imwidth"], info["imheight"], info["framerate"]) == ("20", "320", "240", "25")
+    assert (info["seqlength"], info["imwidth"], info["imheight"], info["framerate"]) == (
+        "20",
+        "320",
+        "240",
+        "25",
+    )
     assert len(list((folder / "img1").glob("*.jpg"))) == 20
 
 
@@ -61,18 +68,21 @@ def test_perfect_tracker_scores_one_and_swapped_ids_lower_idf1(gt_sequence, tmp_
     assert (perfect.hota, perfect.mota, perfect.idf1) == (1.0, 1.0, 1.0)
 
     swapped_ids = np.where(gt.frames > 10, 3 - gt.ids, gt.ids)  # the two ids trade places halfway
-    write_mot(tmp_path / "swapped" / "walk.txt", MotRows(gt.frames, swapped_ids, gt.tlwh, gt.conf, gt.classes,
-                                                           gt.visibility))  # fmt: skip
+    write_mot(
+        tmp_path / "swapped" / "walk.txt",
+        MotRows(gt.frames, swapped_ids, gt.tlwh, gt.conf, gt.classes, gt.visibility),
+    )
     swapped = evaluate_mot(tmp_path / "swapped", folder.parent)
     assert swapped["walk"].idf1 == pytest.approx(0.5) and swapped["walk"].id_switches == 2
-    assert swapped["walk"].mota == pytest.approx(1 - 2 / 40)  # the detection is perfect, only the switches cost
+    # the detection is perfect, only the two switches cost
+    assert swapped["walk"].mota == pytest.approx(1 - 2 / 40)
     assert swapped[COMBINED].idf1 == swapped["walk"].idf1 and swapped["walk"].hota < 1.0
 
 
 def test_missing_tracker_result_is_named(gt_sequence, tmp_path) -> None:
     _, folder = gt_sequence
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no tracker result for sequence.*walk"):
+    with pytest.raises(FileNotFoundError, match=r"no tracker result for sequence.*walk"):
         evaluate_mot(tmp_path / "empty", folder)
 
 

@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "import-weights": "import_weights",
     "train": "train",
     "ablate": "ablate",
+    "track": "track",
+    "track-eval": "track_eval",
 }
 
 

@@ -1,25 +1,27 @@
-"""BYTE association (Zhang et al., ByteTrack, ECCV 2022) over per-frame detections, as the official tracker does it.
+"""BYTE association (Zhang et al., ByteTrack, ECCV 2022) over per-frame detections, as the official tracker
+does it.
 
 One :meth:`ByteTracker.update` per frame:
 
 1. Split detections: high ``score > track_thresh``, low ``0.1 < score < track_thresh`` (both strict, as the
    official code; a score equal to ``track_thresh`` is dropped).
 2. Predict every confirmed and lost track with the Kalman filter (lost tracks with zero height velocity).
-3. First association: confirmed + lost tracks vs high detections, cost ``1 - IoU * score``, limit ``match_thresh``.
-   Matched lost tracks are re-found with their old id.
-4. Second association (the BYTE step): still-unmatched *tracked* tracks vs low detections, cost ``1 - IoU``, limit
-   0.5. Tracks left over become lost.
-5. Unconfirmed tracks (started last frame) vs the high detections left, fused cost, limit 0.7; unmatched ones are
-   removed.
+3. First association: confirmed + lost tracks vs high detections, cost ``1 - IoU * score``, limit
+   ``match_thresh``. Matched lost tracks are re-found with their old id.
+4. Second association (the BYTE step): still-unmatched *tracked* tracks vs low detections, cost ``1 - IoU``,
+   limit 0.5. Tracks left over become lost.
+5. Unconfirmed tracks (started last frame) vs the high detections left, fused cost, limit 0.7; unmatched ones
+   are removed.
 6. High detections still left with ``score >= track_thresh + 0.1`` start new (unconfirmed) tracks; on the very
    first frame they are confirmed at once.
-7. Lost tracks older than ``int(frame_rate / 30 * track_buffer)`` frames are removed; a tracked and a lost track
-   that overlap (IoU > 0.85) are duplicates, the younger one goes.
+7. Lost tracks older than ``int(frame_rate / 30 * track_buffer)`` frames are removed; a tracked and a lost
+   track that overlap (IoU > 0.85) are duplicates, the younger one goes.
 
-The list bookkeeping follows the official code to the letter, quirks included (a track timed out in this frame is
-dropped from the lost list only in the next, so it can still be re-found there), so ids equal the official ones.
-Unlike the official code, ids count per tracker (the official counter is global to the process), and each track
-carries the class of its latest detection (association itself ignores classes, as the official tracker does).
+The list bookkeeping follows the official code to the letter, quirks included (a track timed out in this frame
+is dropped from the lost list only in the next, so it can still be re-found there), so ids equal the official
+ones. Unlike the official code, ids count per tracker (the official counter is global to the process), and
+each track carries the class of its latest detection (association itself ignores classes, as the official
+tracker does).
 """
 
 from __future__ import annotations
@@ -105,12 +107,27 @@ class Tracks:
     def __len__(self) -> int:
         return len(self.track_ids)
 
+    def select(self, keep: np.ndarray) -> Tracks:
+        """The tracks where the boolean mask or index array ``keep`` selects them."""
+        return Tracks(
+            self.track_ids[keep],
+            self.xyxy[keep],
+            self.scores[keep],
+            self.class_ids[keep],
+            self.frame_index,
+            self.names,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the frame and a list of {track_id, box_xyxy, score, class_id[, class_name]}."""
         tracks = []
         for track_id, box, score, class_id in zip(self.track_ids, self.xyxy, self.scores, self.class_ids):
-            entry = {"track_id": int(track_id), "box_xyxy": [round(float(v), 2) for v in box],
-                     "score": round(float(score), 5), "class_id": int(class_id)}  # fmt: skip
+            entry = {
+                "track_id": int(track_id),
+                "box_xyxy": [round(float(v), 2) for v in box],
+                "score": round(float(score), 5),
+                "class_id": int(class_id),
+            }
             if 0 <= class_id < len(self.names):
                 entry["class_name"] = self.names[int(class_id)]
             tracks.append(entry)
@@ -145,7 +162,8 @@ class ByteTracker:
             frame_rate: of the video, to scale ``track_buffer``.
             fuse_score: multiply IoU by the detection score in the first and unconfirmed associations (the
                 official default; its MOT20 setting turns it off).
-            second_association: the BYTE step; False gives the high-score-only baseline of the paper's ablation.
+            second_association: the BYTE step; False gives the high-score-only baseline of the paper's
+                ablation.
         """
         self.track_thresh = track_thresh
         self.det_thresh = track_thresh + 0.1
@@ -314,7 +332,7 @@ def _split_detections(detections: np.ndarray | DetectionsLike) -> tuple[np.ndarr
         array = array.reshape(0, 5)
     if array.ndim != 2 or array.shape[1] not in (5, 6):
         raise ValueError(
-            f"detections: expected an [N, 5] (x1, y1, x2, y2, score) or [N, 6] (+ class) array, got {array.shape}"
+            f"detections: expected [N, 5] (x1, y1, x2, y2, score) or [N, 6] (+ class), got {array.shape}"
         )
     class_ids = array[:, 5].astype(np.int64) if array.shape[1] == 6 else np.zeros(len(array), np.int64)
     return array[:, :4], array[:, 4], class_ids

@@ -1,5 +1,5 @@
-"""HOTA, MOTA and IDF1 of tracker results against MOTChallenge ground truth, computed by TrackEval (the benchmark's
-own code, ``pip install trackeval``), not re-implemented here.
+"""HOTA, MOTA and IDF1 of tracker results against MOTChallenge ground truth, computed by TrackEval (the
+benchmark's own code, ``pip install trackeval``), not re-implemented here.
 
 Layouts: ``gt_dir`` is one sequence folder (``gt/gt.txt`` + ``seqinfo.ini``) or a folder of them; ``pred_dir``
 holds one ``SEQ.txt`` per sequence. TrackEval's MOT17 rules apply: ground truth of class 1 (pedestrian) with
@@ -39,10 +39,15 @@ class TrackingScores:
 
     def as_percent(self) -> dict[str, float]:
         return {
-            "HOTA": 100 * self.hota, "DetA": 100 * self.deta, "AssA": 100 * self.assa,
-            "MOTA": 100 * self.mota, "IDF1": 100 * self.idf1, "IDSW": self.id_switches,
-            "GT IDs": self.num_gt_ids, "IDs": self.num_pred_ids,
-        }  # fmt: skip
+            "HOTA": 100 * self.hota,
+            "DetA": 100 * self.deta,
+            "AssA": 100 * self.assa,
+            "MOTA": 100 * self.mota,
+            "IDF1": 100 * self.idf1,
+            "IDSW": self.id_switches,
+            "GT IDs": self.num_gt_ids,
+            "IDs": self.num_pred_ids,
+        }
 
 
 def sequence_dirs(gt_dir: str | Path) -> dict[str, Path]:
@@ -50,7 +55,11 @@ def sequence_dirs(gt_dir: str | Path) -> dict[str, Path]:
     gt_dir = Path(gt_dir)
     if (gt_dir / "gt" / "gt.txt").is_file():
         return {gt_dir.name: gt_dir}
-    found = {p.name: p for p in sorted(gt_dir.iterdir()) if (p / "gt" / "gt.txt").is_file()} if gt_dir.is_dir() else {}
+    found = (
+        {p.name: p for p in sorted(gt_dir.iterdir()) if (p / "gt" / "gt.txt").is_file()}
+        if gt_dir.is_dir()
+        else {}
+    )
     if not found:
         raise FileNotFoundError(f"{gt_dir}: no MOTChallenge sequence (a folder with gt/gt.txt) found")
     return found
@@ -67,7 +76,9 @@ def evaluate_mot(pred_dir: str | Path, gt_dir: str | Path) -> dict[str, Tracking
     gt_root = next(iter(sequences.values())).parent
     missing = [name for name in sequences if not (pred_dir / f"{name}.txt").is_file()]
     if missing:
-        raise FileNotFoundError(f"{pred_dir}: no tracker result for sequence(s) {', '.join(missing)} (SEQ.txt)")
+        raise FileNotFoundError(
+            f"{pred_dir}: no tracker result for sequence(s) {', '.join(missing)} (SEQ.txt)"
+        )
     lengths = {name: int(read_seqinfo(folder)["seqlength"]) for name, folder in sequences.items()}
     dataset_config = {
         "GT_FOLDER": str(gt_root),
@@ -80,9 +91,15 @@ def evaluate_mot(pred_dir: str | Path, gt_dir: str | Path) -> dict[str, Tracking
         "PRINT_CONFIG": False,
     }
     eval_config = {
-        "USE_PARALLEL": False, "PRINT_RESULTS": False, "PRINT_CONFIG": False, "TIME_PROGRESS": False,
-        "OUTPUT_SUMMARY": False, "OUTPUT_DETAILED": False, "PLOT_CURVES": False, "LOG_ON_ERROR": None,
-    }  # fmt: skip
+        "USE_PARALLEL": False,
+        "PRINT_RESULTS": False,
+        "PRINT_CONFIG": False,
+        "TIME_PROGRESS": False,
+        "OUTPUT_SUMMARY": False,
+        "OUTPUT_DETAILED": False,
+        "PLOT_CURVES": False,
+        "LOG_ON_ERROR": None,
+    }
     chatter = io.StringIO()
     with contextlib.redirect_stdout(chatter):  # TrackEval prints its progress; keep it for --verbose
         metrics = [trackeval.metrics.HOTA(), trackeval.metrics.CLEAR(), trackeval.metrics.Identity()]

@@ -1,9 +1,9 @@
 """The constant-velocity Kalman filter of ByteTrack (from DeepSORT), batched over tracks.
 
-State (8): box centre ``x, y``, aspect ratio ``a = w / h``, height ``h`` and their velocities. The box
-``(x, y, a, h)`` is observed directly. The noise is proportional to the box height (``1/20`` of it for
-positions, ``1/160`` for velocities); the aspect ratio gets small fixed noise. Every function takes and returns
-stacks over N tracks, so one call moves all tracks of a frame; the official code loops over tracks for the update,
+State (8): box centre ``x, y``, aspect ratio ``a = w / h``, height ``h`` and their velocities. The box ``(x,
+y, a, h)`` is observed directly. The noise is proportional to the box height (``1/20`` of it for positions,
+``1/160`` for velocities); the aspect ratio gets small fixed noise. Every function takes and returns stacks
+over N tracks, so one call moves all tracks of a frame; the official code loops over tracks for the update,
 the numbers are the same to float rounding.
 
 Shapes: means ``[N, 8]``, covariances ``[N, 8, 8]``, measurements ``[N, 4]``.

@@ -1,15 +1,15 @@
 """Association costs and the assignment with a cost limit, as ByteTrack computes them.
 
 - IoU uses the inclusive-pixel convention of ``cython_bbox.bbox_overlaps`` that the official tracker calls
-  (width = x2 - x1 + 1), in float64; it differs from the detector's IoU (``ops.boxes``), and must, for the tracker
-  to make the official decisions.
+  (width = x2 - x1 + 1), in float64; it differs from the detector's IoU (``ops.boxes``), and must, for the
+  tracker to make the official decisions.
 - The first association fuses the detection score into the cost: ``1 - IoU * score`` (the official default; it
   switches this off only for MOT20).
-- Assignment is ``lap.lapjv`` with ``extend_cost=True, cost_limit=thresh``: an exact solver of the problem where
-  leaving a track or a detection unmatched costs ``thresh / 2``, so no pair above the limit is ever matched and the
-  matches that remain are optimal among those allowed. Solving without the limit and dropping pairs over it
-  afterwards (what scipy-based ports do) is a different problem: one expensive pair can displace cheaper ones.
-  See docs/tracking.md for the measured comparison.
+- Assignment is ``lap.lapjv`` with ``extend_cost=True, cost_limit=thresh``: an exact solver of the problem
+  where leaving a track or a detection unmatched costs ``thresh / 2``, so no pair above the limit is ever
+  matched and the matches that remain are optimal among those allowed. Solving without the limit and dropping
+  pairs over it afterwards (what scipy-based ports do) is a different problem: one expensive pair can displace
+  cheaper ones. See docs/tracking.md for the measured comparison.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 
 def iou_matrix(boxes_a_tlbr: np.ndarray, boxes_b_tlbr: np.ndarray) -> np.ndarray:
-    """Pairwise IoU ``[N, M]`` of ``[N, 4]`` and ``[M, 4]`` boxes (x1, y1, x2, y2), inclusive-pixel convention."""
+    """Pairwise IoU ``[N, M]`` of ``[N, 4]`` and ``[M, 4]`` boxes (x1, y1, x2, y2), inclusive pixels."""
     a = np.asarray(boxes_a_tlbr, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(boxes_b_tlbr, dtype=np.float64).reshape(-1, 4)
     if len(a) == 0 or len(b) == 0:

@@ -1,8 +1,9 @@
-"""MOTChallenge files: the comma-separated ``frame, id, left, top, width, height, conf, class, visibility`` rows of
-``gt.txt`` and tracker results, ``seqinfo.ini``, and the ``img1/`` frame folder.
+"""MOTChallenge files: the comma-separated rows of ``gt.txt``
+(``frame, id, left, top, width, height, conf, class, visibility``) and tracker results, ``seqinfo.ini``, and
+the ``img1/`` frame folder.
 
 Frames and ids are 1-based; boxes are (left, top, width, height) in pixels. Tracker result files carry
-``conf, -1, -1, -1`` in the last four columns (the x, y, z of the 2D challenges), as the benchmark expects.
+``conf,-1,-1,-1`` in the last four columns (the x, y, z of the 2D challenges), as the benchmark expects.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from ..io import write_bytes_atomic
 
 @dataclass(frozen=True)
 class MotRows:
-    """Rows of a MOTChallenge file as columns: frames/ids ``[N]`` int, tlwh ``[N, 4]``, conf/visibility ``[N]``
-    float, classes ``[N]`` int."""
+    """Rows of a MOTChallenge file as columns: frames, ids ``[N]`` int; tlwh ``[N, 4]``; conf, visibility
+    ``[N]`` float; classes ``[N]`` int."""
 
     frames: np.ndarray
     ids: np.ndarray
@@ -33,18 +34,30 @@ class MotRows:
     @classmethod
     def from_rows(cls, rows: Iterable[Iterable[float]]) -> MotRows:
         array = np.asarray(list(rows), dtype=np.float64).reshape(-1, 9)
-        return cls(array[:, 0].astype(np.int64), array[:, 1].astype(np.int64), array[:, 2:6], array[:, 6],
-                   array[:, 7].astype(np.int64), array[:, 8])  # fmt: skip
+        return cls(
+            array[:, 0].astype(np.int64),
+            array[:, 1].astype(np.int64),
+            array[:, 2:6],
+            array[:, 6],
+            array[:, 7].astype(np.int64),
+            array[:, 8],
+        )
 
     def __len__(self) -> int:
         return len(self.frames)
 
     def select(self, keep: np.ndarray) -> MotRows:
-        return MotRows(self.frames[keep], self.ids[keep], self.tlwh[keep], self.conf[keep], self.classes[keep],
-                       self.visibility[keep])  # fmt: skip
+        return MotRows(
+            self.frames[keep],
+            self.ids[keep],
+            self.tlwh[keep],
+            self.conf[keep],
+            self.classes[keep],
+            self.visibility[keep],
+        )
 
     def to_text(self, *, result: bool = False) -> str:
-        """The file text. ``result``: a tracker result (``conf, -1, -1, -1`` tails) instead of ground truth."""
+        """The file text; ``result``: a tracker result (``conf,-1,-1,-1`` tails) instead of ground truth."""
         lines = []
         for frame, track_id, (x, y, w, h), conf, cls, vis in zip(
             self.frames, self.ids, self.tlwh, self.conf, self.classes, self.visibility
@@ -71,7 +84,9 @@ def read_mot(path: str | Path) -> MotRows:
         except ValueError:
             raise ValueError(f"{path}:{number}: not comma-separated numbers: {line[:60]!r}") from None
         if len(values) < 6:
-            raise ValueError(f"{path}:{number}: expected at least 6 columns (frame,id,left,top,w,h), got {len(values)}")
+            raise ValueError(
+                f"{path}:{number}: expected at least 6 columns (frame,id,left,top,w,h), got {len(values)}"
+            )
         conf = values[6] if len(values) > 6 else 1.0
         if len(values) >= 9 and values[7] != -1:  # ground truth: class and visibility
             rows.append([*values[:7], values[7], values[8]])

@@ -1,11 +1,12 @@
 """Generated tracking sequences with exact ground truth, made from real COCO objects.
 
-:func:`make_sequence` cuts instances (with their polygon masks) out of COCO images and moves them over a blurred COCO
-background along known straight paths: some cross each other, some pass behind others (depth order fixed per
-object), some enter or leave through the image border. The ground truth is exact: every object's full box and its
-visible fraction per frame. :func:`detections_from_gt` turns that into a detector-like stream (box noise, misses,
-low scores under occlusion, a few false positives), and the rendered frames can go through the real detector too.
-:func:`random_detection_stream` makes plain random streams for the oracle test and the benchmark.
+:func:`make_sequence` cuts instances (with their polygon masks) out of COCO images and moves them over a
+blurred COCO background along known straight paths: some cross each other, some pass behind others (depth
+order fixed per object), some enter or leave through the image border. The ground truth is exact: every
+object's full box and its visible fraction per frame. :func:`detections_from_gt` turns that into a
+detector-like stream (box noise, misses, low scores under occlusion, a few false positives), and the rendered
+frames can go through the real detector too. :func:`random_detection_stream` makes plain random streams for
+the oracle test and the benchmark.
 
 Everything is a function of a seed (``numpy.random.Generator``), so a sequence is reproduced exactly.
 """
@@ -44,7 +45,7 @@ def load_sprites(coco_root: str | Path, *, min_size: int = 48, limit: int = 40) 
     files = {image["id"]: image["file_name"] for image in data["images"]}
     sprites: list[_Sprite] = []
     for ann in sorted(data["annotations"], key=lambda a: a["id"]):
-        x, y, w, h = (int(round(v)) for v in ann["bbox"])
+        x, y, w, h = (round(v) for v in ann["bbox"])
         if ann.get("iscrowd") or not isinstance(ann["segmentation"], list) or min(w, h) < min_size:
             continue
         image = cv2.imread(str(coco_root / "images" / files[ann["image_id"]]))
@@ -64,8 +65,8 @@ def load_sprites(coco_root: str | Path, *, min_size: int = 48, limit: int = 40) 
 def _plan_paths(
     rng: np.random.Generator, num_objects: int, num_frames: int, size: tuple[int, int]
 ) -> list[tuple[int, int, np.ndarray, np.ndarray, float]]:
-    """Per object: first frame, last frame, start centre, velocity, longest side (px). Pairs of objects are sent through a
-    common point at a common time (crossings); others cross the border (enter/leave)."""
+    """Per object: first frame, last frame, start centre, velocity, longest side (px). Pairs of objects are
+    sent through a common point at a common time (crossings); others cross the border (enter/leave)."""
     height, width = size
     plans = []
     for index in range(num_objects):
@@ -150,10 +151,10 @@ def detections_from_gt(
 ) -> list[np.ndarray]:
     """A detector-like stream from ground truth: per frame an ``[N, 5]`` array (x1, y1, x2, y2, score).
 
-    Visible objects get boxes with Gaussian noise (``box_noise`` x size) clipped to the image and a high score;
-    partly hidden ones (visibility < ``occluded_below``) a low score in [0.15, 0.45), as real detectors give;
-    objects under 10 % visible are missed, others with probability ``miss_rate``; on average ``false_positives``
-    random low-score boxes per frame.
+    Visible objects get boxes with Gaussian noise (``box_noise`` x size) clipped to the image and a high
+    score; partly hidden ones (visibility < ``occluded_below``) a low score in [0.15, 0.45), as real detectors
+    give; objects under 10 % visible are missed, others with probability ``miss_rate``; on average
+    ``false_positives`` random low-score boxes per frame.
     """
     rng = np.random.default_rng(seed)
     height, width = size
@@ -179,9 +180,14 @@ def detections_from_gt(
 
 
 def random_detection_stream(
-    rng: np.random.Generator, *, num_objects: int = 20, num_frames: int = 60, size: tuple[int, int] = (480, 640)
+    rng: np.random.Generator,
+    *,
+    num_objects: int = 20,
+    num_frames: int = 60,
+    size: tuple[int, int] = (480, 640),
 ) -> list[np.ndarray]:
-    """Random objects moving at constant velocity with jitter, random scores (some low, some under 0.1), misses,
+    """Random objects moving at constant velocity with jitter, random scores (some low, some under 0.1),
+    misses,
     births and deaths: per frame an ``[N, 5]`` array (x1, y1, x2, y2, score)."""
     height, width = size
     centres = rng.uniform([0, 0], [width, height], (num_objects, 2))
@@ -195,14 +201,19 @@ def random_detection_stream(
         shown = alive & (rng.random(num_objects) > 0.1)
         jitter = sizes * rng.uniform(0.9, 1.1, (num_objects, 2))
         boxes = np.concatenate([centres - jitter / 2, centres + jitter / 2], axis=1)
-        scores = np.where(rng.random(num_objects) < 0.7, rng.uniform(0.5, 1.0, num_objects), rng.uniform(0, 0.6,
-                          num_objects))  # fmt: skip
+        scores = np.where(
+            rng.random(num_objects) < 0.7,
+            rng.uniform(0.5, 1.0, num_objects),
+            rng.uniform(0, 0.6, num_objects),
+        )
         order = rng.permutation(int(shown.sum()))  # detectors list objects in no fixed order
         stream.append(np.concatenate([boxes, scores[:, None]], axis=1)[shown][order])
     return stream
 
 
-def write_generated_sequence(sequence: Sequence, folder: str | Path, *, name: str = "synthetic-occlusion") -> Path:
+def write_generated_sequence(
+    sequence: Sequence, folder: str | Path, *, name: str = "synthetic-occlusion"
+) -> Path:
     """MOTChallenge layout: ``folder/name/{img1/000001.jpg..., gt/gt.txt, seqinfo.ini}``; returns the sequence
     folder."""
     return write_sequence(Path(folder) / name, sequence.frames, sequence.gt, frame_rate=sequence.frame_rate)
