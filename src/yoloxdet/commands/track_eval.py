@@ -1,4 +1,4 @@
-"""``yoloxdet track-eval PRED_DIR GT_DIR``: HOTA, MOTA and IDF1 of MOTChallenge tracker results (TrackEval)."""
+"""``yoloxdet track-eval PRED_DIR GT_DIR``: HOTA, MOTA and IDF1 of MOTChallenge results, by TrackEval."""
 
 from __future__ import annotations
 
@@ -16,8 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..cli import CLIError
     from ..io import write_json_atomic
-    from ..track.evaluate import evaluate_mot
+
+    try:
+        from ..track.evaluate import evaluate_mot
+    except ModuleNotFoundError as exc:  # TrackEval requires opencv-python, which clashes with our headless one
+        raise CLIError(f"track-eval needs TrackEval ({exc}): pip install --no-deps trackeval==1.3.0") from None
 
     scores = {name: s.as_percent() for name, s in evaluate_mot(args.pred_dir, args.gt_dir).items()}
     columns = list(next(iter(scores.values())))

@@ -56,33 +56,46 @@ class DetectionsLike(Protocol):
     class_ids: np.ndarray
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Track:
-    """A detection, and once activated a track: the mutable record the association passes around."""
+    """One track: its Kalman state and the bookkeeping the association reads and writes."""
 
-    detection_tlwh: np.ndarray  # the box it was created from, used until the Kalman state exists
+    mean: np.ndarray  # [8]
+    covariance: np.ndarray  # [8, 8]
     score: float
     class_id: int
-    mean: np.ndarray | None = None  # [8]
-    covariance: np.ndarray | None = None  # [8, 8]
-    state: TrackState = TrackState.NEW
+    track_id: int
+    frame_id: int  # last frame it was matched in (the official ``end_frame``)
+    start_frame: int
+    state: TrackState = TrackState.TRACKED
     is_activated: bool = False
-    track_id: int = 0
-    frame_id: int = 0  # last frame it was matched in (the official ``end_frame``)
-    start_frame: int = 0
     tracklet_len: int = 0
 
-    @property
-    def tlwh(self) -> np.ndarray:
-        if self.mean is None:
-            return self.detection_tlwh.copy()
-        return kalman.xyah_to_tlwh(self.mean[:4])[0]
 
-    @property
-    def tlbr(self) -> np.ndarray:
-        box = self.tlwh
-        box[2:] += box[:2]
-        return box
+@dataclass(frozen=True)
+class _Detections:
+    """Detections of one frame as arrays; boxes in both forms the official code derives from x1, y1, x2, y2."""
+
+    tlwh: np.ndarray  # [N, 4]
+    tlbr: (
+        np.ndarray
+    )  # [N, 4] computed back from tlwh, as official (x1 + (x2 - x1) may differ from x2 in the last bit)
+    scores: np.ndarray  # [N]
+    class_ids: np.ndarray  # [N]
+
+    @classmethod
+    def from_xyxy(cls, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray) -> _Detections:
+        tlwh = boxes.copy()
+        tlwh[:, 2:] -= tlwh[:, :2]
+        tlbr = tlwh.copy()
+        tlbr[:, 2:] += tlbr[:, :2]
+        return cls(tlwh, tlbr, scores, class_ids)
+
+    def take(self, index: np.ndarray) -> _Detections:
+        return _Detections(self.tlwh[index], self.tlbr[index], self.scores[index], self.class_ids[index])
+
+    def __len__(self) -> int:
+        return len(self.scores)
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,8 +204,8 @@ class ByteTracker:
         self.frame_id += 1
         high = scores > self.track_thresh
         low = (scores > LOW_SCORE_FLOOR) & (scores < self.track_thresh)
-        dets_high = _as_detections(boxes[high], scores[high], class_ids[high])
-        dets_low = _as_detections(boxes[low], scores[low], class_ids[low])
+        dets_high = _Detections.from_xyxy(boxes[high], scores[high], class_ids[high])
+        dets_low = _Detections.from_xyxy(boxes[low], scores[low], class_ids[low])
 
         unconfirmed = [t for t in self._tracked if not t.is_activated]
         confirmed = [t for t in self._tracked if t.is_activated]
@@ -204,16 +217,18 @@ class ByteTracker:
         # first association: confirmed + lost tracks vs high-score detections
         pool = _join(confirmed, self._lost)
         self._predict(pool)
-        cost = iou_cost(_tlbrs(pool), _tlbrs(dets_high))
+        pool_boxes = _tlbrs(pool)
+        cost = iou_cost(pool_boxes, dets_high.tlbr)
         if self.fuse_score:
-            cost = fuse_score(cost, _scores(dets_high))
+            cost = fuse_score(cost, dets_high.scores)
         matches, unmatched_tracks, unmatched_dets = linear_assignment(cost, self.match_thresh)
         self._apply_matches(pool, dets_high, matches, activated, refound)
 
         # second association (BYTE): tracks still unmatched vs low-score detections, plain IoU
-        remaining = [pool[i] for i in unmatched_tracks if pool[i].state == TrackState.TRACKED]
+        unmatched_tracks = [i for i in unmatched_tracks if pool[i].state == TrackState.TRACKED]
+        remaining = [pool[i] for i in unmatched_tracks]
         if self.second_association:
-            cost = iou_cost(_tlbrs(remaining), _tlbrs(dets_low))
+            cost = iou_cost(pool_boxes[unmatched_tracks], dets_low.tlbr)  # boxes not moved since
             matches, still_unmatched, _ = linear_assignment(cost, SECOND_MATCH_THRESH)
             self._apply_matches(remaining, dets_low, matches, activated, refound)
         else:
@@ -223,10 +238,10 @@ class ByteTracker:
             newly_lost.append(remaining[i])
 
         # unconfirmed tracks (one frame old) vs the high detections left; unmatched ones are dropped
-        dets_left = [dets_high[i] for i in unmatched_dets]
-        cost = iou_cost(_tlbrs(unconfirmed), _tlbrs(dets_left))
+        dets_left = dets_high.take(unmatched_dets)
+        cost = iou_cost(_tlbrs(unconfirmed), dets_left.tlbr)
         if self.fuse_score:
-            cost = fuse_score(cost, _scores(dets_left))
+            cost = fuse_score(cost, dets_left.scores)
         matches, unmatched_unconfirmed, unmatched_dets = linear_assignment(cost, UNCONFIRMED_MATCH_THRESH)
         self._apply_matches(unconfirmed, dets_left, matches, activated, refound)
         for i in unmatched_unconfirmed:
@@ -234,35 +249,40 @@ class ByteTracker:
             newly_removed.append(unconfirmed[i])
 
         # new tracks from confident detections nobody claimed
-        starting = [dets_left[i] for i in unmatched_dets if dets_left[i].score >= self.det_thresh]
-        self._activate(starting)
-        activated.extend(starting)
+        starting = unmatched_dets[dets_left.scores[unmatched_dets] >= self.det_thresh]
+        activated.extend(self._start_tracks(dets_left.take(starting)))
 
         for track in self._lost:
             if self.frame_id - track.frame_id > self.max_time_lost:
                 track.state = TrackState.REMOVED
                 newly_removed.append(track)
 
-        self._update_lists(activated, refound, newly_lost, newly_removed)
-        return self._output(names)
+        tracked_boxes = self._update_lists(activated, refound, newly_lost, newly_removed)
+        return self._output(tracked_boxes, names)
 
     def _update_lists(
         self, activated: list[_Track], refound: list[_Track], lost: list[_Track], removed: list[_Track]
-    ) -> None:
-        """The official list updates, in their order (the removed ids are subtracted before this frame's)."""
+    ) -> np.ndarray:
+        """The official list updates, in their order (the removed ids are subtracted before this frame's);
+        returns the boxes of the tracked list."""
         tracked = [t for t in self._tracked if t.state == TrackState.TRACKED]
         tracked = _join(_join(tracked, activated), refound)
         tracked_ids = {t.track_id for t in tracked}
         kept_lost = [t for t in _unique(self._lost) if t.track_id not in tracked_ids]
         kept_lost = [t for t in _unique(kept_lost + lost) if t.track_id not in self._removed_ids]
         self._removed_ids.update(t.track_id for t in removed)
-        self._tracked, self._lost = _remove_duplicates(tracked, kept_lost)
+        tracked_boxes = _tlbrs(tracked)
+        keep_tracked, keep_lost = _remove_duplicates(tracked, kept_lost, tracked_boxes)
+        self._tracked = [tracked[i] for i in keep_tracked]
+        self._lost = [kept_lost[i] for i in keep_lost]
+        return tracked_boxes[keep_tracked]
 
-    def _output(self, names: tuple[str, ...]) -> Tracks:
-        shown = [t for t in self._tracked if t.is_activated]
+    def _output(self, tracked_boxes: np.ndarray, names: tuple[str, ...]) -> Tracks:
+        shown_index = [i for i, t in enumerate(self._tracked) if t.is_activated]
+        shown = [self._tracked[i] for i in shown_index]
         return Tracks(
             track_ids=np.array([t.track_id for t in shown], dtype=np.int64),
-            xyxy=_tlbrs(shown),
+            xyxy=tracked_boxes[shown_index],
             scores=np.array([t.score for t in shown], dtype=np.float64),
             class_ids=np.array([t.class_id for t in shown], dtype=np.int64),
             frame_index=self.frame_id - 1,
@@ -272,17 +292,17 @@ class ByteTracker:
     def _predict(self, tracks: list[_Track]) -> None:
         if not tracks:
             return
-        means = np.stack([t.mean for t in tracks])
+        means = np.array([t.mean for t in tracks])
         not_tracked = np.array([t.state != TrackState.TRACKED for t in tracks])
         means[not_tracked, 7] = 0.0  # a lost track keeps its position velocity but stops growing
-        means, covariances = kalman.predict(means, np.stack([t.covariance for t in tracks]))
+        means, covariances = kalman.predict(means, np.array([t.covariance for t in tracks]))
         for track, mean, covariance in zip(tracks, means, covariances):
             track.mean, track.covariance = mean, covariance
 
     def _apply_matches(
         self,
         tracks: list[_Track],
-        detections: list[_Track],
+        detections: _Detections,
         matches: np.ndarray,
         activated: list[_Track],
         refound: list[_Track],
@@ -291,34 +311,46 @@ class ByteTracker:
         if len(matches) == 0:
             return
         matched = [tracks[i] for i in matches[:, 0]]
-        dets = [detections[j] for j in matches[:, 1]]
+        dets = detections.take(matches[:, 1])
         means, covariances = kalman.update(
-            np.stack([t.mean for t in matched]),
-            np.stack([t.covariance for t in matched]),
-            kalman.tlwh_to_xyah(np.stack([d.tlwh for d in dets])),
+            np.array([t.mean for t in matched]),
+            np.array([t.covariance for t in matched]),
+            kalman.tlwh_to_xyah(dets.tlwh),
         )
-        for track, det, mean, covariance in zip(matched, dets, means, covariances):
+        for track, score, class_id, mean, covariance in zip(
+            matched, dets.scores.tolist(), dets.class_ids.tolist(), means, covariances
+        ):
             was_tracked = track.state == TrackState.TRACKED
             track.mean, track.covariance = mean, covariance
             track.tracklet_len = track.tracklet_len + 1 if was_tracked else 0
             track.state = TrackState.TRACKED
             track.is_activated = True
             track.frame_id = self.frame_id
-            track.score, track.class_id = det.score, det.class_id
+            track.score, track.class_id = score, class_id
             (activated if was_tracked else refound).append(track)
 
-    def _activate(self, tracks: list[_Track]) -> None:
-        if not tracks:
-            return
-        means, covariances = kalman.initiate(kalman.tlwh_to_xyah(np.stack([t.tlwh for t in tracks])))
-        for track, mean, covariance in zip(tracks, means, covariances):
+    def _start_tracks(self, detections: _Detections) -> list[_Track]:
+        if len(detections) == 0:
+            return []
+        means, covariances = kalman.initiate(kalman.tlwh_to_xyah(detections.tlwh))
+        tracks = []
+        for score, class_id, mean, covariance in zip(
+            detections.scores.tolist(), detections.class_ids.tolist(), means, covariances
+        ):
             self._last_id += 1
-            track.track_id = self._last_id
-            track.mean, track.covariance = mean, covariance
-            track.state = TrackState.TRACKED
-            track.is_activated = self.frame_id == 1  # elsewhere confirmed by a match in the next frame
-            track.frame_id = track.start_frame = self.frame_id
-            track.tracklet_len = 0
+            tracks.append(
+                _Track(
+                    mean,
+                    covariance,
+                    score,
+                    class_id,
+                    self._last_id,
+                    self.frame_id,
+                    self.frame_id,
+                    is_activated=self.frame_id == 1,
+                )
+            )  # elsewhere confirmed by a match next frame
+        return tracks
 
 
 def _split_detections(detections: np.ndarray | DetectionsLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -338,20 +370,13 @@ def _split_detections(detections: np.ndarray | DetectionsLike) -> tuple[np.ndarr
     return array[:, :4], array[:, 4], class_ids
 
 
-def _as_detections(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray) -> list[_Track]:
-    tlwh = boxes.copy()
-    tlwh[:, 2:] -= tlwh[:, :2]
-    return [_Track(box, float(s), int(c)) for box, s, c in zip(tlwh, scores, class_ids)]
-
-
 def _tlbrs(tracks: list[_Track]) -> np.ndarray:
+    """The Kalman boxes ``[N, 4]`` (x1, y1, x2, y2) of tracks."""
     if not tracks:
         return np.zeros((0, 4))
-    return np.stack([t.tlbr for t in tracks])
-
-
-def _scores(tracks: list[_Track]) -> np.ndarray:
-    return np.array([t.score for t in tracks], dtype=np.float64)
+    boxes = kalman.xyah_to_tlwh(np.array([t.mean[:4] for t in tracks]))
+    boxes[:, 2:] += boxes[:, :2]
+    return boxes
 
 
 def _join(first: list[_Track], second: list[_Track]) -> list[_Track]:
@@ -373,9 +398,12 @@ def _unique(tracks: list[_Track]) -> list[_Track]:
     return list(by_id.values())
 
 
-def _remove_duplicates(tracked: list[_Track], lost: list[_Track]) -> tuple[list[_Track], list[_Track]]:
-    """Of a tracked and a lost track on the same object, keep the one tracked for longer."""
-    cost = iou_cost(_tlbrs(tracked), _tlbrs(lost))
+def _remove_duplicates(
+    tracked: list[_Track], lost: list[_Track], tracked_boxes: np.ndarray
+) -> tuple[list[int], list[int]]:
+    """Of a tracked and a lost track on the same object, keep the one tracked for longer; returns the indices
+    kept in each list."""
+    cost = iou_cost(tracked_boxes, _tlbrs(lost))
     drop_tracked, drop_lost = set(), set()
     for p, q in zip(*np.nonzero(cost < DUPLICATE_IOU_COST)):
         age_p = tracked[p].frame_id - tracked[p].start_frame
@@ -385,6 +413,6 @@ def _remove_duplicates(tracked: list[_Track], lost: list[_Track]) -> tuple[list[
         else:
             drop_tracked.add(p)
     return (
-        [t for i, t in enumerate(tracked) if i not in drop_tracked],
-        [t for i, t in enumerate(lost) if i not in drop_lost],
+        [i for i in range(len(tracked)) if i not in drop_tracked],
+        [i for i in range(len(lost)) if i not in drop_lost],
     )

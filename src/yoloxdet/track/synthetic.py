@@ -72,7 +72,7 @@ def _plan_paths(
     for index in range(num_objects):
         first = int(rng.integers(0, num_frames // 3)) if index % 3 else 0
         last = int(rng.integers(2 * num_frames // 3, num_frames)) if index % 4 == 1 else num_frames - 1
-        scale = float(rng.uniform(60, 140))  # longest side in pixels
+        scale = float(rng.uniform(80, 180))  # longest side in pixels
         if index % 2 == 1:  # meet the previous object at its position halfway through
             prev_first, prev_last, prev_start, prev_velocity, _ = plans[-1]
             meet_frame = (max(first, prev_first) + min(last, prev_last)) // 2
