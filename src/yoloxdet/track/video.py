@@ -137,13 +137,10 @@ class Tracker:
         """Detect and track each BGR frame in order; ``live`` detects one frame at a time instead of
         batching."""
         for detections in self._detect(frames, live):
-            kept = detections
+            rows = np.column_stack([detections.xyxy, detections.scores, detections.class_ids])  # [N, 6]
             if self.classes is not None:
-                keep = np.isin(detections.class_ids, self.classes)
-                kept = _DetectionArrays(
-                    detections.xyxy[keep], detections.scores[keep], detections.class_ids[keep]
-                )
-            tracks = self.byte_tracker.update(kept, names=self.detector.names)
+                rows = rows[np.isin(detections.class_ids, self.classes)]
+            tracks = self.byte_tracker.update(rows, names=self.detector.names)
             yield TrackedFrame(detections.image, detections, tracks)
 
     def _detect(self, frames: Iterable[np.ndarray], live: bool) -> Iterator[Detections]:
@@ -152,13 +149,6 @@ class Tracker:
             return
         for index, frame in enumerate(frames):
             yield from self.detector.predict_arrays([frame], frame_indices=[index], keep_images=True)
-
-
-@dataclass(frozen=True)
-class _DetectionArrays:
-    xyxy: np.ndarray
-    scores: np.ndarray
-    class_ids: np.ndarray
 
 
 class TrackDrawer:
