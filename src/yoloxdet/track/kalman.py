@@ -20,55 +20,48 @@ STD_WEIGHT_VELOCITY = 1.0 / 160
 MOTION = np.eye(8) + np.eye(8, k=4)
 
 
-def _diag(std: np.ndarray) -> np.ndarray:
-    """``[N, K]`` standard deviations -> ``[N, K, K]`` diagonal covariances."""
-    out = np.zeros((*std.shape, std.shape[-1]))
-    index = np.arange(std.shape[-1])
-    out[:, index, index] = std**2
-    return out
+# Noise standard deviations per state entry: ``height * HEIGHT_SCALED + FIXED`` (the aspect ratio's is fixed).
+_POSITION = np.array([STD_WEIGHT_POSITION, STD_WEIGHT_POSITION, 0.0, STD_WEIGHT_POSITION])
+_VELOCITY = np.array([STD_WEIGHT_VELOCITY, STD_WEIGHT_VELOCITY, 0.0, STD_WEIGHT_VELOCITY])
+_INITIATE_SCALED = np.concatenate([2 * _POSITION, 10 * _VELOCITY])
+_INITIATE_FIXED = np.array([0, 0, 1e-2, 0, 0, 0, 1e-5, 0])
+_PROCESS_SCALED = np.concatenate([_POSITION, _VELOCITY])
+_PROCESS_FIXED = _INITIATE_FIXED
+_MEASUREMENT_SCALED = _POSITION
+_MEASUREMENT_FIXED = np.array([0, 0, 1e-1, 0])
 
 
-def _height_scaled(height: np.ndarray, weight: float, aspect: float) -> np.ndarray:
-    """Standard deviations ``[N, 4]``: ``weight * h`` for x, y, h and a constant for the aspect ratio."""
-    std = np.outer(height, np.full(4, weight))
-    std[:, 2] = aspect
-    return std
+def _variances(height: np.ndarray, scaled: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """``[N, K]`` noise variances: ``(height * scaled + fixed) ** 2`` per entry."""
+    return np.square(height[:, None] * scaled + fixed)
+
+
+def _add_to_diagonal(matrices: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``matrices [N, K, K]`` with ``values [N, K]`` added to their diagonals, in place."""
+    index = np.arange(values.shape[1])
+    matrices[:, index, index] += values
+    return matrices
 
 
 def initiate(measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """New tracks from boxes ``[N, 4]`` (x, y, a, h): velocities 0, uncertainty scaled by the height."""
     measurements = np.asarray(measurements, dtype=np.float64).reshape(-1, 4)
     means = np.concatenate([measurements, np.zeros_like(measurements)], axis=1)
-    height = measurements[:, 3]
-    std = np.concatenate(
-        [
-            _height_scaled(height, 2 * STD_WEIGHT_POSITION, 1e-2),
-            _height_scaled(height, 10 * STD_WEIGHT_VELOCITY, 1e-5),
-        ],
-        axis=1,
-    )
-    return means, _diag(std)
+    variances = _variances(measurements[:, 3], _INITIATE_SCALED, _INITIATE_FIXED)
+    return means, _add_to_diagonal(np.zeros((len(means), 8, 8)), variances)
 
 
 def predict(means: np.ndarray, covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One frame ahead: ``mean' = F mean``, ``P' = F P F^T + Q`` with Q scaled by the current height."""
-    height = means[:, 3]
-    std = np.concatenate(
-        [
-            _height_scaled(height, STD_WEIGHT_POSITION, 1e-2),
-            _height_scaled(height, STD_WEIGHT_VELOCITY, 1e-5),
-        ],
-        axis=1,
-    )
-    means = means @ MOTION.T
-    covariances = MOTION @ covariances @ MOTION.T + _diag(std)
-    return means, covariances
+    process = _variances(means[:, 3], _PROCESS_SCALED, _PROCESS_FIXED)
+    covariances = _add_to_diagonal(MOTION @ covariances @ MOTION.T, process)
+    return means @ MOTION.T, covariances
 
 
 def project(means: np.ndarray, covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The state in measurement space: ``(x, y, a, h)`` and its covariance plus the measurement noise R."""
-    std = _height_scaled(means[:, 3], STD_WEIGHT_POSITION, 1e-1)
-    return means[:, :4], covariances[:, :4, :4] + _diag(std)
+    noise = _variances(means[:, 3], _MEASUREMENT_SCALED, _MEASUREMENT_FIXED)
+    return means[:, :4], _add_to_diagonal(covariances[:, :4, :4].copy(), noise)
 
 
 def update(

@@ -28,10 +28,9 @@ def iou_matrix(boxes_a_tlbr: np.ndarray, boxes_b_tlbr: np.ndarray) -> np.ndarray
     area_b = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
     inter_w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + 1
     inter_h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + 1
-    overlapping = (inter_w > 0) & (inter_h > 0)
-    inter = np.where(overlapping, inter_w * inter_h, 0.0)
-    union = np.where(overlapping, area_a[:, None] + area_b[None, :] - inter, 1.0)
-    return inter / union
+    inter = np.maximum(inter_w, 0.0) * np.maximum(inter_h, 0.0)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)  # 0 where boxes do not overlap
 
 
 def iou_cost(tracks_tlbr: np.ndarray, detections_tlbr: np.ndarray) -> np.ndarray:
