@@ -144,7 +144,7 @@ def markdown(overhead: dict[str, dict[str, float]], fps: dict[str, float], args:
             f"Tracker overhead: {args.objects} objects detected in every frame (80 % high, 20 % low scores), "
             f"{args.frames} frames per turn from a fresh tracker; `official` = the `bytetracker` 0.3.2 package (the "
             f"official code, but its IoU is a Python double loop where the official repository calls cython_bbox, so it is slower "
-            "than the official code itself), same detections. Goal: ≤ {GOAL_MS:g} ms per frame. CPU time is the process's own "
+            f"than the official code itself), same detections. Goal: ≤ {GOAL_MS:g} ms per frame. CPU time is the process's own "
             "(`time.process_time`); wall time includes waiting for the cores other jobs hold (load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores when this was written).",
             "",
