@@ -1,5 +1,5 @@
-"""Tracking speed: ByteTracker's cost per frame at 100 objects vs the packaged official tracker, and end-to-end
-frames/s of the official YOLOX-Nano ONNX (onnxruntime) + tracking on a 640x480 video.
+"""Tracking speed: ByteTracker's cost per frame at 100 objects vs the packaged official tracker, and
+end-to-end frames/s of the official YOLOX-Nano ONNX (onnxruntime) + tracking on a 640x480 video.
 
 Writes the ``track`` section of docs/benchmarks.md.
 
@@ -40,8 +40,8 @@ GOAL_MS = 1.0  # tracker overhead per frame at 100 objects
 
 
 def crowd_stream(num_objects: int, num_frames: int, seed: int = 0) -> list[np.ndarray]:
-    """``num_objects`` objects on a 1920x1080 canvas, all detected every frame (80 % high, 20 % low score), moving
-    at constant velocity with jitter: the tracker's steady state with that many tracks."""
+    """``num_objects`` objects on a 1920x1080 canvas, all detected every frame (80 % high, 20 % low score),
+    moving at constant velocity with jitter: the tracker's steady state with that many tracks."""
     rng = np.random.default_rng(seed)
     centres = rng.uniform([0, 0], [1920, 1080], (num_objects, 2))
     velocities = rng.normal(0, 3, (num_objects, 2))
@@ -66,7 +66,7 @@ def bench_overhead(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     from bytetracker.basetrack import BaseTrack
 
     stream = crowd_stream(args.objects, args.frames)
-    # bytetracker 0.3.2 reads (x1, y1, x2, y2) as a centre box; shift by half the size so it tracks the same boxes
+    # bytetracker 0.3.2 reads (x1, y1, x2, y2) as a centre box: shift by half the size to track the same boxes
     peer_inputs = []
     for dets in stream:
         wh = dets[:, 2:4] - dets[:, 0:2]
@@ -137,24 +137,32 @@ def markdown(overhead: dict[str, dict[str, float]], fps: dict[str, float], args:
         [
             "## Tracking (CPU)",
             "",
-            f"Written by `benchmarks/bench_track.py --turns {args.turns}` on {platform.processor() or platform.machine()}, "
-            f"{time.strftime('%Y-%m-%d')}. The machine is shared with other jobs; the rows of each table take turns so "
+            f"Written by `benchmarks/bench_track.py --turns {args.turns}` on "
+            f"{platform.processor() or platform.machine()}, "
+            f"{time.strftime('%Y-%m-%d')}. The machine is shared with other jobs; the rows of each table "
+            "take turns so "
             "the load falls on them alike; medians over turns.",
             "",
             f"Tracker overhead: {args.objects} objects detected in every frame (80 % high, 20 % low scores), "
-            f"{args.frames} frames per turn from a fresh tracker; `official` = the `bytetracker` 0.3.2 package (the "
-            f"official code, but its IoU is a Python double loop where the official repository calls cython_bbox, so it is slower "
-            f"than the official code itself), same detections. Goal: ≤ {GOAL_MS:g} ms per frame. CPU time is the process's own "
+            f"{args.frames} frames per turn from a fresh tracker; `official` = the `bytetracker` 0.3.2 "
+            "package (the "
+            "official code, but its IoU is a Python double loop where the official repository calls "
+            "cython_bbox, so it is slower "
+            f"than the official code itself), same detections. Goal: ≤ {GOAL_MS:g} ms per frame. CPU time "
+            "is the process's own "
             "(`time.process_time`); wall time includes waiting for the cores other jobs hold (load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores when this was written).",
             "",
             "| tracker | CPU ms/frame | wall ms/frame | x official (CPU) |",
             "|---|---|---|---|",
-            f"| yoloxdet ByteTracker | {cpu['ours']:.3f} {mark} | {wall['ours']:.3f} | {cpu['ours'] / cpu['official']:.3f} |",
+            f"| yoloxdet ByteTracker | {cpu['ours']:.3f} {mark} | {wall['ours']:.3f} | "
+            f"{cpu['ours'] / cpu['official']:.3f} |",
             f"| bytetracker 0.3.2 (official code) | {cpu['official']:.3f} | {wall['official']:.3f} | 1.00 |",
             "",
-            f"End to end: a generated 640x480 mp4 ({args.video_frames} frames, 12 COCO objects), decoded with OpenCV, "
-            f"official `yolox_nano.onnx` at 416 in onnxruntime ({args.threads} threads, batch {args.batch}), score ≥ 0.1, "
+            f"End to end: a generated 640x480 mp4 ({args.video_frames} frames, 12 COCO objects), decoded "
+            "with OpenCV, "
+            f"official `yolox_nano.onnx` at 416 in onnxruntime ({args.threads} threads, batch "
+            f"{args.batch}), score ≥ 0.1, "
             "NMS 0.7; no drawing or writing.",
             "",
             "| pipeline | frames/s | x detect only |",

@@ -1,10 +1,11 @@
 """Which linear assignment gives ByteTrack's matches: ``lap.lapjv`` with a cost limit (official), scipy's
-``linear_sum_assignment`` on the same limited problem, or scipy on the plain matrix with pairs over the limit dropped
-afterwards (what scipy-based ports do). Prints a table for docs/tracking.md.
+``linear_sum_assignment`` on the same limited problem, or scipy on the plain matrix with pairs over the limit
+dropped afterwards (what scipy-based ports do). Prints a table for docs/tracking.md.
 
 Two sets of cost matrices: the tracker's own (every first association, ``1 - IoU * score``, limit 0.8, of
-ByteTracker on random detection streams), and small random matrices with costs uniform in [0, 1.2] (no ties), where
-the total cost of the limited problem (matched costs + limit / 2 per unmatched row or column) tells which is optimal.
+ByteTracker on random detection streams), and small random matrices with costs uniform in [0, 1.2] (no ties),
+where the total cost of the limited problem (matched costs + limit / 2 per unmatched row or column) tells
+which is optimal.
 
     python benchmarks/check_track_assignment.py
 """
@@ -28,7 +29,7 @@ def lap_limited(cost: np.ndarray, limit: float) -> set[tuple[int, int]]:
 
 
 def scipy_limited(cost: np.ndarray, limit: float) -> set[tuple[int, int]]:
-    """The problem lap solves: leaving a row or a column unmatched costs limit / 2 (an (n+m) square matrix)."""
+    """The problem lap solves: leaving a row or a column unmatched costs limit / 2 (an (n+m) square)."""
     n, m = cost.shape
     big = np.full((n + m, n + m), limit / 2)
     big[:n, :m] = np.where(cost <= limit, cost, np.inf)  # pairs over the limit are forbidden

@@ -2,10 +2,10 @@
 you provide (nothing of it is copied here): identical track ids and boxes on random streams and on generated
 sequences, with the default and the MOT20 settings.
 
-The official tracker imports ``cython_bbox`` (``pip install cython_bbox==0.1.5``), ``lap`` and ``torch``, and uses
-``np.float``, removed in numpy 1.24; the check restores that alias before importing it.
+The official tracker imports ``cython_bbox`` (``pip install cython_bbox==0.1.5``), ``lap`` and ``torch``, and
+uses ``np.float``, removed in numpy 1.24; the check restores that alias before importing it.
 
-    git clone https://github.com/ifzhang/ByteTrack /tmp/ByteTrack
+    # with a checkout of the ifzhang/ByteTrack repository in /tmp/ByteTrack:
     python benchmarks/check_track_official.py --official /tmp/ByteTrack
 """
 
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                 boxes = np.array([t.tlbr for t in expected]).reshape(-1, 4)
                 if tracks.track_ids.tolist() != ids or not np.allclose(tracks.xyxy, boxes, rtol=0, atol=1e-6):
                     print(
-                        f"stream {index} (mot20={mot20}) differs at frame {frame}: {tracks.track_ids} vs {ids}"
+                        f"stream {index} (mot20={mot20}) differs at frame {frame}: {tracks.track_ids} vs "
+                        f"{ids}"
                     )
                     mismatches += 1
                     break

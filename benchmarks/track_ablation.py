@@ -1,11 +1,11 @@
-"""BYTE vs the high-score-only baseline (the same tracker without the second association) on generated sequences
-with occlusions, scored by TrackEval. Writes the ``track-ablation`` section of docs/tracking.md.
+"""BYTE vs the high-score-only baseline (the same tracker without the second association) on generated
+sequences with occlusions, scored by TrackEval. Writes the ``track-ablation`` section of docs/tracking.md.
 
-Two detection streams per sequence: detections derived from the ground truth (box noise, misses, low scores when
-an object is less than 60 % visible: the situation BYTE is built for) and the official YOLOX-Nano ONNX run on the
-rendered frames (score >= 0.1, NMS 0.7, as the official ByteTrack detector settings).
+Two detection streams per sequence: detections derived from the ground truth (box noise, misses, low scores
+when an object is less than 60 % visible: the situation BYTE is built for) and the official YOLOX-Nano ONNX
+run on the rendered frames (score >= 0.1, NMS 0.7, as the official ByteTrack detector settings).
 
-    python benchmarks/track_ablation.py                  # 5 sequences, 16 objects, 150 frames; needs ../shared
+    python benchmarks/track_ablation.py             # 5 sequences, 16 objects, 150 frames; needs ../shared
     python benchmarks/track_ablation.py --seeds 2 --no-detector --no-write
 """
 
@@ -106,12 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         if detector is not None:
             streams["YOLOX-Nano (official ONNX)"][name] = detector_stream(detector, sequence.frames)
         print(
-            f"{name}: {len(sequence.gt)} ground-truth boxes, {(sequence.gt.visibility < 0.6).mean():.0%} under 60 % visible",
+            f"{name}: {len(sequence.gt)} ground-truth boxes, {(sequence.gt.visibility < 0.6).mean():.0%} "
+            "under 60 % visible",
             flush=True,
         )
 
     lines = [
-        f"| detections | track_thresh | tracker | HOTA | MOTA | IDF1 | ID switches | IDs (truth: {args.seeds * args.objects}) |",
+        "| detections | track_thresh | tracker | HOTA | MOTA | IDF1 | ID switches | IDs (truth: "
+        f"{args.seeds * args.objects}) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for source, per_sequence in streams.items():
@@ -133,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         command += f" --seeds {args.seeds} --objects {args.objects} --frames {args.frames}"
     text = "\n".join(
         [
-            f"Written by `{command}` ({args.seeds} sequences of {args.frames} frames, {args.objects} objects each, "
+            f"Written by `{command}` ({args.seeds} sequences of {args.frames} frames, {args.objects} "
+            "objects each, "
             "640x480 at 30 fps; TrackEval over all sequences combined).",
             "",
             *lines,

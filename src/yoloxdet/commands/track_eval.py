@@ -21,8 +21,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         from ..track.evaluate import evaluate_mot
-    except ModuleNotFoundError as exc:  # TrackEval requires opencv-python, which clashes with our headless one
-        raise CLIError(f"track-eval needs TrackEval ({exc}): pip install --no-deps trackeval==1.3.0") from None
+    except (
+        ModuleNotFoundError
+    ) as exc:  # TrackEval requires opencv-python, which clashes with our headless one
+        raise CLIError(
+            f"track-eval needs TrackEval ({exc}): pip install --no-deps trackeval==1.3.0"
+        ) from None
 
     scores = {name: s.as_percent() for name, s in evaluate_mot(args.pred_dir, args.gt_dir).items()}
     columns = list(next(iter(scores.values())))

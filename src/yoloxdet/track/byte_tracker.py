@@ -74,7 +74,7 @@ class _Track:
 
 @dataclass(frozen=True)
 class _Detections:
-    """Detections of one frame as arrays; boxes in both forms the official code derives from x1, y1, x2, y2."""
+    """Detections of one frame as arrays, with the boxes in both forms the official code derives."""
 
     tlwh: np.ndarray  # [N, 4]
     tlbr: (
