@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m pip install --quiet --no-deps "pixeltable-yolox==0.4.3"
+	$(PY) -m pip install --quiet --no-deps "pixeltable-yolox==0.4.3" "trackeval==1.3.0" "bytetracker==0.3.2"
 	touch $(STAMP)
 
 test: lint

@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("weights",),  # checkpoint formats, official weights, ONNX import
     ("export",),  # exported files and their metadata
     ("inference",),  # Detector, runtimes, results
-    ("engine",),  # training and evaluation
+    ("engine", "track"),  # training and evaluation; multi-object tracking
     ("experiments", "bench"),  # tools on top of the library: ablations, assignment pictures, benchmarks
     ("__init__",),  # the public facade: from yoloxdet import Detector
     ("commands",),  # one module per CLI command

@@ -21,6 +21,8 @@ from .commands import (
     models,
     predict,
     show_aug,
+    track,
+    track_eval,
     train,
     val,
 )
@@ -38,6 +40,8 @@ COMMANDS: dict[str, ModuleType] = {
     "import-weights": import_weights,
     "train": train,
     "ablate": ablate,
+    "track": track,
+    "track-eval": track_eval,
 }
 __all__ = ["COMMANDS", "CLIError", "build_parser", "main", "parse"]
 
