@@ -14,6 +14,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "models": "models",
     "predict": "predict",
+    "serve": "serve",
     "val": "val",
     "export": "export",
     "bench": "bench",
