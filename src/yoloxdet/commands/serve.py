@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -66,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, timeout_graceful_shutdown=args.graceful_timeout, log_level="info",
         access_log=False,
     )  # fmt: skip
+    # uvicorn answers SIGTERM with a graceful shutdown, then restores the previous handler and raises the signal
+    # again: with this one, a requested stop ends with exit status 0 (also before uvicorn has started)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     if args.workers == 1:
         from ..serve.app import create_app
 
@@ -77,3 +81,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
         uvicorn.run("yoloxdet.serve.app:create_app_from_env", factory=True, workers=args.workers, **options)
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
