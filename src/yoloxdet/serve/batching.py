@@ -117,11 +117,12 @@ class DynamicBatcher:
         self._task: asyncio.Task[None] | None = None
         self._busy = False  # a batch is being run
         self._arrived = asyncio.Event()
+        self._gathering: list[_Pending] = []
 
     @property
     def depth(self) -> int:
-        """Requests waiting for a forward pass."""
-        return self._queue.qsize()
+        """Requests waiting for a forward pass (queued, or in the batch being gathered)."""
+        return self._queue.qsize() + len(self._gathering)
 
     def warm_up(self) -> None:
         """Run a full batch and a single image once (first-call allocations, lazy init) before serving."""
@@ -144,15 +145,15 @@ class DynamicBatcher:
 
     async def submit(self, image_bgr: np.ndarray, params: DetectParams) -> tuple[Detections, dict[str, float]]:
         """Queue one image; returns its detections and timings (queue_ms, inference_ms, batch_size)."""
-        if self._queue.qsize() >= self.max_queue:
-            raise QueueFull(f"{self._queue.qsize()} requests are waiting (--max-queue {self.max_queue})")
+        if self.depth >= self.max_queue:
+            raise QueueFull(f"{self.depth} requests are waiting (--max-queue {self.max_queue})")
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(image_bgr, params, future, time.perf_counter()))
         self._arrived.set()
         return await future
 
     async def _next_batch(self) -> list[_Pending]:
-        batch = [await self._queue.get()]
+        batch = self._gathering = [await self._queue.get()]
         deadline = time.perf_counter() + self.max_wait_s
         while len(batch) < self.max_batch:
             if not self._queue.empty():  # requests that queued up during the last forward pass join at once
@@ -171,7 +172,7 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._next_batch()
-            self._busy = True
+            self._gathering, self._busy = [], True
             try:
                 await self._answer(loop, [item for item in batch if not item.future.cancelled()])
             finally:
