@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps "pixeltable-yolox==0.4.3"
 	touch $(STAMP)
 
-test: $(STAMP)
+# the web page test drives Debian's chromium through chromium-driver (selenium); installed only when missing
+CHROMIUM := /usr/bin/chromium /usr/bin/chromedriver
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium chromium-driver
+
+test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest
 

@@ -62,3 +62,40 @@ class ServerProcess:
             self.process.kill()
             self.process.wait(30)
         self._log_handle.close()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def headless_chromium(profile: Path):
+    """Debian's chromium through chromium-driver (selenium), headless, with a fresh profile and no background
+    network (component updates, sync)."""
+    from selenium import webdriver  # only the browser test and the screenshot need selenium
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,900",
+                 f"--user-data-dir={profile}"):  # fmt: skip
+        options.add_argument(flag)
+    return webdriver.Chrome(service=webdriver.ChromeService(str(CHROMEDRIVER)), options=options)
+
+
+def upload_on_page(browser, url: str, image: Path, api_key: str | None = None, timeout: float = 60) -> dict:
+    """Open the page, upload ``image`` and wait until the answer's boxes are drawn; returns the answer JSON."""
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{url}/")
+    if api_key:
+        browser.find_element(By.ID, "api-key").send_keys(api_key)
+    browser.find_element(By.ID, "file").send_keys(str(image))
+    wait = WebDriverWait(browser, timeout)
+    wait.until(lambda b: b.find_element(By.ID, "json").text.strip().startswith("{"))
+    answer = json.loads(browser.find_element(By.ID, "json").text)
+    canvas = browser.find_element(By.ID, "canvas")
+    wait.until(lambda b: canvas.get_attribute("data-drawn") == str(len(answer.get("detections", []))))
+    return answer

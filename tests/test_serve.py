@@ -8,7 +8,6 @@ pass however busy the machine is (the waiting costs no CPU); a lone request ther
 
 from __future__ import annotations
 
-import json
 import struct
 import threading
 import zlib
@@ -19,7 +18,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from _serve_process import ServerProcess
+from _serve_process import CHROMEDRIVER, CHROMIUM, ServerProcess, headless_chromium, upload_on_page
 
 from yoloxdet.api import Detector
 
@@ -212,34 +211,18 @@ def test_foreign_host_header_and_cors_are_refused_by_default(server):
 
 
 def test_page_draws_the_boxes_of_the_json_in_headless_chromium(server, coco128, tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
+    pytest.importorskip("selenium")
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    chromium, driver_path = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-    if not (chromium.exists() and driver_path.exists()):
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("Debian's chromium and chromium-driver are not installed (`make test` installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(chromium)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,900",
-                 f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=webdriver.ChromeService(str(driver_path)), options=options)
+    browser = headless_chromium(tmp_path / "profile")
     try:
-        browser.get(f"{server.url}/")
-        browser.find_element(By.ID, "api-key").send_keys(KEY)
-        browser.find_element(By.ID, "file").send_keys(str(coco128 / "images" / IMAGES[0]))
-        wait = WebDriverWait(browser, 60)
-        wait.until(lambda b: b.find_element(By.ID, "json").text.strip().startswith("{"))
-        answer = json.loads(browser.find_element(By.ID, "json").text)
-        canvas = browser.find_element(By.ID, "canvas")
-        wait.until(lambda b: canvas.get_attribute("data-drawn") == str(len(answer["detections"])))
-        assert answer["detections"] and answer["model"] == "yolox-nano"
-        assert int(canvas.get_attribute("data-drawn")) == len(answer["detections"])
+        answer = upload_on_page(browser, server.url, coco128 / "images" / IMAGES[0], api_key=KEY)
+        drawn = int(browser.find_element(By.ID, "canvas").get_attribute("data-drawn"))
+        assert answer["model"] == "yolox-nano" and answer["detections"]
+        assert drawn == len(answer["detections"])
         assert len(browser.find_elements(By.CSS_SELECTOR, "#classes option")) == 80
-        browser.save_screenshot(str(tmp_path / "page.png"))
-        assert cv2.imread(str(tmp_path / "page.png")) is not None
     finally:
         browser.quit()
 
