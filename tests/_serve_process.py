@@ -27,18 +27,26 @@ class ServerProcess:
     def __init__(self, *args: str, log: Path, ready_timeout: float = 180.0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}  # fmt: skip
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "OMP_NUM_THREADS": "1",
+            "OMP_WAIT_POLICY": "PASSIVE",
+        }
         self.log = log
         self._log_handle = log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "yoloxdet", "serve", *args, "--port", str(self.port)],
-            stdout=self._log_handle, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.process.returncode}:\n{self.log.read_text()}")
+                raise RuntimeError(
+                    f"the server exited with {self.process.returncode}:\n{self.log.read_text()}"
+                )
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return
@@ -75,15 +83,24 @@ def headless_chromium(profile: Path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,900",
-                 f"--user-data-dir={profile}"):  # fmt: skip
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,900",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=webdriver.ChromeService(str(CHROMEDRIVER)), options=options)
 
 
 def upload_on_page(browser, url: str, image: Path, api_key: str | None = None, timeout: float = 60) -> dict:
-    """Open the page, upload ``image`` and wait until the answer's boxes are drawn; returns the answer JSON."""
+    """Open the page, upload ``image`` and wait until the answer's boxes are drawn; returns the answer
+    JSON."""
     import json
 
     from selenium.webdriver.common.by import By

@@ -1,5 +1,6 @@
 """``torchrun -m yoloxdet predict``: two real processes (gloo, CPU) shard the files; a run killed midway and
-started again finishes with every file done exactly once, and the detections equal a single-process Detector's.
+started again finishes with every file done exactly once, and the detections equal a single-process
+Detector's.
 """
 
 from __future__ import annotations
@@ -26,14 +27,36 @@ COUNT = 16
 
 
 def _torchrun(nproc: int, source: Path, output: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": "1",
+        "OMP_WAIT_POLICY": "PASSIVE",
+    }
     nano = Path(os.environ.get("YOLOXDET_SHARED", SRC.parents[1] / "shared")) / "weights" / "yolox_nano.onnx"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-               "-m", "yoloxdet", "predict", str(nano), "--model", "yolox-nano", "--size", str(SIZE),
-               "--batch", "1", "--no-progress", "-o", str(output), str(source)]  # fmt: skip
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(nproc),
+        "-m",
+        "yoloxdet",
+        "predict",
+        str(nano),
+        "--model",
+        "yolox-nano",
+        "--size",
+        str(SIZE),
+        "--batch",
+        "1",
+        "--no-progress",
+        "-o",
+        str(output),
+        str(source),
+    ]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.slow
@@ -52,7 +75,9 @@ def test_two_ranks_killed_and_resumed_finish_every_file_once_with_single_process
     first = _torchrun(2, source, output)
     while first.poll() is None and sum(result_file(output, f).exists() for f in files) < 2:
         time.sleep(0.005)
-    ranks = psutil.Process(first.pid).children(recursive=True)  # the elastic agent gives them their own groups
+    ranks = psutil.Process(first.pid).children(
+        recursive=True
+    )  # the elastic agent gives them their own groups
     for process in [psutil.Process(first.pid), *ranks]:
         process.send_signal(signal.SIGKILL)  # mid-job, with no chance to finish a file
     first.wait()

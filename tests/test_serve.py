@@ -1,6 +1,7 @@
-"""``yoloxdet serve`` as a real process on 127.0.0.1 with the official YOLOX-Nano weights (at 320 px to keep it
-cheap): the endpoint contract, batched answers equal to direct ``Detector`` calls, every bad-input case, the API
-key, the web page in a real headless chromium, and SIGTERM with requests in flight (last: it stops the server).
+"""``yoloxdet serve`` as a real process on 127.0.0.1 with the official YOLOX-Nano weights (at 320 px to keep
+it cheap): the endpoint contract, batched answers equal to direct ``Detector`` calls, every bad-input case,
+the API key, the web page in a real headless chromium, and SIGTERM with requests in flight (last: it stops the
+server).
 
 The server batches up to 4 requests and waits up to 2.5 s for them, so 4 concurrent requests share one forward
 pass however busy the machine is (the waiting costs no CPU); a lone request therefore takes about 2.5 s.
@@ -33,10 +34,23 @@ MAX_PIXELS = 2_000_000
 @pytest.fixture(scope="module")
 def server(nano_onnx, coco128, tmp_path_factory):
     process = ServerProcess(
-        str(nano_onnx), "--model", "yolox-nano", "--size", str(SIZE), "--max-batch", "4", "--max-wait-ms", "2500",
-        "--max-bytes", str(MAX_BYTES), "--max-pixels", str(MAX_PIXELS), "--api-key", KEY,
+        str(nano_onnx),
+        "--model",
+        "yolox-nano",
+        "--size",
+        str(SIZE),
+        "--max-batch",
+        "4",
+        "--max-wait-ms",
+        "2500",
+        "--max-bytes",
+        str(MAX_BYTES),
+        "--max-pixels",
+        str(MAX_PIXELS),
+        "--api-key",
+        KEY,
         log=tmp_path_factory.mktemp("serve") / "server.log",
-    )  # fmt: skip
+    )
     yield process
     process.stop()
 
@@ -49,7 +63,9 @@ def detector(nano_onnx):
 def _detect(server, content: bytes, *, params=None, multipart=True, headers=HEADERS) -> httpx.Response:
     url = f"{server.url}/v1/detect"
     if multipart:
-        return httpx.post(url, files={"image": ("x.jpg", content)}, params=params, headers=headers, timeout=60)
+        return httpx.post(
+            url, files={"image": ("x.jpg", content)}, params=params, headers=headers, timeout=60
+        )
     return httpx.post(url, content=content, params=params, headers=headers, timeout=60)
 
 
@@ -71,13 +87,17 @@ def test_contract_health_docs_metrics_and_one_detection(server, coco128, detecto
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{server.url}/readyz").json()["status"] == "ready"
     schema = httpx.get(f"{server.url}/openapi.json").json()
-    assert {"conf", "iou", "classes", "max_det"} <= {p["name"] for p in schema["paths"]["/v1/detect"]["post"]["parameters"]}
+    assert {"conf", "iou", "classes", "max_det"} <= {
+        p["name"] for p in schema["paths"]["/v1/detect"]["post"]["parameters"]
+    }
     assert httpx.get(f"{server.url}/docs").status_code == 200
 
     path = coco128 / "images" / IMAGES[0]
     with ThreadPoolExecutor(2) as pool:  # together: one wait for the batch instead of two
         multipart = pool.submit(_detect, server, path.read_bytes(), params={"conf": 0.3, "iou": 0.5})
-        raw = pool.submit(_detect, server, path.read_bytes(), params={"conf": 0.3, "iou": 0.5}, multipart=False)
+        raw = pool.submit(
+            _detect, server, path.read_bytes(), params={"conf": 0.3, "iou": 0.5}, multipart=False
+        )
         multipart, raw = multipart.result(), raw.result()
     assert multipart.status_code == raw.status_code == 200, multipart.text
     answer = multipart.json()
@@ -88,18 +108,29 @@ def test_contract_health_docs_metrics_and_one_detection(server, coco128, detecto
     _assert_same(raw.json(), answer)
 
     metrics = httpx.get(f"{server.url}/metrics").text
-    for name in ("yoloxdet_requests_total", "yoloxdet_errors_total", "yoloxdet_request_latency_seconds_bucket",
-                 "yoloxdet_batch_size_bucket", "yoloxdet_queue_depth"):  # fmt: skip
+    for name in (
+        "yoloxdet_requests_total",
+        "yoloxdet_errors_total",
+        "yoloxdet_request_latency_seconds_bucket",
+        "yoloxdet_batch_size_bucket",
+        "yoloxdet_queue_depth",
+    ):
         assert name in metrics
     assert 'yoloxdet_requests_total{status="200"}' in metrics
 
 
 def test_concurrent_requests_share_a_batch_and_each_keeps_its_own_options(server, coco128, detector):
-    options = [{"conf": 0.25, "iou": 0.45}, {"conf": 0.5, "iou": 0.45}, {"conf": 0.1, "iou": 0.3},
-               {"conf": 0.25, "iou": 0.7}]  # fmt: skip
+    options = [
+        {"conf": 0.25, "iou": 0.45},
+        {"conf": 0.5, "iou": 0.45},
+        {"conf": 0.1, "iou": 0.3},
+        {"conf": 0.25, "iou": 0.7},
+    ]
     paths = [coco128 / "images" / name for name in IMAGES]
     with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda a: _detect(server, a[0].read_bytes(), params=a[1]), zip(paths, options)))
+        answers = list(
+            pool.map(lambda a: _detect(server, a[0].read_bytes(), params=a[1]), zip(paths, options))
+        )
     for response, path, option in zip(answers, paths, options):
         assert response.status_code == 200, response.text
         assert response.json()["timing"]["batch_size"] == 4  # one forward pass for all four
@@ -111,7 +142,9 @@ def test_class_filter_and_max_det_apply_per_request(server, coco128, detector):
     everything = _direct(detector, path, 0.1, 0.45)["detections"]
     wanted = {everything[0]["class_name"]}
     with ThreadPoolExecutor(2) as pool:
-        filtered = pool.submit(_detect, server, path.read_bytes(), params={"conf": 0.1, "classes": ",".join(wanted)})
+        filtered = pool.submit(
+            _detect, server, path.read_bytes(), params={"conf": 0.1, "classes": ",".join(wanted)}
+        )
         capped = pool.submit(_detect, server, path.read_bytes(), params={"conf": 0.1, "max_det": 2})
         filtered, capped = filtered.result().json(), capped.result().json()
     kept = [d for d in everything if d["class_name"] in wanted]
@@ -139,8 +172,12 @@ def _bad_requests(coco128: Path) -> list[tuple[str, dict, int, str]]:
         ("text", {"content": b"hello, I am not an image"}, 415, "not an image"),
         ("empty", {"content": b""}, 422, "empty"),
         ("corrupt png", {"content": _png_with_header(64, 48, b"garbage" * 50)}, 422, "corrupt"),
-        ("truncated png", {"content": cv2.imencode(".png", np.full((80, 80, 3), 7, np.uint8))[1][:60].tobytes()},
-         422, "corrupt"),
+        (
+            "truncated png",
+            {"content": cv2.imencode(".png", np.full((80, 80, 3), 7, np.uint8))[1][:60].tobytes()},
+            422,
+            "corrupt",
+        ),
         ("body too large", {"content": good + b"\0" * MAX_BYTES}, 413, "limit"),
         ("bomb", {"content": bomb.tobytes()}, 413, "pixels"),
         ("bomb header, pixels never decoded", {"content": _png_with_header(4000, 4000, b"x")}, 413, "pixels"),
@@ -149,7 +186,7 @@ def _bad_requests(coco128: Path) -> list[tuple[str, dict, int, str]]:
         ("max_det zero", {"content": good, "params": {"max_det": 0}}, 422, "max_det"),
         ("unknown class", {"content": good, "params": {"classes": "dragon"}}, 422, "dragon"),
         ("multipart without a file", {"files": {"note": (None, "no file here")}}, 422, "no file"),
-    ]  # fmt: skip
+    ]
 
 
 def test_bad_inputs_fail_alone_with_a_clear_status_and_good_requests_around_them_are_answered(

@@ -59,7 +59,8 @@ def _read_file(path: Path) -> np.ndarray:
 
 
 def decode_image_bytes(data: bytes, name: str) -> np.ndarray:
-    """An encoded image file's contents -> ``[H, W, 3]`` uint8 BGR, decoded as files are (OpenCV, Pillow fallback).
+    """An encoded image file's contents -> ``[H, W, 3]`` uint8 BGR, decoded as files are (OpenCV, then
+    Pillow).
 
     Raises:
         ImageReadError: the bytes are not a decodable image (``name`` is in the message).

@@ -1,7 +1,8 @@
 """The FastAPI application: routes, request limits, the API key, CORS and the web page.
 
-Routes: ``POST /v1/detect`` (an image as multipart upload or raw body), ``GET /v1/info``, ``GET /healthz`` (alive),
-``GET /readyz`` (model loaded and warmed up), ``GET /metrics`` (Prometheus), ``GET /`` (the page), ``/docs``.
+Routes: ``POST /v1/detect`` (an image as multipart upload or raw body), ``GET /v1/info``, ``GET /healthz``
+(alive), ``GET /readyz`` (model loaded and warmed up), ``GET /metrics`` (Prometheus), ``GET /`` (the page),
+``/docs``.
 The model loads in the background after start-up, so ``/healthz`` answers at once and ``/readyz`` says when
 detection can begin.
 """
@@ -69,9 +70,12 @@ async def _load(state: ServiceState) -> None:
     try:
         detector = await run_in_threadpool(load_detector, config)
         batcher = DynamicBatcher(
-            detector, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms, max_queue=config.max_queue,
+            detector,
+            max_batch=config.max_batch,
+            max_wait_ms=config.max_wait_ms,
+            max_queue=config.max_queue,
             on_batch=state.metrics.observe_batch,
-        )  # fmt: skip
+        )
         await run_in_threadpool(batcher.warm_up)
         await batcher.start()
     except Exception as exc:  # reported by /readyz and the log; the process stays up to say so
@@ -99,9 +103,14 @@ class BodyLimit:
             if scope["path"] == DETECT_PATH:
                 self.metrics.requests.labels("413").inc()
             response = JSONResponse(
-                {"detail": f"the body is {int(declared)} bytes, over the limit of {self.max_bytes} (--max-bytes)",
-                 "kind": "too_large"}, status_code=413, headers={"Connection": "close"},
-            )  # fmt: skip
+                {
+                    "detail": f"the body is {int(declared)} bytes, over the limit of {self.max_bytes} "
+                    "(--max-bytes)",
+                    "kind": "too_large",
+                },
+                status_code=413,
+                headers={"Connection": "close"},
+            )
             await response(scope, receive, send)
             return
         received = 0
@@ -111,7 +120,9 @@ class BodyLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                raise UploadError(413, "too_large", f"the body is over the limit of {self.max_bytes} bytes (--max-bytes)")
+                raise UploadError(
+                    413, "too_large", f"the body is over the limit of {self.max_bytes} bytes (--max-bytes)"
+                )
             return message
 
         await self.app(scope, limited_receive, send)
@@ -155,13 +166,16 @@ def _parse_classes(text: str | None, names: tuple[str, ...]) -> frozenset[int] |
             ids.add(names.index(item))
         else:
             raise UploadError(
-                422, "bad_parameter", f"classes: {item!r} is not a class id (0-{len(names) - 1}) or name of the model"
+                422,
+                "bad_parameter",
+                f"classes: {item!r} is not a class id (0-{len(names) - 1}) or name of the model",
             )
     return frozenset(ids)
 
 
 async def _read_image_bytes(request: Request) -> tuple[bytes, str]:
-    """The image from a multipart upload (field ``image`` or ``file``, else the first file) or the raw body."""
+    """The image from a multipart upload (field ``image`` or ``file``, else the first file) or the raw
+    body."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         return await request.body(), "body"
@@ -170,9 +184,13 @@ async def _read_image_bytes(request: Request) -> tuple[bytes, str]:
     except HTTPException as exc:
         raise UploadError(422, "bad_multipart", f"the multipart body is malformed ({exc.detail})") from None
     try:
-        uploads = [v for v in (form.get("image"), form.get("file"), *form.values()) if isinstance(v, UploadFile)]
+        uploads = [
+            v for v in (form.get("image"), form.get("file"), *form.values()) if isinstance(v, UploadFile)
+        ]
         if not uploads:
-            raise UploadError(422, "bad_multipart", "the multipart body has no file: send it in a field named 'image'")
+            raise UploadError(
+                422, "bad_multipart", "the multipart body has no file: send it in a field named 'image'"
+            )
         return await uploads[0].read(), uploads[0].filename or "upload"
     finally:
         await form.close()
@@ -189,7 +207,9 @@ def _require_api_key(request: Request) -> None:
     given = request.headers.get("x-api-key", "")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         _service(request).metrics.errors.labels("unauthorized").inc()
-        raise HTTPException(401, "missing or wrong X-API-Key header", headers={"WWW-Authenticate": "X-API-Key"})
+        raise HTTPException(
+            401, "missing or wrong X-API-Key header", headers={"WWW-Authenticate": "X-API-Key"}
+        )
 
 
 def _ready_batcher(state: ServiceState) -> DynamicBatcher:
@@ -218,9 +238,13 @@ DETECT_BODY = {
 @router.post(
     "/detect",
     openapi_extra=DETECT_BODY,
-    responses={413: {"description": "body or image too large"}, 415: {"description": "not an image"},
-               422: {"description": "corrupt image or bad parameter"}, 503: {"description": "not ready or busy"}},
-)  # fmt: skip
+    responses={
+        413: {"description": "body or image too large"},
+        415: {"description": "not an image"},
+        422: {"description": "corrupt image or bad parameter"},
+        503: {"description": "not ready or busy"},
+    },
+)
 async def detect(
     request: Request,
     conf: Annotated[float | None, Query(ge=0.0, le=1.0, description="score threshold obj*cls")] = None,
@@ -284,8 +308,11 @@ def create_app(config: ServeConfig) -> FastAPI:
             await state.batcher.stop()
 
     app = FastAPI(
-        title="yoloxdet", summary="YOLOX object detection over HTTP", version="1", lifespan=lifespan,
-    )  # fmt: skip
+        title="yoloxdet",
+        summary="YOLOX object detection over HTTP",
+        version="1",
+        lifespan=lifespan,
+    )
     app.state.service = state
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -295,9 +322,11 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     if config.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "X-API-Key"],
-        )  # fmt: skip
+        )
     if config.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))
     return app
@@ -339,7 +368,8 @@ def _add_error_handlers(app: FastAPI, state: ServiceState) -> None:
     async def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
         state.metrics.errors.labels("bad_parameter").inc()
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'][1:]) or error['loc'][0]}: {error['msg']}" for error in exc.errors()
+            f"{'.'.join(str(p) for p in error['loc'][1:]) or error['loc'][0]}: {error['msg']}"
+            for error in exc.errors()
         )
         return JSONResponse({"detail": problems, "kind": "bad_parameter"}, status_code=422)
 

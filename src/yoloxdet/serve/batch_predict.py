@@ -1,12 +1,12 @@
 """Prediction over many files, sharded across the processes of ``torchrun`` and resumable.
 
-``torchrun --nproc_per_node=N -m yoloxdet predict WEIGHTS SOURCE... -o OUT`` lands here. Rank 0 lists the files
-that are not done yet and broadcasts the list; rank r takes every N-th of them. Each file's detections are written
-atomically to ``OUT/results/<key>.json``: that file existing *is* "done", so a killed job re-run skips exactly the
-finished files and redoes only those whose result was never written. Each rank keeps its own status file
-(``OUT/manifest/rank-R.json``, rewritten atomically every few seconds and at the end: no two processes write one
-file); rank 0 merges them after a barrier into ``OUT/manifest.json`` (every input with its status) and
-``OUT/detections.json`` (the same report as a single-process ``predict``).
+``torchrun --nproc_per_node=N -m yoloxdet predict WEIGHTS SOURCE... -o OUT`` lands here. Rank 0 lists the
+files that are not done yet and broadcasts the list; rank r takes every N-th of them. Each file's detections
+are written atomically to ``OUT/results/<key>.json``: that file existing *is* "done", so a killed job re-run
+skips exactly the finished files and redoes only those whose result was never written. Each rank keeps its own
+status file (``OUT/manifest/rank-R.json``, rewritten atomically every few seconds and at the end: no two
+processes write one file); rank 0 merges them after a barrier into ``OUT/manifest.json`` (every input with its
+status) and ``OUT/detections.json`` (the same report as a single-process ``predict``).
 """
 
 from __future__ import annotations
@@ -73,10 +73,22 @@ def predict_sharded(
         run_id = broadcast_object(f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
         pending = broadcast_object([f for f in images if not result_file(output, f).exists()])
         mine = pending[info.rank :: info.world_size]
-        logger.info("rank %d: %d of %d images (%d already done)", info.rank, len(mine), len(images),
-                    len(images) - len(pending))  # fmt: skip
-        _predict_files(detector, mine, output, save=save, run_id=run_id, rank=info.rank,
-                                  progress=progress and info.is_main)  # fmt: skip
+        logger.info(
+            "rank %d: %d of %d images (%d already done)",
+            info.rank,
+            len(mine),
+            len(images),
+            len(images) - len(pending),
+        )
+        _predict_files(
+            detector,
+            mine,
+            output,
+            save=save,
+            run_id=run_id,
+            rank=info.rank,
+            progress=progress and info.is_main,
+        )
         barrier()
         failed = 0
         if info.is_main:
@@ -110,7 +122,9 @@ def _predict_files(
             assert path is not None
             entry = dets.to_dict()
             if save:
-                entry["annotated"] = str(dets.save(output / "images" / f"{result_key(path)}{path.suffix or '.jpg'}"))
+                entry["annotated"] = str(
+                    dets.save(output / "images" / f"{result_key(path)}{path.suffix or '.jpg'}")
+                )
             write_json_atomic(result_file(output, path), {**entry, "run": run_id, "rank": rank})
             statuses[str(path)] = {"status": "done", "detections": len(dets), "run": run_id, "rank": rank}
         bar.update(len(paths[start : start + detector.batch_size]))
@@ -134,21 +148,40 @@ def _merge(detector: Detector, files: list[Path], output: Path, world_size: int)
     for path in files:
         name, result = str(path), result_file(output, path)
         if is_video(path):
-            manifest[name] = {"status": "error", "error": "videos are not sharded: predict them without torchrun"}
+            manifest[name] = {
+                "status": "error",
+                "error": "videos are not sharded: predict them without torchrun",
+            }
         elif result.exists():
             entry = json.loads(result.read_text())
             images.append({k: v for k, v in entry.items() if k not in ("run", "rank")})
-            manifest[name] = {"status": "done", "result": str(result.relative_to(output)), "run": entry["run"],
-                              "rank": entry["rank"], "detections": len(entry["detections"])}  # fmt: skip
+            manifest[name] = {
+                "status": "done",
+                "result": str(result.relative_to(output)),
+                "run": entry["run"],
+                "rank": entry["rank"],
+                "detections": len(entry["detections"]),
+            }
         else:
             manifest[name] = reported.get(name, {"status": "missing"})
         if manifest[name]["status"] != "done":
             errors.append(f"{name}: {manifest[name].get('error', manifest[name]['status'])}")
     write_json_atomic(output / "manifest.json", {"world_size": world_size, "files": manifest})
-    report = {"model": detector.info.model_name, "input_size": list(detector.input_size),
-              "class_names": list(detector.names), "images": images, "videos": [], "errors": errors}  # fmt: skip
+    report = {
+        "model": detector.info.model_name,
+        "input_size": list(detector.input_size),
+        "class_names": list(detector.names),
+        "images": images,
+        "videos": [],
+        "errors": errors,
+    }
     write_json_atomic(output / "detections.json", report)
     done = sum(s["status"] == "done" for s in manifest.values())
-    logger.info("%d of %d files done, %d detections -> %s", done, len(files), sum(len(i["detections"]) for i in images), output)
+    logger.info(
+        "%d of %d files done, %d detections -> %s",
+        done,
+        len(files),
+        sum(len(i["detections"]) for i in images),
+        output,
+    )
     return len(errors)
-

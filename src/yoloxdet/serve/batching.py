@@ -1,6 +1,7 @@
 """Dynamic batching: requests that arrive within ``max_wait_ms`` of each other are letterboxed to the model's
 size, run as one forward pass and answered separately. Each request keeps its own thresholds, class filter and
-box limit: they are applied per image after the shared forward pass (the network output does not depend on them).
+box limit: they are applied per image after the shared forward pass (the network output does not depend on
+them).
 
 The forward pass runs in one dedicated thread, so the event loop keeps reading requests (and queueing the next
 batch) while the model works.
@@ -37,13 +38,17 @@ class DetectParams:
     max_det: int | None = None
 
 
-def detect_batch(detector: Detector, images_bgr: Sequence[np.ndarray], params: Sequence[DetectParams]) -> list[Detections]:
+def detect_batch(
+    detector: Detector, images_bgr: Sequence[np.ndarray], params: Sequence[DetectParams]
+) -> list[Detections]:
     """One forward pass over ``images_bgr``, then each image's own score filter, NMS, class filter and cap.
 
     Equals ``detector.predict_arrays([image])`` with that request's thresholds, image by image.
     """
     canvases, ratios = zip(*(letterbox(image, detector.input_size) for image in images_bgr))
-    decoded = detector.backend(torch.from_numpy(np.stack([to_chw_float(c) for c in canvases])))  # [B, A, 5 + C]
+    decoded = detector.backend(
+        torch.from_numpy(np.stack([to_chw_float(c) for c in canvases]))
+    )  # [B, A, 5 + C]
     results = []
     for index, (image, ratio, options) in enumerate(zip(images_bgr, ratios, params)):
         conf = detector.conf_threshold if options.conf is None else options.conf
@@ -95,7 +100,8 @@ class DynamicBatcher:
 
     Example (inside a running event loop):
         >>> batcher = DynamicBatcher(detector, max_batch=8, max_wait_ms=5)  # doctest: +SKIP
-        >>> await batcher.start(); dets, timing = await batcher.submit(image_bgr, DetectParams(conf=0.3))  # doctest: +SKIP
+        >>> await batcher.start()  # doctest: +SKIP
+        >>> dets, timing = await batcher.submit(image_bgr, DetectParams(conf=0.3))  # doctest: +SKIP
     """
 
     def __init__(
@@ -143,7 +149,9 @@ class DynamicBatcher:
                 await self._task
         self._executor.shutdown(wait=True)
 
-    async def submit(self, image_bgr: np.ndarray, params: DetectParams) -> tuple[Detections, dict[str, float]]:
+    async def submit(
+        self, image_bgr: np.ndarray, params: DetectParams
+    ) -> tuple[Detections, dict[str, float]]:
         """Queue one image; returns its detections and timings (queue_ms, inference_ms, batch_size)."""
         if self.depth >= self.max_queue:
             raise QueueFull(f"{self.depth} requests are waiting (--max-queue {self.max_queue})")
@@ -184,9 +192,12 @@ class DynamicBatcher:
             started = time.perf_counter()
             try:
                 results = await loop.run_in_executor(
-                    self._executor, detect_batch, self.detector,
-                    [item.image for item in batch], [item.params for item in batch],
-                )  # fmt: skip
+                    self._executor,
+                    detect_batch,
+                    self.detector,
+                    [item.image for item in batch],
+                    [item.params for item in batch],
+                )
             except Exception as exc:  # a failing forward pass fails its batch, not the service
                 logger.exception("forward pass over %d images failed", len(batch))
                 for item in batch:

@@ -1,4 +1,5 @@
-"""The settings of one ``yoloxdet serve`` process, passed to uvicorn workers as JSON in an environment variable
+"""The settings of one ``yoloxdet serve`` process, passed to uvicorn workers as JSON in an environment
+variable
 (each worker is a fresh process that imports the app factory and loads its own model)."""
 
 from __future__ import annotations
@@ -16,19 +17,15 @@ class ServeConfig:
     """What to serve and how.
 
     Attributes:
-        weights: anything ``Detector.from_checkpoint`` loads (checkpoint, official .pth/.onnx, export, zoo name).
-        model_name: zoo name for official weights without metadata.
-        input_size: (h, w) letterbox size; default the model's.
-        device: torch device for PyTorch weights.
-        fuse: fold BatchNorm into the convs (PyTorch weights).
-        max_batch: the most requests run as one forward pass.
-        max_wait_ms: how long the first request of a batch waits for company.
-        max_queue: requests waiting beyond this are refused with 503.
-        max_bytes: the largest request body.
-        max_pixels: the largest image (width x height), checked from the header before decoding.
-        api_key: when set, ``/v1/*`` needs the header ``X-API-Key`` with this value.
-        cors_origins: origins allowed by CORS; none means CORS is off.
-        allowed_hosts: ``Host`` headers accepted (DNS-rebinding guard); empty means any.
+        weights: anything ``Detector.from_checkpoint`` loads (checkpoint, official .pth/.onnx, export, zoo
+        name). model_name: zoo name for official weights without metadata. input_size: (h, w) letterbox size;
+        default the model's. device: torch device for PyTorch weights. fuse: fold BatchNorm into the convs
+        (PyTorch weights). max_batch: the most requests run as one forward pass. max_wait_ms: how long the
+        first request of a batch waits for company. max_queue: requests waiting beyond this are refused with
+        503. max_bytes: the largest request body. max_pixels: the largest image (width x height), checked from
+        the header before decoding. api_key: when set, ``/v1/*`` needs the header ``X-API-Key`` with this
+        value. cors_origins: origins allowed by CORS; none means CORS is off. allowed_hosts: ``Host`` headers
+        accepted (DNS-rebinding guard); empty means any.
     """
 
     weights: str

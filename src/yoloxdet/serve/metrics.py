@@ -19,27 +19,38 @@ class ServiceMetrics:
     def __init__(self, max_batch: int) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "yoloxdet_requests", "HTTP requests to /v1/detect by status code", ["status"], registry=self.registry
+            "yoloxdet_requests",
+            "HTTP requests to /v1/detect by status code",
+            ["status"],
+            registry=self.registry,
         )
         self.errors = Counter(
             "yoloxdet_errors", "refused or failed requests by kind", ["kind"], registry=self.registry
         )
         self.latency = Histogram(
-            "yoloxdet_request_latency_seconds", "time from request to answer of /v1/detect",
-            buckets=LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "yoloxdet_request_latency_seconds",
+            "time from request to answer of /v1/detect",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
-            "yoloxdet_batch_size", "images per forward pass",
-            buckets=tuple(sorted({1, 2, 4, 8, 16, 32, max_batch})), registry=self.registry,
-        )  # fmt: skip
+            "yoloxdet_batch_size",
+            "images per forward pass",
+            buckets=tuple(sorted({1, 2, 4, 8, 16, 32, max_batch})),
+            registry=self.registry,
+        )
         self.inference = Histogram(
-            "yoloxdet_inference_seconds", "duration of one batched forward pass + postprocess",
-            buckets=LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "yoloxdet_inference_seconds",
+            "duration of one batched forward pass + postprocess",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
-            "yoloxdet_queue_depth", "requests waiting for a forward pass", registry=self.registry,
+            "yoloxdet_queue_depth",
+            "requests waiting for a forward pass",
+            registry=self.registry,
             multiprocess_mode="livesum",
-        )  # fmt: skip
+        )
 
     def observe_batch(self, stats: BatchStats) -> None:
         self.batch_size.observe(stats.size)

@@ -36,7 +36,9 @@ def probe_size(data: bytes) -> tuple[int, int, str]:
         raise UploadError(413, "too_many_pixels", f"the image is a decompression bomb ({exc})") from None
     except UnidentifiedImageError:
         raise UploadError(
-            415, "unsupported_media", "the body is not an image in a known format (JPEG, PNG, WebP, BMP, TIFF ...)"
+            415,
+            "unsupported_media",
+            "the body is not an image in a known format (JPEG, PNG, WebP, BMP, TIFF ...)",
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise UploadError(422, "unreadable_image", f"the image header is corrupt ({exc})") from None
@@ -51,13 +53,16 @@ def decode_upload(data: bytes, *, max_pixels: int, name: str = "upload") -> np.n
     width, height, fmt = probe_size(data)
     if width * height > max_pixels:
         raise UploadError(
-            413, "too_many_pixels",
+            413,
+            "too_many_pixels",
             f"the {fmt} image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
-        )  # fmt: skip
+        )
     try:
         image = decode_image_bytes(data, f"{name} ({fmt})")
     except ImageReadError as exc:
         raise UploadError(422, "unreadable_image", f"{exc}: the pixel data is corrupt or truncated") from None
     if image.shape[0] * image.shape[1] > max_pixels:  # a header that lied about its size
-        raise UploadError(413, "too_many_pixels", f"the decoded image is over the limit of {max_pixels} pixels")
+        raise UploadError(
+            413, "too_many_pixels", f"the decoded image is over the limit of {max_pixels} pixels"
+        )
     return image

@@ -71,7 +71,8 @@ async function detect() {
     return;
   }
   draw(body.detections);
-  setStatus(`${body.detections.length} boxes in ${body.timing.total_ms.toFixed(1)} ms (batch of ${body.timing.batch_size})`);
+  const { total_ms: ms, batch_size: batch } = body.timing;
+  setStatus(`${body.detections.length} boxes in ${ms.toFixed(1)} ms (batch of ${batch})`);
 }
 
 function draw(detections) {
