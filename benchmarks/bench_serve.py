@@ -1,12 +1,12 @@
-"""``yoloxdet serve`` under load on loopback: dynamic batching vs a batch-1 server of the same build, latency at
-concurrency 1/4/16, a soak with good/corrupt/oversized uploads, and SIGTERM under load. Writes the ``serve``
-section of docs/benchmarks.md; ``--stacks`` instead compares our FastAPI + uvicorn server with LitServe running the
-same detector and batching, and writes the ``serve-stacks`` section of docs/serving.md.
+"""``yoloxdet serve`` under load on loopback: dynamic batching vs a batch-1 server of the same build, latency
+at concurrency 1/4/16, a soak with good/corrupt/oversized uploads, and SIGTERM under load. Writes the
+``serve`` section of docs/benchmarks.md; ``--stacks`` instead compares our FastAPI + uvicorn server with
+LitServe running the same detector and batching, and writes the ``serve-stacks`` section of docs/serving.md.
 
-The model is the official YOLOX-Nano, exported once to ONNX with a dynamic batch (``yoloxdet export``, cached in
-runs/bench_serve/) and run by onnxruntime. The client is plain threads, one ``httpx.Client`` (keep-alive) per
-simulated user, on the same machine: its CPU time competes with the server's, as any loopback load test's does.
-Every 200 answer is checked against a direct ``Detector`` call on the same image.
+The model is the official YOLOX-Nano, exported once to ONNX with a dynamic batch (``yoloxdet export``, cached
+in runs/bench_serve/) and run by onnxruntime. The client is plain threads, one ``httpx.Client`` (keep-alive)
+per simulated user, on the same machine: its CPU time competes with the server's, as any loopback load test's
+does. Every 200 answer is checked against a direct ``Detector`` call on the same image.
 
     python benchmarks/bench_serve.py                  # ~5 min: throughput, latency, 120 s soak, SIGTERM
     python benchmarks/bench_serve.py --soak-s 300
@@ -135,7 +135,8 @@ def load(
     per_client: int,
     multipart: bool = False,
 ) -> dict:
-    """``clients`` threads each send ``per_client`` requests back to back; returns req/s, latencies, checks."""
+    """``clients`` threads each send ``per_client`` requests back to back; returns req/s, latencies and
+    the answer checks."""
     names = sorted(images)
     latencies: list[float] = []
     wrong = failed = 0
@@ -335,30 +336,31 @@ def run_main(args: argparse.Namespace) -> None:
     outcomes = ", ".join(f"{kind}: {n}" for kind, n in sorted(term["outcomes"].items()))
     markdown = f"""## Serving (`yoloxdet serve`, loopback)
 
-Written by `python benchmarks/bench_serve.py --requests {args.requests} --turns {args.turns} --soak-s {args.soak_s}`
-({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {time.strftime("%Y-%m-%d")}). Model: the
-official YOLOX-Nano exported to ONNX with a dynamic batch, onnxruntime, 416×416; {len(images)} coco128 JPEGs sent as
-raw bodies. Client: plain threads with one keep-alive `httpx.Client` each, on the same machine (its CPU time competes
-with the server's). Both servers run side by side and take turns ({args.turns} interleaved turns per concurrency;
-medians). **The machine is shared with other helpers' jobs while this runs**, so absolute figures are noisy; the ratio
-of turns run back to back is the steadier figure. Every 200 answer was checked against a direct `Detector` call on
-the same image ("wrong" column).
+Written by `python benchmarks/bench_serve.py --requests {args.requests} --turns {args.turns} --soak-s
+{args.soak_s}` ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,
+{time.strftime("%Y-%m-%d")}). Model: the official YOLOX-Nano exported to ONNX with a dynamic batch,
+onnxruntime, 416×416; {len(images)} coco128 JPEGs sent as raw bodies. Client: plain threads with one
+keep-alive `httpx.Client` each, on the same machine (its CPU time competes with the server's). Both servers
+run side by side and take turns ({args.turns} interleaved turns per concurrency; medians). **The machine is
+shared with other helpers' jobs while this runs**, so absolute figures are noisy; the ratio of turns run back
+to back is the steadier figure. Every 200 answer was checked against a direct `Detector` call on the same
+image ("wrong" column).
 
 | server | clients | req/s | p50 ms | p99 ms | requests | wrong | failed |
 |---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Throughput at 16 clients, dynamic batching / batch-1: **{dynamic / single:.2f}×** (goal ≥ 1.5×). Mean batch size of
-the dynamic server over the whole run: {mean_batch:.2f}.
+Throughput at 16 clients, dynamic batching / batch-1: **{dynamic / single:.2f}×** (goal ≥ 1.5×). Mean batch
+size of the dynamic server over the whole run: {mean_batch:.2f}.
 
-**Soak** ({args.soak_s:.0f} s, 8 clients, a 7:1:1:1 rotation of good JPEGs, a PNG with zeros for pixel data, a body over
-`--max-bytes` and a 6000×6000 PNG decompression bomb of ~40 kB): {statuses}. Wrong or failed good answers:
-{soak_result["wrong"]}; server alive at the end: {soak_result["alive"]}. Server RSS
+**Soak** ({args.soak_s:.0f} s, 8 clients, a 7:1:1:1 rotation of good JPEGs, a PNG with zeros for pixel data, a
+body over `--max-bytes` and a 6000×6000 PNG decompression bomb of ~40 kB): {statuses}. Wrong or failed good
+answers: {soak_result["wrong"]}; server alive at the end: {soak_result["alive"]}. Server RSS
 {soak_result["rss_start"] / 2**20:.0f} MiB at the start, {soak_result["rss_end"] / 2**20:.0f} MiB at the end.
 
 **SIGTERM under load** (16 clients, one new connection per request, signal after 3 s): {outcomes}; exit status
-{term["exit"]} after {term["exit_s"]:.1f} s. "answered" are correct 200s (including those in flight at the signal);
-"refused" found the socket closed; nothing else is allowed.
+{term["exit"]} after {term["exit_s"]:.1f} s. "answered" are correct 200s (including those in flight at the
+signal); "refused" found the socket closed; nothing else is allowed.
 """
     print(markdown)
     write_section("serve", markdown)
@@ -438,11 +440,12 @@ def run_stacks(args: argparse.Namespace) -> None:
         for name, r in turns.items()
     ]
     ours, lit = (median_of(turns[name], "rps") for name in urls)
-    markdown = f"""Written by `python benchmarks/bench_serve.py --stacks --requests {args.requests} --turns {args.turns}`
-({os.cpu_count()} CPUs, shared with other helpers' jobs while it ran; {time.strftime("%Y-%m-%d")}). Both serve the
-official YOLOX-Nano ONNX export (onnxruntime) through the same `detect_batch`, batches of up to 8 with a 5 ms wait,
-16 threaded clients sending multipart uploads, {args.turns} interleaved turns, medians; every answer checked against
-a direct `Detector` call.
+    command = f"python benchmarks/bench_serve.py --stacks --requests {args.requests} --turns {args.turns}"
+    markdown = f"""Written by `{command}`
+({os.cpu_count()} CPUs, shared with other helpers' jobs while it ran; {time.strftime("%Y-%m-%d")}). Both serve
+the official YOLOX-Nano ONNX export (onnxruntime) through the same `detect_batch`, batches of up to 8 with a 5
+ms wait, 16 threaded clients sending multipart uploads, {args.turns} interleaved turns, medians; every answer
+checked against a direct `Detector` call.
 
 | stack | req/s | p50 ms | p99 ms | wrong | failed |
 |---|---|---|---|---|---|
