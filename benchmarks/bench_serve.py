@@ -35,6 +35,13 @@ import numpy as np
 import psutil
 
 from yoloxdet.api import Detector
+from yoloxdet.serve.batching import DetectParams, detect_batch
+from yoloxdet.serve.upload import decode_upload
+
+try:
+    import litserve  # only --stacks needs it
+except ImportError:
+    litserve = None
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -303,6 +310,7 @@ def sigterm_under_load(url: str, process: subprocess.Popen, images, expected, cl
 
 
 def run_main(args: argparse.Namespace) -> None:
+    load_start = os.getloadavg()[0]
     model = exported_nano()
     images = read_images(args.images)
     expected = Expected(Detector.from_checkpoint(model), images)
@@ -330,6 +338,7 @@ def run_main(args: argparse.Namespace) -> None:
             if process.poll() is None:
                 process.kill()
     mean_batch = _mean_batch(batches)
+    load_end = os.getloadavg()[0]
     statuses = ", ".join(
         f"{kind} → {status}: {n}" for (kind, status), n in sorted(soak_result["statuses"].items(), key=str)
     )
@@ -343,7 +352,8 @@ onnxruntime, 416×416; {len(images)} coco128 JPEGs sent as raw bodies. Client: p
 keep-alive `httpx.Client` each, on the same machine (its CPU time competes with the server's). Both servers
 run side by side and take turns ({args.turns} interleaved turns per concurrency; medians). **The machine is
 shared with other helpers' jobs while this runs**, so absolute figures are noisy; the ratio of turns run back
-to back is the steadier figure. Every 200 answer was checked against a direct `Detector` call on the same
+to back is the steadier figure (1-minute load average of the machine: {load_start:.1f} at the start,
+{load_end:.1f} at the end, on {os.cpu_count()} CPUs). Every 200 answer was checked against a direct `Detector` call on the same
 image ("wrong" column).
 
 | server | clients | req/s | p50 ms | p99 ms | requests | wrong | failed |
@@ -378,16 +388,13 @@ def _mean_batch(metrics: str) -> float:
 LITSERVE_CHILD = "--litserve-child"
 
 
-def litserve_child(model: str, port: int) -> None:
-    """LitServe serving the same Detector with the same batching (8 requests, 5 ms) and the same decode."""
-    import litserve as ls
+if litserve is not None:  # module level: LitServe pickles the API class into its inference worker
 
-    from yoloxdet.serve.batching import DetectParams, detect_batch
-    from yoloxdet.serve.upload import decode_upload
+    class LitDetectAPI(litserve.LitAPI):
+        """LitServe serving the same Detector with the same batching and decode as ours."""
 
-    class DetectAPI(ls.LitAPI):
         def setup(self, device):
-            self.detector = Detector.from_checkpoint(model, batch_size=8)
+            self.detector = Detector.from_checkpoint(os.environ["BENCH_SERVE_MODEL"], batch_size=8)
 
         def decode_request(self, request):
             return decode_upload(request["image"].file.read(), max_pixels=MAX_PIXELS)
@@ -398,11 +405,12 @@ def litserve_child(model: str, port: int) -> None:
         def encode_response(self, dets):
             return {"model": self.detector.info.model_name, **dets.to_dict()}
 
-    server = ls.LitServer(
-        DetectAPI(max_batch_size=8, batch_timeout=0.005, api_path="/v1/detect"),
-        accelerator="cpu",
-        workers_per_device=1,
-    )
+
+def litserve_child(model: str, port: int) -> None:
+    """LitServe with batches of up to 8 requests and a 5 ms wait, as our dynamic server."""
+    os.environ["BENCH_SERVE_MODEL"] = model
+    api = LitDetectAPI(max_batch_size=8, batch_timeout=0.005, api_path="/v1/detect")
+    server = litserve.LitServer(api, accelerator="cpu", workers_per_device=1)
     server.run(port=port, host="127.0.0.1", generate_client_file=False)
 
 
