@@ -399,6 +399,12 @@ if litserve is not None:  # module level: LitServe pickles the API class into it
         def decode_request(self, request):
             return decode_upload(request["image"].file.read(), max_pixels=MAX_PIXELS)
 
+        def batch(self, images):
+            return list(images)  # images of different sizes: letterboxed inside detect_batch
+
+        def unbatch(self, detections):
+            return detections
+
         def predict(self, images):
             return detect_batch(self.detector, images, [DetectParams()] * len(images))
 
