@@ -215,6 +215,8 @@ def test_bad_inputs_fail_alone_with_a_clear_status_and_good_requests_around_them
     metrics = httpx.get(f"{server.url}/metrics").text
     for kind in ("unsupported_media", "unreadable_image", "too_large", "too_many_pixels", "bad_parameter"):
         assert f'yoloxdet_errors_total{{kind="{kind}"}}' in metrics
+    refused = sum(status == 413 for _, status, _, _ in results)
+    assert f'yoloxdet_requests_total{{status="413"}} {refused:.1f}' in metrics  # each counted once
 
 
 def test_streamed_body_over_the_limit_is_refused(server):

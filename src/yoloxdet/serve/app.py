@@ -99,9 +99,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            self.metrics.errors.labels("too_large").inc()
-            if scope["path"] == DETECT_PATH:
-                self.metrics.requests.labels("413").inc()
+            self.metrics.errors.labels("too_large").inc()  # the status is counted by RequestMetrics, outside
             response = JSONResponse(
                 {
                     "detail": f"the body is {int(declared)} bytes, over the limit of {self.max_bytes} "
