@@ -258,9 +258,11 @@ def test_page_draws_the_boxes_of_the_json_in_headless_chromium(server, coco128, 
     browser = headless_chromium(tmp_path / "profile")
     try:
         answer = upload_on_page(browser, server.url, coco128 / "images" / IMAGES[0], api_key=KEY)
-        drawn = int(browser.find_element(By.ID, "canvas").get_attribute("data-drawn"))
+        canvas = browser.find_element(By.ID, "canvas")
         assert answer["model"] == "yolox-nano" and answer["detections"]
-        assert drawn == len(answer["detections"])
+        assert int(canvas.get_attribute("data-drawn")) == len(answer["detections"])
+        size = (int(canvas.get_attribute("height")), int(canvas.get_attribute("width")))
+        assert size == (answer["height"], answer["width"])  # boxes drawn in the image's own pixels
         assert len(browser.find_elements(By.CSS_SELECTOR, "#classes option")) == 80
     finally:
         browser.quit()
