@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps "pixeltable-yolox==0.4.3" "trackeval==1.3.0" "bytetracker==0.3.2"
 	touch $(STAMP)
 
-test: lint
+# the web page test drives Debian's chromium through chromium-driver (selenium); installed only when missing
+CHROMIUM := /usr/bin/chromium /usr/bin/chromedriver
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium chromium-driver
+
+test: lint $(CHROMIUM)
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("export",),  # exported files and their metadata
     ("inference",),  # Detector, runtimes, results
     ("engine", "track"),  # training and evaluation; multi-object tracking
-    ("experiments", "bench"),  # tools on top of the library: ablations, assignment pictures, benchmarks
+    ("experiments", "bench", "serve"),  # tools on the library: ablations, pictures, benchmarks, serving
     ("__init__",),  # the public facade: from yoloxdet import Detector
     ("commands",),  # one module per CLI command
     ("cli",),  # the yoloxdet command

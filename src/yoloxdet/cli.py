@@ -20,6 +20,7 @@ from .commands import (
     import_weights,
     models,
     predict,
+    serve,
     show_aug,
     track,
     track_eval,
@@ -42,6 +43,7 @@ COMMANDS: dict[str, ModuleType] = {
     "ablate": ablate,
     "track": track,
     "track-eval": track_eval,
+    "serve": serve,
 }
 __all__ = ["COMMANDS", "CLIError", "build_parser", "main", "parse"]
 

@@ -55,15 +55,25 @@ def read_image(source: ImageSource) -> np.ndarray:
 def _read_file(path: Path) -> np.ndarray:
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
-    # np.fromfile + imdecode handles non-ASCII paths, which cv2.imread does not on every platform
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+    # reading the bytes + imdecode handles non-ASCII paths, which cv2.imread does not on every platform
+    return decode_image_bytes(path.read_bytes(), str(path))
+
+
+def decode_image_bytes(data: bytes, name: str) -> np.ndarray:
+    """An encoded image file's contents -> ``[H, W, 3]`` uint8 BGR, decoded as files are (OpenCV, then
+    Pillow).
+
+    Raises:
+        ImageReadError: the bytes are not a decodable image (``name`` is in the message).
+    """
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is not None and image.size:
         return image
     try:
-        with Image.open(path) as pil:
-            return _from_pil(pil, str(path))
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ImageReadError(f"{path}: not a readable image ({type(exc).__name__})") from None
+        with Image.open(io.BytesIO(data)) as pil:
+            return _from_pil(pil, name)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"{name}: not a readable image ({type(exc).__name__})") from None
 
 
 def _from_pil(image: Image.Image, name: str) -> np.ndarray:

@@ -7,6 +7,7 @@ line and the others are still processed (exit status 1 when any input failed).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..io import expand_sources, is_video, write_json_atomic
 
+    if "WORLD_SIZE" in os.environ:  # started by torchrun: shard the images over the processes, resumably
+        from ..serve.batch_predict import predict_sharded, rank_device
+
+        args.device = rank_device(args.device)
+        return predict_sharded(detector_from_args(args), args.sources, Path(args.output), device=args.device,
+                               save=not args.no_save, progress=not args.no_progress)  # fmt: skip
     files = expand_sources(args.sources)
     detector = detector_from_args(args)
     output = Path(args.output)

@@ -1,0 +1,509 @@
+"""``yoloxdet serve`` under load on loopback: dynamic batching vs a batch-1 server of the same build, latency
+at concurrency 1/4/16, a soak with good/corrupt/oversized uploads, and SIGTERM under load. Writes the
+``serve`` section of docs/benchmarks.md; ``--stacks`` instead compares our FastAPI + uvicorn server with
+LitServe running the same detector and batching, and writes the ``serve-stacks`` section of docs/serving.md.
+
+The model is the official YOLOX-Nano, exported once to ONNX with a dynamic batch (``yoloxdet export``, cached
+in runs/bench_serve/) and run by onnxruntime. The client is plain threads, one ``httpx.Client`` (keep-alive)
+per simulated user, on the same machine: its CPU time competes with the server's, as any loopback load test's
+does. Every 200 answer is checked against a direct ``Detector`` call on the same image.
+
+    python benchmarks/bench_serve.py                  # ~5 min: throughput, latency, 120 s soak, SIGTERM
+    python benchmarks/bench_serve.py --soak-s 300
+    python benchmarks/bench_serve.py --stacks         # FastAPI + uvicorn vs LitServe, ~2 min
+    python benchmarks/bench_serve.py --screenshot     # docs/images/serve_page.png (headless chromium)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import psutil
+
+from yoloxdet.inference.api import Detector
+from yoloxdet.serve.batching import DetectParams, detect_batch
+from yoloxdet.serve.upload import decode_upload
+
+try:
+    import litserve  # only --stacks needs it
+except ImportError:
+    litserve = None
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _report import write_section
+from _serve_process import free_port, headless_chromium, upload_on_page
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("YOLOXDET_SHARED", REPO.parent / "shared"))
+NANO = SHARED / "weights" / "yolox_nano.onnx"
+COCO = SHARED / "data" / "coco128" / "images"
+CACHE = REPO / "runs" / "bench_serve"
+MAX_BYTES = 2_000_000
+MAX_PIXELS = 20_000_000
+
+
+def exported_nano() -> Path:
+    """The official Nano as a yoloxdet ONNX export with a dynamic batch (made once)."""
+    target = CACHE / "yolox_nano_dynamic.onnx"
+    if not target.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "yoloxdet",
+                "export",
+                str(NANO),
+                "--model",
+                "yolox-nano",
+                "--static-size",
+                "-o",
+                str(target),
+            ],
+            check=True,
+        )
+    return target
+
+
+def start(command: list[str], url: str, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[:4]} exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"not ready: {log.read_text()[-2000:]}")
+
+
+def serve_ours(model: Path, max_batch: int, port: int) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "yoloxdet",
+        "serve",
+        str(model),
+        "--port",
+        str(port),
+        "--max-batch",
+        str(max_batch),
+        "--max-wait-ms",
+        "5",
+        "--max-bytes",
+        str(MAX_BYTES),
+        "--max-pixels",
+        str(MAX_PIXELS),
+    ]
+    return start(command, f"http://127.0.0.1:{port}/readyz", CACHE / f"serve-b{max_batch}.log")
+
+
+class Expected:
+    """Direct Detector answers per image, and the check of a served answer against them."""
+
+    def __init__(self, detector: Detector, images: dict[str, bytes]) -> None:
+        self.by_name = {name: detector.predict(COCO / name)[0].to_dict()["detections"] for name in images}
+
+    def matches(self, name: str, detections: list[dict]) -> bool:
+        want = self.by_name[name]
+        if [d["class_id"] for d in detections] != [d["class_id"] for d in want]:
+            return False
+        return all(
+            np.allclose(a["box_xyxy"], b["box_xyxy"], atol=0.05) and abs(a["score"] - b["score"]) < 1e-3
+            for a, b in zip(detections, want)
+        )
+
+
+def load(
+    url: str,
+    images: dict[str, bytes],
+    expected: Expected,
+    *,
+    clients: int,
+    per_client: int,
+    multipart: bool = False,
+) -> dict:
+    """``clients`` threads each send ``per_client`` requests back to back; returns req/s, latencies and
+    the answer checks."""
+    names = sorted(images)
+    latencies: list[float] = []
+    wrong = failed = 0
+    lock = threading.Lock()
+
+    def user(index: int) -> None:
+        nonlocal wrong, failed
+        with httpx.Client(timeout=120) as client:
+            for step in range(per_client):
+                name = names[(index * per_client + step) % len(names)]
+                started = time.perf_counter()
+                if multipart:
+                    response = client.post(url, files={"image": (name, images[name])})
+                else:
+                    response = client.post(url, content=images[name])
+                elapsed = time.perf_counter() - started
+                ok = response.status_code == 200 and expected.matches(name, response.json()["detections"])
+                with lock:
+                    latencies.append(elapsed)
+                    failed += response.status_code != 200
+                    wrong += response.status_code == 200 and not ok
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(user, range(clients)))
+    seconds = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "rps": len(latencies) / seconds,
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000,
+        "n": len(latencies),
+        "wrong": wrong,
+        "failed": failed,
+    }
+
+
+def median_of(turns: list[dict], key: str) -> float:
+    return statistics.median(t[key] for t in turns)
+
+
+def read_images(count: int) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(COCO.glob("*.jpg"))[:count]}
+
+
+def throughput_and_latency(urls: dict[str, str], images, expected, args) -> tuple[list[str], dict]:
+    rows, results = [], {}
+    for clients, per_client in ((1, args.requests // 4), (4, args.requests // 8), (16, args.requests // 16)):
+        turns: dict[str, list[dict]] = {name: [] for name in urls}
+        for _ in range(args.turns):  # interleaved: each turn runs every server once
+            for name, url in urls.items():
+                turns[name].append(load(url, images, expected, clients=clients, per_client=per_client))
+        for name, runs in turns.items():
+            results[(name, clients)] = runs
+            rows.append(
+                f"| {name} | {clients} | {median_of(runs, 'rps'):.1f} | {median_of(runs, 'p50'):.0f} | "
+                f"{median_of(runs, 'p99'):.0f} | {sum(r['n'] for r in runs)} | "
+                f"{sum(r['wrong'] for r in runs)} | {sum(r['failed'] for r in runs)} |"
+            )
+    return rows, results
+
+
+def soak(url: str, process: subprocess.Popen, images, expected, seconds: float, clients: int = 8) -> dict:
+    """Good, corrupt, oversized-body and decompression-bomb uploads in a fixed 7:1:1:1 rotation."""
+    good = sorted(images)
+    png = cv2.imencode(".png", cv2.imdecode(np.frombuffer(images[good[0]], np.uint8), cv2.IMREAD_COLOR))[1]
+    corrupt = png[:200].tobytes() + bytes(20_000)  # a real PNG header, then zeros instead of pixel data
+    bomb = cv2.imencode(".png", np.zeros((6000, 6000), np.uint8))[1]  # 36 M pixels in ~40 kB
+    oversized = os.urandom(MAX_BYTES + 1)
+    kinds = ["good"] * 7 + ["corrupt", "oversized", "bomb"]
+    statuses: Counter = Counter()
+    wrong = 0
+    lock = threading.Lock()
+    rss_start = psutil.Process(process.pid).memory_info().rss
+    deadline = time.monotonic() + seconds
+
+    def user(index: int) -> None:
+        nonlocal wrong
+        step = index
+        with httpx.Client(timeout=120) as client:
+            while time.monotonic() < deadline:
+                kind = kinds[step % len(kinds)]
+                name = good[step % len(good)]
+                body = {
+                    "good": images[name],
+                    "corrupt": corrupt,
+                    "oversized": oversized,
+                    "bomb": bomb.tobytes(),
+                }[kind]
+                try:
+                    response = client.post(url, content=body)
+                except (
+                    httpx.TransportError
+                ):  # a 413 sent before the whole body was read closes the connection
+                    client.close()
+                    client = httpx.Client(timeout=120)
+                    with lock:
+                        statuses[(kind, "closed")] += 1
+                    step += 1
+                    continue
+                with lock:
+                    statuses[(kind, response.status_code)] += 1
+                    if kind == "good" and (
+                        response.status_code != 200
+                        or not expected.matches(name, response.json()["detections"])
+                    ):
+                        wrong += 1
+                step += 1
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(user, range(clients)))
+    rss_end = psutil.Process(process.pid).memory_info().rss
+    return {
+        "statuses": statuses,
+        "wrong": wrong,
+        "rss_start": rss_start,
+        "rss_end": rss_end,
+        "alive": process.poll() is None,
+    }
+
+
+def sigterm_under_load(url: str, process: subprocess.Popen, images, expected, clients: int = 16) -> dict:
+    """Clients keep sending; SIGTERM after 3 s. Every request either gets a correct 200 or is refused."""
+    outcomes: Counter = Counter()
+    lock = threading.Lock()
+    stop = threading.Event()
+    names = sorted(images)
+
+    def user(index: int) -> None:
+        step = index
+        while not stop.is_set():
+            name = names[step % len(names)]
+            try:
+                with httpx.Client(timeout=120) as client:
+                    response = client.post(url, content=images[name])
+                kind = (
+                    "answered"
+                    if response.status_code == 200 and expected.matches(name, response.json()["detections"])
+                    else f"bad {response.status_code}"
+                )
+            except httpx.ConnectError:
+                kind = "refused (connect)"
+                stop.wait(0.05)
+            except httpx.TransportError as exc:
+                kind = f"dropped ({type(exc).__name__})"
+            with lock:
+                outcomes[kind] += 1
+            step += 1
+
+    with ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(user, i) for i in range(clients)]
+        try:
+            time.sleep(3)
+            sent = time.perf_counter()
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(600)  # on a crowded machine the queued batches take a while to finish
+            exit_s = time.perf_counter() - sent
+            time.sleep(1)
+        finally:
+            stop.set()
+        for future in futures:
+            future.result()
+    return {"outcomes": outcomes, "exit": code, "exit_s": exit_s}
+
+
+def run_main(args: argparse.Namespace) -> None:
+    load_start = os.getloadavg()[0]
+    model = exported_nano()
+    images = read_images(args.images)
+    expected = Expected(Detector.from_checkpoint(model), images)
+    ports = {"dynamic (max-batch 8, 5 ms)": free_port(), "batch-1": free_port()}
+    servers = {
+        name: serve_ours(model, 8 if name.startswith("dynamic") else 1, port) for name, port in ports.items()
+    }
+    urls = {name: f"http://127.0.0.1:{port}/v1/detect" for name, port in ports.items()}
+    try:
+        rows, results = throughput_and_latency(urls, images, expected, args)
+        dynamic, single = (median_of(results[(name, 16)], "rps") for name in urls)
+        soak_result = soak(
+            urls["dynamic (max-batch 8, 5 ms)"],
+            servers["dynamic (max-batch 8, 5 ms)"],
+            images,
+            expected,
+            args.soak_s,
+        )
+        batches = httpx.get(urls["dynamic (max-batch 8, 5 ms)"].replace("/v1/detect", "/metrics")).text
+        term = sigterm_under_load(
+            urls["dynamic (max-batch 8, 5 ms)"], servers["dynamic (max-batch 8, 5 ms)"], images, expected
+        )
+    finally:
+        for process in servers.values():
+            if process.poll() is None:
+                process.kill()
+    mean_batch = _mean_batch(batches)
+    load_end = os.getloadavg()[0]
+    statuses = ", ".join(
+        f"{kind} → {status}: {n}" for (kind, status), n in sorted(soak_result["statuses"].items(), key=str)
+    )
+    outcomes = ", ".join(f"{kind}: {n}" for kind, n in sorted(term["outcomes"].items()))
+    markdown = f"""## Serving (`yoloxdet serve`, loopback)
+
+Written by `python benchmarks/bench_serve.py --requests {args.requests} --turns {args.turns} --soak-s
+{args.soak_s}` ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,
+{time.strftime("%Y-%m-%d")}). Model: the official YOLOX-Nano exported to ONNX with a dynamic batch,
+onnxruntime, 416×416; {len(images)} coco128 JPEGs sent as raw bodies. Client: plain threads with one
+keep-alive `httpx.Client` each, on the same machine (its CPU time competes with the server's). Both servers
+run side by side and take turns ({args.turns} interleaved turns per concurrency; medians). **The machine is
+shared with other helpers' jobs while this runs**, so absolute figures are noisy; the ratio of turns run back
+to back is the steadier figure (1-minute load average of the machine: {load_start:.1f} at the start,
+{load_end:.1f} at the end, on {os.cpu_count()} CPUs). Every 200 answer was checked against a direct `Detector` call on the same
+image ("wrong" column).
+
+| server | clients | req/s | p50 ms | p99 ms | requests | wrong | failed |
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Throughput at 16 clients, dynamic batching / batch-1: **{dynamic / single:.2f}×** (goal ≥ 1.5×). Mean batch
+size of the dynamic server over the whole run: {mean_batch:.2f}.
+
+**Soak** ({args.soak_s:.0f} s, 8 clients, a 7:1:1:1 rotation of good JPEGs, a PNG with zeros for pixel data, a
+body over `--max-bytes` and a 6000×6000 PNG decompression bomb of ~40 kB): {statuses}. Wrong or failed good
+answers: {soak_result["wrong"]}; server alive at the end: {soak_result["alive"]}. Server RSS
+{soak_result["rss_start"] / 2**20:.0f} MiB at the start, {soak_result["rss_end"] / 2**20:.0f} MiB at the end.
+
+**SIGTERM under load** (16 clients, one new connection per request, signal after 3 s): {outcomes}; exit status
+{term["exit"]} after {term["exit_s"]:.1f} s. "answered" are correct 200s (including those in flight at the
+signal); "refused" found the socket closed; nothing else is allowed.
+"""
+    print(markdown)
+    write_section("serve", markdown)
+
+
+def _mean_batch(metrics: str) -> float:
+    values = {}
+    for line in metrics.splitlines():
+        if line.startswith(("yoloxdet_batch_size_sum", "yoloxdet_batch_size_count")):
+            name, value = line.split()
+            values[name] = float(value)
+    return values["yoloxdet_batch_size_sum"] / max(values["yoloxdet_batch_size_count"], 1)
+
+
+LITSERVE_CHILD = "--litserve-child"
+
+
+if litserve is not None:  # module level: LitServe pickles the API class into its inference worker
+
+    class LitDetectAPI(litserve.LitAPI):
+        """LitServe serving the same Detector with the same batching and decode as ours."""
+
+        def setup(self, device):
+            self.detector = Detector.from_checkpoint(os.environ["BENCH_SERVE_MODEL"], batch_size=8)
+
+        def decode_request(self, request):
+            return decode_upload(request["image"].file.read(), max_pixels=MAX_PIXELS)
+
+        def batch(self, images):
+            return list(images)  # images of different sizes: letterboxed inside detect_batch
+
+        def unbatch(self, detections):
+            return detections
+
+        def predict(self, images):
+            return detect_batch(self.detector, images, [DetectParams()] * len(images))
+
+        def encode_response(self, dets):
+            return {"model": self.detector.info.model_name, **dets.to_dict()}
+
+
+def litserve_child(model: str, port: int) -> None:
+    """LitServe with batches of up to 8 requests and a 5 ms wait, as our dynamic server."""
+    os.environ["BENCH_SERVE_MODEL"] = model
+    api = LitDetectAPI(max_batch_size=8, batch_timeout=0.005, api_path="/v1/detect")
+    server = litserve.LitServer(api, accelerator="cpu", workers_per_device=1)
+    server.run(port=port, host="127.0.0.1", generate_client_file=False)
+
+
+def run_stacks(args: argparse.Namespace) -> None:
+    model = exported_nano()
+    images = read_images(args.images)
+    expected = Expected(Detector.from_checkpoint(model), images)
+    ours_port, lit_port = free_port(), free_port()
+    servers = {
+        "FastAPI + uvicorn (ours)": serve_ours(model, 8, ours_port),
+        "LitServe": start(
+            [sys.executable, __file__, LITSERVE_CHILD, str(model), str(lit_port)],
+            f"http://127.0.0.1:{lit_port}/health",
+            CACHE / "litserve.log",
+        ),
+    }
+    urls = {
+        "FastAPI + uvicorn (ours)": f"http://127.0.0.1:{ours_port}/v1/detect",
+        "LitServe": f"http://127.0.0.1:{lit_port}/v1/detect",
+    }
+    try:
+        time.sleep(2)
+        turns: dict[str, list[dict]] = {name: [] for name in urls}
+        for _ in range(args.turns):
+            for name, url in urls.items():
+                turns[name].append(
+                    load(url, images, expected, clients=16, per_client=args.requests // 16, multipart=True)
+                )
+    finally:
+        for process in servers.values():
+            process.kill()
+    rows = [
+        f"| {name} | {median_of(r, 'rps'):.1f} | {median_of(r, 'p50'):.0f} | {median_of(r, 'p99'):.0f} | "
+        f"{sum(x['wrong'] for x in r)} | {sum(x['failed'] for x in r)} |"
+        for name, r in turns.items()
+    ]
+    ours, lit = (median_of(turns[name], "rps") for name in urls)
+    command = f"python benchmarks/bench_serve.py --stacks --requests {args.requests} --turns {args.turns}"
+    markdown = f"""Written by `{command}`
+({os.cpu_count()} CPUs, shared with other helpers' jobs while it ran; {time.strftime("%Y-%m-%d")}). Both serve
+the official YOLOX-Nano ONNX export (onnxruntime) through the same `detect_batch`, batches of up to 8 with a 5
+ms wait, 16 threaded clients sending multipart uploads, {args.turns} interleaved turns, medians; every answer
+checked against a direct `Detector` call.
+
+| stack | req/s | p50 ms | p99 ms | wrong | failed |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Ours / LitServe throughput: **{ours / lit:.2f}×**.
+"""
+    print(markdown)
+    write_section("serve-stacks", markdown, path=REPO / "docs" / "serving.md")
+
+
+def run_screenshot(args: argparse.Namespace) -> None:
+    """The page with a coco128 image detected, for the README (docs/images/serve_page.png)."""
+    port = free_port()
+    server = serve_ours(exported_nano(), 8, port)
+    browser = headless_chromium(CACHE / "chromium-profile")
+    try:
+        answer = upload_on_page(browser, f"http://127.0.0.1:{port}", COCO / "000000000036.jpg")
+        browser.save_screenshot(str(REPO / "docs" / "images" / "serve_page.png"))
+        print(f"{len(answer['detections'])} boxes drawn -> docs/images/serve_page.png")
+    finally:
+        browser.quit()
+        server.kill()
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == LITSERVE_CHILD:
+        litserve_child(sys.argv[2], int(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stacks", action="store_true", help="compare FastAPI + uvicorn with LitServe")
+    parser.add_argument("--screenshot", action="store_true", help="only the page screenshot for the README")
+    parser.add_argument(
+        "--requests", type=int, default=128, help="requests per turn at 16 clients (default 128)"
+    )
+    parser.add_argument("--turns", type=int, default=3, help="interleaved turns per server (default 3)")
+    parser.add_argument("--images", type=int, default=16, help="coco128 images to cycle through (default 16)")
+    parser.add_argument("--soak-s", type=float, default=120.0, help="soak duration in seconds (default 120)")
+    args = parser.parse_args()
+    if args.screenshot:
+        run_screenshot(args)
+    else:
+        run_stacks(args) if args.stacks else run_main(args)
+
+
+if __name__ == "__main__":
+    main()
