@@ -153,5 +153,7 @@ def load_exported(source: str | Path) -> tuple[OnnxBackend | TorchScriptBackend,
     elif suffix in TORCHSCRIPT_SUFFIXES and path.is_file():
         backend = TorchScriptBackend(path)
     else:
-        return None
+        from .backends_deploy import load_deployed  # OpenVINO / ncnn / TensorRT files (optional runtimes)
+
+        return load_deployed(path)
     return backend, backend.info
