@@ -9,7 +9,7 @@ images the model sees in use.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,9 @@ from .io import IMAGE_SUFFIXES, ImageReadError, expand_sources, read_image
 DEFAULT_CALIBRATION_IMAGES = 300
 
 
-def calibration_image_paths(source: str | Path, limit: int = DEFAULT_CALIBRATION_IMAGES) -> list[Path]:
+def calibration_image_paths(
+    source: str | Path | Sequence[str | Path], limit: int = DEFAULT_CALIBRATION_IMAGES
+) -> list[Path]:
     """The first ``limit`` images (sorted) of a folder, glob or file list, or of a dataset YAML's train split.
 
     A dataset YAML uses its ``train`` split (its ``val`` split when there is no ``train``), so that the evaluation
@@ -28,11 +30,10 @@ def calibration_image_paths(source: str | Path, limit: int = DEFAULT_CALIBRATION
     """
     if limit < 1:
         raise ValueError(f"--calib-images must be at least 1, got {limit}")
-    path = Path(source)
-    if path.suffix.lower() in (".yaml", ".yml") and path.is_file():
+    if isinstance(source, str | Path) and Path(source).suffix.lower() in (".yaml", ".yml") and Path(source).is_file():
         from .data import build_dataset, load_dataset_spec
 
-        spec = load_dataset_spec(path)
+        spec = load_dataset_spec(source)
         split = "train" if "train" in spec.splits else "val"
         paths = [record.path for record in build_dataset(spec, split).records]
     else:
@@ -52,7 +53,12 @@ class CalibrationImages:
     """The calibration set: re-read from disk on each pass (quantisers walk it more than once; 300 images at
     640 px would hold 1.5 GB in memory). Yields ``[1, 3, h, w]`` float32 arrays; unreadable images are skipped."""
 
-    def __init__(self, source: str | Path, input_size: tuple[int, int], limit: int = DEFAULT_CALIBRATION_IMAGES):
+    def __init__(
+        self,
+        source: str | Path | Sequence[str | Path],
+        input_size: tuple[int, int],
+        limit: int = DEFAULT_CALIBRATION_IMAGES,
+    ) -> None:
         self.source = source
         self.paths = calibration_image_paths(source, limit)
         self.input_size = (int(input_size[0]), int(input_size[1]))
