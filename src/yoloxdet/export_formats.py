@@ -18,7 +18,7 @@ from torch import nn
 from .calibration import DEFAULT_CALIBRATION_IMAGES, CalibrationImages
 from .deploy_runtimes import require_runtime
 from .export import ExportMetadata, export_onnx
-from .io import write_json_atomic
+from .io import write_bytes_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +68,8 @@ def export_deployment(
         # a fixed input size: quantisers and engine builders want static shapes; the batch stays dynamic
         export_onnx(model, fp32_onnx, metadata, dynamic_size=False)
         if fmt == "onnx":
-            if calibration is None:
-                fp32_onnx.replace(output)
+            if calibration is None:  # copied, not moved: the temp folder may be on another file system
+                write_bytes_atomic(output, fp32_onnx.read_bytes())
                 return output
             return _onnx_int8(fp32_onnx, output, calibration, int8)
         if fmt == "openvino":

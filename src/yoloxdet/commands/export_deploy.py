@@ -47,7 +47,7 @@ def run_deployment(args: argparse.Namespace, model: nn.Module, metadata: ExportM
         raise ValueError("--int8 needs --calibrate DATA_OR_IMAGES (a folder, a glob or a dataset YAML)")
     if args.calibrate and not args.int8:
         raise ValueError("--calibrate is for --int8 exports; add --int8")
-    if args.layout != "decoded" and args.format != "ncnn":
+    if args.layout != "decoded":  # ncnn files are always raw layout inside; their backend decodes
         raise ValueError(f"--layout {args.layout} is not available with --int8/--format {args.format}")
     int8 = None
     if args.int8:
