@@ -3,8 +3,13 @@
 Two quantisers write it, both from the same calibration images and with the same float tail:
 
 - ``nncf`` (default): NNCF's post-training quantisation on the ONNX graph (min/max range estimators and *fast
-  bias correction*). On the official Nano it loses 0.6 AP on coco128.
-- ``ort``: onnxruntime's ``quantize_static`` (MinMax, Entropy or Percentile calibration). On the official Nano it
+  bias correction*). On the official Nano it loses 0.6 AP on coco128. But onnxruntime does not fuse its Q/DQ
+  pattern (Q/DQ on the conv inputs only, the conv outputs float) into int8 kernels: it runs DequantizeLinear ->
+  float Conv, *slower* than the fp32 file. It is an accurate, half-size int8 ONNX file (for runtimes that fuse
+  that pattern, e.g. TensorRT or OpenVINO reading the ONNX); for int8 speed on a CPU use ``--format openvino
+  --int8``, whose CPU plugin runs the same placement in int8.
+- ``ort``: onnxruntime's ``quantize_static`` (MinMax, Entropy or Percentile calibration). It quantises conv
+  outputs too, which onnxruntime fuses into ``QLinearConv`` (real int8 kernels); on the official Nano it
   loses 17 to 26 AP, and quantising the first conv alone already moves the outputs by ~10 px on confident boxes.
   A likely cause: BN folded into depthwise-separable blocks leaves channels whose scales differ by up to ~300x in
   one tensor, and a per-tensor activation scale rounds the small ones away. NNCF's pipeline (range estimators,
