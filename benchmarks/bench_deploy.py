@@ -99,7 +99,10 @@ def markdown(reports: list[FormatsReport], methods: dict[str, float] | None, arg
         "and the decode kept float. The machine is shared with other jobs (load average well above its 2 cores "
         "during these runs), so the latencies are noisy; the ratios within one table, measured in turns, are "
         "the figures to read. YOLOX-Tiny and YOLOX-S have random weights (only Nano's official weights are "
-        "available offline): timed, not scored. TensorRT needs a CUDA GPU: skipped here, untested.",
+        "available offline): timed, not scored. TensorRT needs a CUDA GPU: skipped here, untested. "
+        "`onnx int8` (NNCF's Q/DQ placement: conv inputs quantised, conv outputs float) is not fused by "
+        "onnxruntime into int8 kernels (its optimised graph keeps DequantizeLinear -> float Conv), so it is "
+        "slower than fp32; `openvino int8` runs int8 kernels.",
         "",
     ]
     for report in reports:

@@ -10,7 +10,7 @@ Two quantisers write it, both from the same calibration images and with the same
   --int8``, whose CPU plugin runs the same placement in int8.
 - ``ort``: onnxruntime's ``quantize_static`` (MinMax, Entropy or Percentile calibration). It quantises conv
   outputs too, which onnxruntime fuses into ``QLinearConv`` (real int8 kernels); on the official Nano it
-  loses 17 to 26 AP, and quantising the first conv alone already moves the outputs by ~10 px on confident boxes.
+  loses 17 to 20 AP, and quantising the first conv alone already moves the outputs by ~10 px on confident boxes.
   A likely cause: BN folded into depthwise-separable blocks leaves channels whose scales differ by up to ~300x in
   one tensor, and a per-tensor activation scale rounds the small ones away. NNCF's pipeline (range estimators,
   fast bias correction) does not suffer from it; which of its steps makes the difference is not isolated yet.

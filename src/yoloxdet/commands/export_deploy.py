@@ -28,7 +28,7 @@ def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"number of calibration images (default {DEFAULT_CALIBRATION_IMAGES})")
     group.add_argument("--int8-quantizer", choices=("nncf", "ort"), default="nncf",
                        help="--format onnx --int8: NNCF post-training quantisation (default; keeps the AP) or "
-                       "onnxruntime's quantize_static (loses 17-26 AP on the official Nano)")
+                       "onnxruntime's quantize_static (loses 17-20 AP on the official Nano)")
     group.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax",
                        help="onnxruntime calibrator for --int8-quantizer ort (default minmax)")
     group.add_argument("--int8-report", metavar="JSON",
