@@ -21,7 +21,8 @@ from yoloxdet.export import (
     nms_detections,
     read_onnx_metadata,
 )
-from yoloxdet.inference.backends import OnnxBackend, TorchScriptBackend, detections_to_decoded, load_exported
+from yoloxdet.inference.backends import OnnxBackend, TorchScriptBackend, load_exported
+from yoloxdet.inference.layouts import detections_to_decoded
 from yoloxdet.models.fuse import fuse_model
 from yoloxdet.models.zoo import create_model
 from yoloxdet.ops.decode import decode

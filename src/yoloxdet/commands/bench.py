@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .bench_formats_cli import add_formats_arguments, run_formats
+
 HELP = "time inference (ms/image, images/s, GFLOP/s vs a measured matmul peak) for eager, fused and ONNX backends"
 
 
@@ -25,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--burst", type=int, default=3,
                         help="calls per turn; all but the first are timed (median reported); default 3")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls first")
+    add_formats_arguments(parser)
 
 
 def load_bench_model(source: str, size: int | None):  # -> tuple[YOLOX, str, int]
@@ -46,6 +49,8 @@ def load_bench_model(source: str, size: int | None):  # -> tuple[YOLOX, str, int
 def run(args: argparse.Namespace) -> int:
     from ..bench.perf import BACKENDS, bench_model
 
+    if args.formats:
+        return run_formats(args)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:

@@ -9,10 +9,12 @@ import argparse
 from pathlib import Path
 
 from ..config import CHOICES, ExportConfig, PredictConfig
+from .export_deploy import add_deploy_arguments, is_deployment, run_deployment
 
 HELP = "export weights to ONNX (decoded output, dynamic batch and size) or TorchScript, with metadata inside"
 
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript"}
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript", "openvino": ".xml", "ncnn": ".ncnn.param",
+            "tensorrt": ".engine"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=ExportConfig.opset, help=f"ONNX opset (default {ExportConfig.opset})")
     parser.add_argument("--simplify", action="store_true", help="simplify with onnxslim (ONNX)")
     parser.add_argument("--no-fuse", action="store_true", help="keep BatchNorm layers instead of folding them")
+    add_deploy_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,8 +66,11 @@ def run(args: argparse.Namespace) -> int:
         yoloxdet_version=__version__,
     )
     model = model.eval() if args.no_fuse else fuse_model(model)
-    output = Path(args.output or Path(args.weights).with_suffix(SUFFIXES[args.format]).name)
-    if args.format == "onnx":
+    stem = Path(args.weights).stem + ("_int8" if args.int8 else "")
+    output = Path(args.output or stem + SUFFIXES[args.format])
+    if is_deployment(args):
+        run_deployment(args, model, metadata, output)
+    elif args.format == "onnx":
         export_onnx(
             model,
             output,

@@ -1,0 +1,56 @@
+"""The deployment options of ``yoloxdet export``: ``--format openvino|ncnn|tensorrt``, ``--int8`` and calibration."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..export import ExportMetadata
+
+# as yoloxdet.export.calibration.DEFAULT_CALIBRATION_IMAGES, which is not imported here: the CLI builds every command's
+# parser at start-up, and that module pulls in cv2 and torch (the test below keeps the two equal)
+DEFAULT_CALIBRATION_IMAGES = 300
+
+DEPLOY_ONLY_FORMATS = ("openvino", "ncnn", "tensorrt")
+
+
+def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("deployment (int8, OpenVINO, ncnn, TensorRT)")
+    group.add_argument("--int8", action="store_true",
+                       help="post-training int8 (onnx, openvino, tensorrt); needs --calibrate")
+    group.add_argument("--calibrate", metavar="DATA_OR_IMAGES",
+                       help="calibration images: a folder, a glob, or a dataset YAML (its train split)")
+    group.add_argument("--calib-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
+                       help=f"number of calibration images (default {DEFAULT_CALIBRATION_IMAGES})")
+    group.add_argument("--int8-quantizer", choices=("nncf", "ort"), default="nncf",
+                       help="--format onnx --int8: NNCF post-training quantisation (default; keeps the AP) or "
+                       "onnxruntime's quantize_static (loses 17-20 AP on the official Nano)")
+    group.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax",
+                       help="onnxruntime calibrator for --int8-quantizer ort (default minmax)")
+    group.add_argument("--int8-report", metavar="JSON",
+                       help="write a per-layer int8 sensitivity report (SQNR per conv; --format onnx)")
+    group.add_argument("--fp16", action="store_true", help="fp16 engine (--format tensorrt)")
+
+
+def is_deployment(args: argparse.Namespace) -> bool:
+    return args.format in DEPLOY_ONLY_FORMATS or args.int8
+
+
+def run_deployment(args: argparse.Namespace, model: nn.Module, metadata: ExportMetadata, output: Path) -> Path:
+    from ..export.formats import Int8Options, export_deployment
+
+    if args.int8 and not args.calibrate:
+        raise ValueError("--int8 needs --calibrate DATA_OR_IMAGES (a folder, a glob or a dataset YAML)")
+    if args.calibrate and not args.int8:
+        raise ValueError("--calibrate is for --int8 exports; add --int8")
+    if args.layout != "decoded":  # ncnn files are always raw layout inside; their backend decodes
+        raise ValueError(f"--layout {args.layout} is not available with --int8/--format {args.format}")
+    int8 = None
+    if args.int8:
+        report = Path(args.int8_report) if args.int8_report else None
+        int8 = Int8Options(args.calibrate, args.calib_images, args.int8_quantizer, args.calib_method, report)
+    return export_deployment(model, output, metadata, args.format, int8=int8, fp16=args.fp16)
