@@ -49,7 +49,7 @@ class _TrainView(Dataset):
         self.input_hw = input_hw
         self.aug = aug
         self.seed = seed
-        self.mixup_pool = np.array([i for i, r in enumerate(dataset.records) if len(r.labels)], np.int64)
+        self.mixup_pool = np.flatnonzero(dataset.records.box_counts).astype(np.int64)
         self.bad: set[int] = set()  # per worker: files already reported once
 
     def __len__(self) -> int:
@@ -73,10 +73,10 @@ class _TrainView(Dataset):
         """A mosaic tile from the annotations alone; the image is decoded only if the tile can be seen."""
         if index in self.bad:
             return Tile.of(self.load(index))
-        rec = self.dataset.records[index]
-        ratio = min(self.input_hw[0] / rec.height, self.input_hw[1] / rec.width)
-        return Tile((int(rec.width * ratio), int(rec.height * ratio)), rec.boxes_xyxy * np.float32(ratio),
-                    rec.labels, lambda: self.load(index))
+        (width, height), (boxes, labels) = self.dataset.size_wh(index), self.dataset.annotations(index)
+        ratio = min(self.input_hw[0] / height, self.input_hw[1] / width)
+        return Tile((int(width * ratio), int(height * ratio)), boxes * np.float32(ratio), labels,
+                    lambda: self.load(index))
 
     def __getitem__(self, key: tuple[int, int, bool]) -> TrainSample:
         index, epoch, mosaic_enabled = key
