@@ -83,6 +83,10 @@ class DetectionDataset:
         """(boxes_xyxy, labels) of ``index`` in original pixels, without decoding the image."""
         return self._index.boxes(index)
 
+    def box_counts(self) -> np.ndarray:
+        """[N] number of usable boxes of every image."""
+        return self._index.box_counts
+
     def size_wh(self, index: int) -> tuple[int, int]:
         """(width, height) of image ``index`` as annotated."""
         return self._index.size_wh(index)

@@ -49,7 +49,7 @@ class _TrainView(Dataset):
         self.input_hw = input_hw
         self.aug = aug
         self.seed = seed
-        self.mixup_pool = np.flatnonzero(dataset.records.box_counts).astype(np.int64)
+        self.mixup_pool = np.flatnonzero(dataset.box_counts()).astype(np.int64)
         self.bad: set[int] = set()  # per worker: files already reported once
 
     def __len__(self) -> int:
