@@ -25,7 +25,7 @@ from yoloxdet.data.augment import ResolvedAugment, TrainSample
 from yoloxdet.data.datasets import DetectionDataset
 from yoloxdet.data.mosaic import Loaded, Tile, make_train_sample
 from yoloxdet.data.transforms import letterbox
-from yoloxdet.io import ImageReadError
+from yoloxdet.io import ImageReadError, read_image
 from yoloxdet.structures import Targets
 
 logger = logging.getLogger(__name__)
@@ -207,3 +207,36 @@ def build_val_loader(dataset: DetectionDataset, *, batch_size: int, input_size: 
     loader = DataLoader(_ValView(dataset, tuple(input_size)), batch_size=batch_size, shuffle=False,
                         num_workers=workers, collate_fn=_collate_val)
     return ValLoader(loader)
+
+
+class _DecodeView(Dataset):
+    """``i`` -> ``(image_id, BGR image or None)``; None (and one warning naming the file) when unreadable."""
+
+    def __init__(self, items: list[tuple[int, str]]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None]:
+        image_id, path = self.items[i]
+        try:
+            return image_id, read_image(path)
+        except ImageReadError as exc:
+            logger.warning("skipping %s", exc)
+            return image_id, None
+
+
+def _as_is(item: Any) -> Any:
+    return item  # module level, so that a spawned worker can unpickle it
+
+
+def decoded_images(items: list[tuple[int, str | os.PathLike]], workers: int | None = None,
+                   ) -> Iterator[tuple[int, np.ndarray | None]]:
+    """``(image_id, BGR image)`` in the order of ``items`` (``(image_id, path)`` pairs), decoded by ``workers``
+    loader processes (default: the CPUs but one) while the caller works on the previous images."""
+    workers = default_workers(64) if workers is None else workers
+    view = _DecodeView([(int(i), str(p)) for i, p in items])
+    if workers == 0:
+        return (view[i] for i in range(len(view)))
+    return iter(DataLoader(view, batch_size=None, num_workers=workers, collate_fn=_as_is, prefetch_factor=16))
