@@ -1,5 +1,6 @@
-"""Data at scale, on small generated splits: the parallel header check finds what the serial full decode finds,
-the check cache follows the content, and the numpy index serves exactly the samples of the annotation file."""
+"""Data at scale, on small generated splits: the parallel header check finds what the serial full decode
+finds, the check cache follows the content, and the numpy index serves exactly the annotation file's
+samples."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def bad_image_folder(tmp_path: Path) -> tuple[list[Path], list[tuple[int, int]]]
     exif[0x0112] = 6
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(folder / "rot.jpg", exif=exif)
     extra = [folder / "dup.png", folder / "link.png", jpg, folder / "rot.jpg", folder / "missing.png"]
-    return paths + extra, sizes + [(12, 10), (13, 10), (80, 60), (20, 30), (5, 5)]
+    return paths + extra, [*sizes, (12, 10), (13, 10), (80, 60), (20, 30), (5, 5)]
 
 
 def test_parallel_header_check_finds_what_the_serial_decode_finds(tmp_path):
@@ -53,31 +54,57 @@ def test_parallel_header_check_finds_what_the_serial_decode_finds(tmp_path):
     assert [str(i) for i in parallel] == [str(i) for i in serial]
     assert parallel_bad.tolist() == serial_bad.tolist()
     messages = "\n".join(map(str, serial))
-    for part in ("003.png: corrupt", "007.png: truncated", "cut.jpg: truncated", "009.png: image is 16x10",
-                 "dup.png: duplicate of", "link.png: duplicate of", "rot.jpg: EXIF orientation 6",
-                 "missing.png: image file is missing"):
+    for part in (
+        "003.png: corrupt",
+        "007.png: truncated",
+        "cut.jpg: truncated",
+        "009.png: image is 16x10",
+        "dup.png: duplicate of",
+        "link.png: duplicate of",
+        "rot.jpg: EXIF orientation 6",
+        "missing.png: image file is missing",
+    ):
         assert part in messages
     assert np.flatnonzero(serial_bad).tolist() == [3, 7, 38, 40]
 
 
 def write_coco_split(root: Path, coco128: Path, count: int = 24) -> Path:
-    """``count`` coco128 images (symlinked) with their official annotations, plus cases the reader must handle:
-    a crowd box, a box reaching outside its image, a negative image, annotations out of image order."""
+    """``count`` coco128 images (symlinked) with their official annotations, plus cases the reader must
+    handle: a crowd box, a box reaching outside its image, a negative image, annotations out of image
+    order."""
     gt = json.loads((coco128 / "annotations" / "instances.json").read_text())
     images = gt["images"][:count]
     ids = {im["id"] for im in images}
     anns = [a for a in gt["annotations"] if a["image_id"] in ids][::-1]  # not grouped by image
     anns = [a for a in anns if a["image_id"] != images[5]["id"]]  # a negative image
     first = images[0]
-    anns.append({"id": 10**7, "image_id": first["id"], "category_id": 1, "iscrowd": 1, "area": 100.0,
-                 "bbox": [1.0, 1.0, 10.0, 10.0]})
-    anns.append({"id": 10**7 + 1, "image_id": first["id"], "category_id": 3, "iscrowd": 0, "area": 500.0,
-                 "bbox": [first["width"] - 20.5, 3.25, 40.0, 20.0]})
+    anns.append(
+        {
+            "id": 10**7,
+            "image_id": first["id"],
+            "category_id": 1,
+            "iscrowd": 1,
+            "area": 100.0,
+            "bbox": [1.0, 1.0, 10.0, 10.0],
+        }
+    )
+    anns.append(
+        {
+            "id": 10**7 + 1,
+            "image_id": first["id"],
+            "category_id": 3,
+            "iscrowd": 0,
+            "area": 500.0,
+            "bbox": [first["width"] - 20.5, 3.25, 40.0, 20.0],
+        }
+    )
     (root / "images").mkdir(parents=True)
     for im in images:
         os.symlink(coco128 / "images" / im["file_name"], root / "images" / im["file_name"])
     (root / "annotations").mkdir()
-    (root / "annotations" / "instances.json").write_text(json.dumps({**gt, "images": images, "annotations": anns}))
+    (root / "annotations" / "instances.json").write_text(
+        json.dumps({**gt, "images": images, "annotations": anns})
+    )
     spec = root / "data.yaml"
     spec.write_text("format: coco\ntrain: {images: images, annotations: annotations/instances.json}\n")
     return spec
@@ -91,8 +118,10 @@ class AnnotationFileDataset:
         root = spec_path.parent
         gt = json.loads((root / "annotations" / "instances.json").read_text())
         label_of = {cid: i for i, cid in enumerate(sorted(c["id"] for c in gt["categories"]))}
-        self.items = {im["id"]: (root / "images" / im["file_name"], im["width"], im["height"], [], [])
-                      for im in gt["images"]}
+        self.items = {
+            im["id"]: (root / "images" / im["file_name"], im["width"], im["height"], [], [])
+            for im in gt["images"]
+        }
         for a in gt["annotations"]:
             if a["iscrowd"]:
                 continue
@@ -146,8 +175,9 @@ def test_mosaic_batches_are_bit_identical_to_the_annotation_file(tmp_path, coco1
     aug = ResolvedAugment(mosaic_prob=1.0, mixup_prob=0.5, enable_mixup=True)
 
     def batches(dataset, workers: int) -> list:
-        loader = build_train_loader(dataset, batch_size=4, input_size=(96, 96), augment=aug, seed=3,
-                                    workers=workers)
+        loader = build_train_loader(
+            dataset, batch_size=4, input_size=(96, 96), augment=aug, seed=3, workers=workers
+        )
         loader.set_epoch(1, mosaic=True)
         return [(images, t.boxes_cxcywh, t.labels, t.mask) for images, t in loader]
 
@@ -173,7 +203,9 @@ def test_check_cache_follows_the_content(tmp_path, coco128):
     gt["annotations"] = gt["annotations"][1:]
     ann_file.write_text(json.dumps(gt))
     changed = checked_dataset(spec, "train", cache, workers=1, progress=False)
-    assert len(list(cache.glob("*.npz"))) == 2 and len(changed.records.labels) == len(first.records.labels) - 1
+    assert (
+        len(list(cache.glob("*.npz"))) == 2 and len(changed.records.labels) == len(first.records.labels) - 1
+    )
     # a YOLO label file edited in place: a new check, and the new boxes
     yolo_spec = load_dataset_spec(write_yolo(tmp_path / "yolo"))
     before = checked_dataset(yolo_spec, "train", cache, workers=1, progress=False)
@@ -185,8 +217,14 @@ def test_check_cache_follows_the_content(tmp_path, coco128):
 
 def test_checked_dataset_drops_what_the_check_finds_unreadable(tmp_path, coco128):
     spec_path = write_coco_split(tmp_path / "coco", coco128, count=6)
-    victim = tmp_path / "coco" / "images" / json.loads(
-        (tmp_path / "coco" / "annotations" / "instances.json").read_text())["images"][2]["file_name"]
+    victim = (
+        tmp_path
+        / "coco"
+        / "images"
+        / json.loads((tmp_path / "coco" / "annotations" / "instances.json").read_text())["images"][2][
+            "file_name"
+        ]
+    )
     victim.unlink()
     victim.write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     dataset = checked_dataset(load_dataset_spec(spec_path), "train", tmp_path / "cache", progress=False)

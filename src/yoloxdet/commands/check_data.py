@@ -12,9 +12,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--splits", nargs="+", default=None, help="splits to check (default: all described)")
     parser.add_argument("--png", default=None, help="statistics image (default: <dataset>-stats.png here)")
     parser.add_argument("--max-list", type=int, default=200, help="print at most this many problems per split")
-    parser.add_argument("--workers", type=int, default=None, help="processes checking images (default: the CPUs)")
-    parser.add_argument("--decode", action="store_true", help="decode every image fully (slow; finds corruption "
-                        "inside complete files too), instead of reading headers and end markers")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes checking images (default: the CPUs)")
+    parser.add_argument("--decode", action="store_true",
+                        help="decode every image fully (slow; finds corruption inside complete files too) "
+                        "instead of reading headers and end markers")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,10 +1,10 @@
 """Dataset checks: catch bad data before it costs a training run.
 
 ``check_split`` combines the reader's annotation problems (boxes outside the image, zero/negative size, NaN,
-unknown classes, malformed or empty label files, missing images) with image checks: corrupt or truncated files,
-EXIF-rotated images and duplicate images. Image checks run in a process pool over chunks of files and read
-headers and end markers (full decoding is ``check-data --decode``). ``checked_dataset`` runs them once per
-content hash (annotation files' bytes, image files' names, sizes and mtimes), drops unreadable images, so
+unknown classes, malformed or empty label files, missing images) with image checks: corrupt or truncated
+files, EXIF-rotated images and duplicate images. Image checks run in a process pool over chunks of files and
+read headers and end markers (full decoding is ``check-data --decode``). ``checked_dataset`` runs them once
+per content hash (annotation files' bytes, image files' names, sizes and mtimes), drops unreadable images, so
 training never dies mid-epoch on one bad file, and saves the checked index so that the next start loads it.
 """
 
@@ -68,13 +68,15 @@ class CheckReport:
         return [i for i in self.issues if i.severity == "error"]
 
 
-def image_problems(path: Path, expected_wh: tuple[int, int] | None = None, decode: bool = True) -> list[Issue]:
+def image_problems(path: Path, expected_wh: tuple[int, int] | None = None,
+                   decode: bool = True) -> list[Issue]:
     """Check one image: corrupt and truncated files are errors; EXIF rotation and a size that differs from the
     annotations' are warnings.
 
-    With ``decode=False`` only the header is parsed, plus the end marker of JPEG and PNG files: a file cut short
-    lacks it, and only such a file is then decoded to tell truncation from harmless trailing bytes. This finds
-    the same problems as full decoding except corruption inside complete files (rare; ``check-data --decode``).
+    With ``decode=False`` only the header is parsed, plus the end marker of JPEG and PNG files: a file cut
+    short lacks it, and only such a file is then decoded to tell truncation from harmless trailing bytes. This
+    finds the same problems as full decoding except corruption inside complete files (rare; ``check-data
+    --decode`` finds those too).
     """
     issues = []
     try:
@@ -236,7 +238,8 @@ def split_stats(dataset: DetectionDataset) -> SplitStats:
     sizes = np.sqrt(wh.prod(axis=1)) / np.sqrt(image_area)
     return SplitStats(
         images=len(dataset), negatives=int((index.box_counts == 0).sum()),
-        boxes_per_class={name: counts.get(i, 0) for i, name in enumerate(dataset.names)}, box_sizes=sizes.tolist())
+        boxes_per_class={name: counts.get(i, 0) for i, name in enumerate(dataset.names)},
+        box_sizes=sizes.tolist())
 
 
 def check_split(spec: DatasetSpec, split: str, workers: int | None = None, *, decode: bool = False,
@@ -291,8 +294,8 @@ def checked_dataset(spec: DatasetSpec, split: str, cache_dir: str | Path, worker
 
     The first time, image headers are checked in a process pool of ``workers`` (default: the CPUs), with a
     progress bar; the checked index of records is saved next to the results, so that a later start with the
-    same content reads neither the annotations nor any image. Logs one counted warning; the full list is in the
-    cached JSON next to it and from ``yoloxdet check-data``.
+    same content reads neither the annotations nor any image. Logs one counted warning; the full list is in
+    the cached JSON next to it and from ``yoloxdet check-data``.
     """
     key = content_hash(spec, split)
     cache = Path(cache_dir) / f"check-{split}-{key[:16]}.json"

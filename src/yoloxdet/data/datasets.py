@@ -210,4 +210,5 @@ def build_dataset(spec: DatasetSpec, split: str) -> DetectionDataset:
                        len(result.issues), len(errors), result.issues[0])
     if not len(result.records):
         raise ValueError(f"{spec.source or spec.root}: split '{split}' has no usable images")
-    return DetectionDataset(result.records, result.names, result.category_ids, result.issues, result.coco_file)
+    return DetectionDataset(result.records, result.names, result.category_ids, result.issues,
+                            result.coco_file)

@@ -174,7 +174,7 @@ def _coco_boxes(anns: list[_CocoAnnotation], position: dict[int, int], missing: 
     image_ids = [int(a.image_id) for a in anns]
     pos = np.asarray([position.get(i, -1) for i in image_ids], np.int64)
     report(np.flatnonzero((pos < 0) & ~np.isin(image_ids, list(missing))), 0,
-           lambda k: f"refers to unknown image id {image_ids[k]}")  # those of a missing file are reported once
+           lambda k: f"refers to unknown image id {image_ids[k]}")  # a missing file was reported once
     alive = (pos >= 0) & ~np.asarray([bool(a.iscrowd) for a in anns], bool).reshape(-1)  # crowd: eval only
     index_of = {cid: i for i, cid in enumerate(category_ids)}
     cls = np.asarray([index_of.get(a.category_id, -1) for a in anns], np.int64)
@@ -194,12 +194,13 @@ def _coco_boxes(anns: list[_CocoAnnotation], position: dict[int, int], missing: 
     alive &= ~not_finite & ~no_size
     area = np.ones(len(anns))
     rows = np.flatnonzero(alive).tolist()
-    area[rows] = [float(anns[k].area) if anns[k].area is not None else w[k] * h[k] for k in rows]  # absent: w*h
+    area[rows] = [float(anns[k].area) if anns[k].area is not None else w[k] * h[k] for k in rows]
     no_area = alive & (area <= 0)
     report(np.flatnonzero(no_area), 3, lambda k: f"area {anns[k].area} <= 0; dropped")
     alive &= ~no_area
     size_w, size_h = (sizes_wh[pos].T if len(pos) else np.zeros((2, 0))).astype(np.float64)
-    outside = alive & ((raw[:, 0] < -1) | (raw[:, 1] < -1) | (raw[:, 2] > size_w + 1) | (raw[:, 3] > size_h + 1))
+    outside = alive & ((raw[:, 0] < -1) | (raw[:, 1] < -1)
+                       | (raw[:, 2] > size_w + 1) | (raw[:, 3] > size_h + 1))  # tolerance 1 px, as is_outside
     report(np.flatnonzero(outside), 4, lambda k: f"box {[round(v, 1) for v in raw_list[k]]} reaches outside "
                                                  f"the {int(size_w[k])}x{int(size_h[k])} image; clipped",
            "warning")

@@ -1,13 +1,14 @@
 """``RecordIndex``: the records of a split in a few flat numpy arrays instead of one Python object per image.
 
-A COCO-size split (120k images, 860k boxes) as Python objects is ~1 GB of small objects whose reference counts
-change whenever they are read; forked DataLoader workers then copy the pages they touch, one by one, until each
-worker holds its own copy. Here the whole index is ten arrays (paths as one byte blob plus offsets, boxes
-concatenated with per-image offsets), so reading it touches no reference counts and workers keep sharing the
-parent's pages. It also saves to and loads from one ``.npz`` file, which is what makes a cached start fast.
+A COCO-size split (120k images, 860k boxes) as Python objects is hundreds of MB of small objects whose
+reference counts change whenever they are read; forked DataLoader workers then copy the pages they touch, one
+by one, until each worker holds its own copy. Here the whole index is a few arrays (paths as one byte blob
+plus offsets, boxes concatenated with per-image offsets), so reading it touches no reference counts and
+workers keep sharing the parent's pages. It saves to and loads from one ``.npz`` file, which makes a cached
+start fast.
 
-``index[i]`` still returns a :class:`Record` (built on demand, its arrays read-only views), so code that iterates
-records keeps working; hot paths use :meth:`RecordIndex.boxes` and friends, which build nothing.
+``index[i]`` still returns a :class:`Record` (built on demand, its arrays read-only views), so code that
+iterates records keeps working; hot paths use :meth:`RecordIndex.boxes` and friends, which build nothing.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class StringArray:
         return len(self.offsets) - 1
 
     def __getitem__(self, i: int) -> str:
-        return self.blob[self.offsets[i]: self.offsets[i + 1]].tobytes().decode()
+        return self.blob[self.offsets[i] : self.offsets[i + 1]].tobytes().decode()
 
     def take(self, indices: np.ndarray) -> StringArray:
         return StringArray.of(self[int(i)] for i in indices)
@@ -52,8 +53,8 @@ class StringArray:
 class RecordIndex(Sequence[Record]):
     """Images of a split and their usable boxes (original pixels, ``[x1, y1, x2, y2]``, float32).
 
-    Box rows ``box_offsets[i]:box_offsets[i + 1]`` of ``boxes``/``labels`` (and ``difficult``, VOC only) belong
-    to image ``i``. ``label_file_ids[i]`` indexes ``label_files`` (-1: none).
+    Box rows ``box_offsets[i]:box_offsets[i + 1]`` of ``boxes``/``labels`` (and ``difficult``, VOC only)
+    belong to image ``i``. ``label_file_ids[i]`` indexes ``label_files`` (-1: none).
     """
 
     paths: StringArray
@@ -67,10 +68,17 @@ class RecordIndex(Sequence[Record]):
     difficult: np.ndarray | None = None  # [M] bool, VOC only
 
     def __post_init__(self) -> None:
-        for array in (self.image_ids, self.sizes_wh, self.box_offsets, self.boxes_xyxy, self.labels,
-                      self.label_file_ids, self.difficult):
+        for array in (
+            self.image_ids,
+            self.sizes_wh,
+            self.box_offsets,
+            self.boxes_xyxy,
+            self.labels,
+            self.label_file_ids,
+            self.difficult,
+        ):
             if array is not None:
-                array.setflags(write=False)  # records hand out views: nobody may change the index through them
+                array.setflags(write=False)  # records hand out views of them
 
     # ------------------------------------------------------------ per image, without building a Record
     def __len__(self) -> int:
@@ -100,9 +108,16 @@ class RecordIndex(Sequence[Record]):
         file_id = int(self.label_file_ids[i])
         extra = {}
         if self.difficult is not None:
-            extra["difficult"] = self.difficult[self.box_offsets[i]: self.box_offsets[i + 1]]
-        return Record(self.path(i), int(self.image_ids[i]), *self.size_wh(i), boxes, labels,
-                      Path(self.label_files[file_id]) if file_id >= 0 else None, extra)
+            extra["difficult"] = self.difficult[self.box_offsets[i] : self.box_offsets[i + 1]]
+        return Record(
+            self.path(i),
+            int(self.image_ids[i]),
+            *self.size_wh(i),
+            boxes,
+            labels,
+            Path(self.label_files[file_id]) if file_id >= 0 else None,
+            extra,
+        )
 
     def __iter__(self) -> Iterator[Record]:
         return (self[i] for i in range(len(self)))
@@ -116,22 +131,38 @@ class RecordIndex(Sequence[Record]):
         offsets = np.zeros(len(records) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
         files: dict[str, int] = {}
-        file_ids = [files.setdefault(str(r.label_file), len(files)) if r.label_file is not None else -1
-                    for r in records]
+        file_ids = [
+            files.setdefault(str(r.label_file), len(files)) if r.label_file is not None else -1
+            for r in records
+        ]
         has_difficult = any("difficult" in r.extra for r in records)
-        difficult = (np.concatenate([np.zeros(0, bool)] + [
-            np.asarray(r.extra.get("difficult", np.zeros(len(r.labels), bool)), bool).reshape(-1)
-            for r in records]) if has_difficult else None)
+        difficult = (
+            np.concatenate(
+                [np.zeros(0, bool)]
+                + [
+                    np.asarray(r.extra.get("difficult", np.zeros(len(r.labels), bool)), bool).reshape(-1)
+                    for r in records
+                ]
+            )
+            if has_difficult
+            else None
+        )
         return RecordIndex(
             StringArray.of(str(r.path) for r in records),
             np.asarray([r.image_id for r in records], np.int64).reshape(-1),
             np.asarray([(r.width, r.height) for r in records], np.int64).reshape(-1, 2),
             offsets,
-            np.concatenate([np.zeros((0, 4), np.float32)] + [np.asarray(r.boxes_xyxy, np.float32).reshape(-1, 4)
-                                                             for r in records]),
-            np.concatenate([np.zeros(0, np.int64)] + [np.asarray(r.labels, np.int64).reshape(-1)
-                                                      for r in records]),
-            StringArray.of(files), np.asarray(file_ids, np.int64).reshape(-1), difficult)
+            np.concatenate(
+                [np.zeros((0, 4), np.float32)]
+                + [np.asarray(r.boxes_xyxy, np.float32).reshape(-1, 4) for r in records]
+            ),
+            np.concatenate(
+                [np.zeros(0, np.int64)] + [np.asarray(r.labels, np.int64).reshape(-1) for r in records]
+            ),
+            StringArray.of(files),
+            np.asarray(file_ids, np.int64).reshape(-1),
+            difficult,
+        )
 
     def take(self, keep: np.ndarray) -> RecordIndex:
         """The images at positions ``keep`` (in that order)."""
@@ -141,16 +172,32 @@ class RecordIndex(Sequence[Record]):
         offsets = np.zeros(len(keep) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
         rows = (np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])).astype(np.int64)
-        return RecordIndex(self.paths.take(keep), self.image_ids[keep], self.sizes_wh[keep], offsets,
-                           self.boxes_xyxy[rows], self.labels[rows], self.label_files, self.label_file_ids[keep],
-                           None if self.difficult is None else self.difficult[rows])
+        return RecordIndex(
+            self.paths.take(keep),
+            self.image_ids[keep],
+            self.sizes_wh[keep],
+            offsets,
+            self.boxes_xyxy[rows],
+            self.labels[rows],
+            self.label_files,
+            self.label_file_ids[keep],
+            None if self.difficult is None else self.difficult[rows],
+        )
 
     def to_bytes(self) -> bytes:
-        arrays = {"version": np.asarray(INDEX_VERSION), "paths_blob": self.paths.blob,
-                  "paths_offsets": self.paths.offsets, "image_ids": self.image_ids, "sizes_wh": self.sizes_wh,
-                  "box_offsets": self.box_offsets, "boxes_xyxy": self.boxes_xyxy, "labels": self.labels,
-                  "label_files_blob": self.label_files.blob, "label_files_offsets": self.label_files.offsets,
-                  "label_file_ids": self.label_file_ids}
+        arrays = {
+            "version": np.asarray(INDEX_VERSION),
+            "paths_blob": self.paths.blob,
+            "paths_offsets": self.paths.offsets,
+            "image_ids": self.image_ids,
+            "sizes_wh": self.sizes_wh,
+            "box_offsets": self.box_offsets,
+            "boxes_xyxy": self.boxes_xyxy,
+            "labels": self.labels,
+            "label_files_blob": self.label_files.blob,
+            "label_files_offsets": self.label_files.offsets,
+            "label_file_ids": self.label_file_ids,
+        }
         if self.difficult is not None:
             arrays["difficult"] = self.difficult
         buffer = io.BytesIO()
@@ -165,9 +212,15 @@ class RecordIndex(Sequence[Record]):
                 if int(f["version"]) != INDEX_VERSION:
                     return None
                 return RecordIndex(
-                    StringArray(f["paths_blob"], f["paths_offsets"]), f["image_ids"], f["sizes_wh"],
-                    f["box_offsets"], f["boxes_xyxy"], f["labels"],
-                    StringArray(f["label_files_blob"], f["label_files_offsets"]), f["label_file_ids"],
-                    f["difficult"] if "difficult" in f.files else None)
+                    StringArray(f["paths_blob"], f["paths_offsets"]),
+                    f["image_ids"],
+                    f["sizes_wh"],
+                    f["box_offsets"],
+                    f["boxes_xyxy"],
+                    f["labels"],
+                    StringArray(f["label_files_blob"], f["label_files_offsets"]),
+                    f["label_file_ids"],
+                    f["difficult"] if "difficult" in f.files else None,
+                )
         except (OSError, ValueError, KeyError):
             return None

@@ -233,8 +233,8 @@ def _as_is(item: Any) -> Any:
 
 def decoded_images(items: list[tuple[int, str | os.PathLike]], workers: int | None = None,
                    ) -> Iterator[tuple[int, np.ndarray | None]]:
-    """``(image_id, BGR image)`` in the order of ``items`` (``(image_id, path)`` pairs), decoded by ``workers``
-    loader processes (default: the CPUs but one) while the caller works on the previous images."""
+    """``(image_id, BGR image)`` in the order of ``items`` (``(image_id, path)`` pairs), decoded by
+    ``workers`` loader processes (default: the CPUs but one) while the caller works on the previous images."""
     workers = default_workers(64) if workers is None else workers
     view = _DecodeView([(int(i), str(p)) for i, p in items])
     if workers == 0:
