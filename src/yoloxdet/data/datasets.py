@@ -80,7 +80,7 @@ class DetectionDataset:
         return Sample(read_image(path), boxes.copy(), labels.copy(), int(self._index.image_ids[index]), path)
 
     def annotations(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(boxes_xyxy, labels) of ``index`` in original pixels, without decoding the image."""
+        """(boxes_xyxy, labels) of ``index`` in original pixels, without decoding the image (read-only views)."""
         return self._index.boxes(index)
 
     def box_counts(self) -> np.ndarray:
@@ -94,7 +94,8 @@ class DetectionDataset:
     def load_resized(self, index: int, size_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The official ``pull_item``: image resized by ``r = min(H/h, W/w)`` (INTER_LINEAR), boxes times ``r``.
 
-        Returns image [h', w', 3] uint8 (read-only when cached: copy before writing), boxes_xyxy, labels.
+        Returns image [h', w', 3] uint8 (read-only when cached: copy before writing), boxes_xyxy, labels
+        (read-only).
         """
         image = self._cached(index, size_hw)
         if image is None:

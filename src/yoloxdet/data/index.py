@@ -7,7 +7,7 @@ plus offsets, boxes concatenated with per-image offsets), so reading it touches 
 workers keep sharing the parent's pages. It saves to and loads from one ``.npz`` file, which makes a cached
 start fast.
 
-``index[i]`` still returns a :class:`Record` (built on demand, its arrays read-only views), so code that
+``index[i]`` still returns a :class:`Record` (built on demand, with copies of its boxes), so code that
 iterates records keeps working; hot paths use :meth:`RecordIndex.boxes` and friends, which build nothing.
 """
 
@@ -108,13 +108,13 @@ class RecordIndex(Sequence[Record]):
         file_id = int(self.label_file_ids[i])
         extra = {}
         if self.difficult is not None:
-            extra["difficult"] = self.difficult[self.box_offsets[i] : self.box_offsets[i + 1]]
-        return Record(
+            extra["difficult"] = self.difficult[self.box_offsets[i] : self.box_offsets[i + 1]].copy()
+        return Record(  # with copies of its arrays: a Record is the caller's to change, the index is not
             self.path(i),
             int(self.image_ids[i]),
             *self.size_wh(i),
-            boxes,
-            labels,
+            boxes.copy(),
+            labels.copy(),
             Path(self.label_files[file_id]) if file_id >= 0 else None,
             extra,
         )
