@@ -324,29 +324,29 @@ def render(results: dict, val: dict | None, batches: int) -> str:
             cells += [fmt.format(o), fmt.format(p) if p is not None else "-", f"{o / p:.2f}" if p else "-"]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
 
-    row(
-        "first start, s (ours: read + check every image header + save index)",
-        lambda r: r["starts"]["ours_first"]["seconds"],
-        lambda r: r["starts"]["peer"]["seconds"],
+    table = (  # label, ours' figure, the peer's figure (the peer's init is both its first and cached start)
+        (
+            "first start, s (ours: read + check every image header + save index)",
+            "ours_first",
+            "seconds",
+            "{:.1f}",
+        ),
+        ("cached start, s (ours: load the saved index)", "ours_cached", "seconds", "{:.2f}"),
+        (
+            "memory of the loaded index, MB above baseline (cached start / peer init)",
+            "ours_cached",
+            "memory_mb",
+            "{:.0f}",
+        ),
+        ("memory after a first start, MB above baseline", "ours_first", "memory_mb", "{:.0f}"),
     )
-    row(
-        "cached start, s (ours: load the saved index)",
-        lambda r: r["starts"]["ours_cached"]["seconds"],
-        lambda r: r["starts"]["peer"]["seconds"],
-        "{:.2f}",
-    )
-    row(
-        "memory of the loaded index, MB above baseline (cached start / peer init)",
-        lambda r: r["starts"]["ours_cached"]["memory_mb"],
-        lambda r: r["starts"]["peer"]["memory_mb"],
-        "{:.0f}",
-    )
-    row(
-        "memory after a first start, MB above baseline",
-        lambda r: r["starts"]["ours_first"]["memory_mb"],
-        lambda r: r["starts"]["peer"]["memory_mb"],
-        "{:.0f}",
-    )
+    for label, kind, key, fmt in table:
+        row(
+            label,
+            lambda r, kind=kind, key=key: r["starts"][kind][key],
+            lambda r, key=key: r["starts"]["peer"][key],
+            fmt,
+        )
     row(
         "training loader, samples/s (2 workers, 640, mosaic + mixup)",
         lambda r: r["rate"]["ours"],

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-from test_data_helpers import write_image, write_yolo
+from test_data_helpers import write_exif_rotated, write_image, write_truncated_jpeg, write_yolo
 
 from yoloxdet.data.augment import ResolvedAugment
 from yoloxdet.data.checks import check_files, checked_dataset
@@ -37,12 +36,8 @@ def bad_image_folder(tmp_path: Path) -> tuple[list[Path], list[tuple[int, int]]]
     (folder / "dup.png").write_bytes(paths[20].read_bytes())  # duplicate bytes
     os.symlink(paths[21], folder / "link.png")  # the same file twice
     jpg = folder / "cut.jpg"
-    noise = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
-    Image.fromarray(noise).save(jpg, quality=95)
-    jpg.write_bytes(jpg.read_bytes()[: jpg.stat().st_size // 2])  # header intact, pixel data cut
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(folder / "rot.jpg", exif=exif)
+    write_truncated_jpeg(jpg, (80, 60))
+    write_exif_rotated(folder / "rot.jpg")
     extra = [folder / "dup.png", folder / "link.png", jpg, folder / "rot.jpg", folder / "missing.png"]
     return paths + extra, [*sizes, (12, 10), (13, 10), (80, 60), (20, 30), (5, 5)]
 
