@@ -48,7 +48,7 @@ SIDES = ("ours", "peer")
 
 # ---------------------------------------------------------------- generated splits
 def make_split(source: Path, count: int, out: Path) -> Path:
-    """``count`` images of ``source`` repeated through symlinks, as a COCO split in ``out``; reused if there."""
+    """``count`` images of ``source`` repeated through symlinks, as a COCO split in ``out`` (reused)."""
     spec = out / "data.yaml"
     if spec.is_file():
         return spec
@@ -456,31 +456,30 @@ def main() -> None:
     text = render(saved["sizes"], saved["val"], args.batches)
     print(text)
     if not args.no_write:
-        by_size = sorted(saved["sizes"].items(), key=lambda item: int(item[0]))
-        took = ", ".join(
-            f"{int(s) // 1000}k: {r['bench_s'] / 60:.0f} min, {r['turns']} turn(s)" for s, r in by_size
-        )
-        splits = ", ".join(f"{int(s):,} images / {r['boxes']:,} boxes" for s, r in by_size)
-        write_section(
-            "scale",
-            "\n".join(
-                [
-                    "## Scale: COCO-size splits (`benchmarks/bench_scale.py`)",
-                    "",
-                    f"Generated from coco128 through symlinks ({splits}); "
-                    "ours = `checked_dataset` (the start of `yoloxdet train`), peer = pixeltable-yolox 0.4.3 `CocoDataset` "
-                    "(official). Each figure in a fresh process; medians of interleaved turns. The machine "
-                    f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs) was shared with other jobs "
-                    "during the run, so absolute times are noisy; ratios are from the same turns. "
-                    f"Run time of the benchmark: {took}.",
-                    "",
-                    text,
-                    "",
-                    "Reproduce: `.venv/bin/python benchmarks/bench_scale.py --images 20000 --turns 3 --val`, then "
-                    "`--images 120000 --turns 1` (results accumulate in /tmp/yoloxdet-scale/results.json).",
-                ]
-            ),
-        )
+        write_section("scale", section(saved, text))
+
+
+def section(saved: dict, table: str) -> str:
+    by_size = sorted(saved["sizes"].items(), key=lambda item: int(item[0]))
+    took = ", ".join(
+        f"{int(s) // 1000}k: {r['bench_s'] / 60:.0f} min, {r['turns']} turn(s)" for s, r in by_size
+    )
+    splits = ", ".join(f"{int(s):,} images / {r['boxes']:,} boxes" for s, r in by_size)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    intro = (
+        f"Generated from coco128 through symlinks ({splits}); ours = `checked_dataset` (the start of "
+        "`yoloxdet train`), peer = pixeltable-yolox 0.4.3 `CocoDataset` (official; it has no cache, so its "
+        "init is compared with both our first and our cached start). Each figure in a fresh process; medians "
+        f"of interleaved turns. The machine ({machine}) was shared with other jobs during the run, so "
+        f"absolute times are noisy; ratios are from the same turns. Run time of the benchmark: {took}."
+    )
+    reproduce = (
+        "Reproduce: `.venv/bin/python benchmarks/bench_scale.py --images 20000 --turns 3 --val`, then "
+        "`--images 120000 --turns 1` (results accumulate in /tmp/yoloxdet-scale/results.json)."
+    )
+    return "\n".join(
+        ["## Scale: COCO-size splits (`benchmarks/bench_scale.py`)", "", intro, "", table, "", reproduce]
+    )
 
 
 if __name__ == "__main__":
