@@ -408,6 +408,8 @@ def render(results: dict, val: dict | None, batches: int) -> str:
                 + " | ".join(f"{v:.1f}" for v in t["timing_s"].values())
                 + " |"
             )
+    if val and val.get("note"):
+        lines += ["", val["note"]]
     return "\n".join(lines)
 
 
