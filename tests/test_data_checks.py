@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_data_helpers import ITEMS, NAMES, write_coco, write_voc, write_yolo
+from test_data_helpers import (
+    ITEMS,
+    NAMES,
+    write_coco,
+    write_exif_rotated,
+    write_truncated_jpeg,
+    write_voc,
+    write_yolo,
+)
 
 from yoloxdet.cli import main
 from yoloxdet.data.checks import check_split, checked_dataset
@@ -110,12 +118,8 @@ def test_image_problems_corrupt_truncated_exif_duplicate_missing(tmp_path):
     images = tmp_path / "images" / "train"
     (images / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     jpg = images / "e.jpg"
-    noise = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
-    Image.fromarray(noise).save(jpg, quality=95)
-    jpg.write_bytes(jpg.read_bytes()[: jpg.stat().st_size // 2])  # header intact, pixel data cut
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(images / "f.jpg", exif=exif)
+    write_truncated_jpeg(jpg, (400, 300))
+    write_exif_rotated(images / "f.jpg")
     (images / "g.png").write_bytes((images / "b.png").read_bytes())
     dataset, report, messages = run_checks(yaml_path)
     assert str(images / "a.png") in find(messages, "error")

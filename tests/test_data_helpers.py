@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
+from PIL import Image
 
 NAMES = ("cat", "dog", "bird")
 
@@ -33,6 +34,20 @@ def write_image(path: Path, size_wh: tuple[int, int], seed: int = 0) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     image = np.random.default_rng(seed).integers(0, 256, (size_wh[1], size_wh[0], 3), dtype=np.uint8)
     assert cv2.imwrite(str(path), image)
+
+
+def write_truncated_jpeg(path: Path, size_wh: tuple[int, int]) -> None:
+    """A JPEG whose header is intact and whose pixel data is cut in half."""
+    noise = np.random.default_rng(0).integers(0, 256, (size_wh[1], size_wh[0], 3), dtype=np.uint8)
+    assert cv2.imwrite(str(path), noise, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def write_exif_rotated(path: Path) -> None:
+    """A 30x20 JPEG with EXIF orientation 6 (decoded as 20x30)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(path, exif=exif)
 
 
 def write_yaml(path: Path, data: dict) -> Path:

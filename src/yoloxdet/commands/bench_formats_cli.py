@@ -24,13 +24,14 @@ def add_formats_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_formats(args: argparse.Namespace) -> int:
     from ..bench.formats import FORMATS, bench_formats
-    from ..data import build_dataset, load_dataset_spec
+    from ..data.datasets import build_dataset
+    from ..data.loader import decoded_images
+    from ..data.spec import load_dataset_spec
     from ..export import ExportMetadata
     from ..io import write_bytes_atomic
     from ..models.fuse import fuse_model
     from ..models.zoo import create_model
     from ..weights import CheckpointInfo, load_model
-    from .val import _dataset_samples
 
     known = tuple(dict.fromkeys(f for f, _, _ in FORMATS))
     formats = known if args.formats == "all" else tuple(f.strip() for f in args.formats.split(",") if f.strip())
@@ -49,7 +50,7 @@ def run_formats(args: argparse.Namespace) -> int:
     dataset = build_dataset(load_dataset_spec(args.data), args.split)
     metadata = ExportMetadata(info.model_name, tuple(info.class_names), (size, size), strides=tuple(model.strides))
     report = bench_formats(
-        fuse_model(model), metadata, dataset.to_coco(), lambda: _dataset_samples(dataset),
+        fuse_model(model), metadata, dataset.to_coco(), lambda: decoded_images(dataset.records.image_files()),
         formats=formats, calibrate=args.calibrate or args.data, calib_images=args.calib_images,
         batch=args.batch if args.batch > 1 else 8, threads=args.threads, warmup=args.warmup, iters=args.iters,
         burst=args.burst, score=not args.no_score,

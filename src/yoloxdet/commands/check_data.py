@@ -13,7 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--splits", nargs="+", default=None, help="splits to check (default: all described)")
     parser.add_argument("--png", default=None, help="statistics image (default: <dataset>-stats.png here)")
     parser.add_argument("--max-list", type=int, default=200, help="print at most this many problems per split")
-    parser.add_argument("--workers", type=int, default=2, help="threads decoding images")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes checking images (default: the CPUs)")
+    parser.add_argument("--decode", action="store_true",
+                        help="decode every image fully (slow; finds corruption inside complete files too) "
+                        "instead of reading headers and end markers")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     splits = args.splits or list(spec.splits)
     stats, n_errors = {}, 0
     for split in splits:
-        _, report = check_split(spec, split, args.workers)
+        _, report = check_split(spec, split, args.workers, decode=args.decode, progress=True)
         stats.update(report.stats)
         n_errors += len(report.errors)
         print(f"== {split}: {len(report.errors)} error(s), {len(report.issues) - len(report.errors)} warning(s)")

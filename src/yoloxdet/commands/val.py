@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-from collections.abc import Iterator
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from ..data.datasets import DetectionDataset
     from ..engine.voc_eval import VocMetrics
 
@@ -42,12 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine", default="faster", choices=["faster", "pycocotools"], help="COCOeval backend"
     )
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes decoding images while the model runs (default: the CPUs but one)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.loader import decoded_images
     from ..engine.evaluator import category_names, evaluate_coco, predict_coco_results
     from ..io import write_json_atomic
 
+    timings, start = {}, time.perf_counter()
     if args.data is not None:
         if args.images or args.annotations:
             raise CLIError("give either --data or --images with --annotations, not both")
@@ -56,14 +57,17 @@ def run(args: argparse.Namespace) -> int:
 
         spec = load_dataset_spec(args.data)
         dataset = build_dataset(spec, args.split)
-        gt, images, source = dataset.to_coco(), _dataset_samples(dataset), f"{args.data} [{args.split}]"
+        gt, source = dataset.to_coco(), f"{args.data} [{args.split}]"
+        files = dataset.records.image_files()
     else:
         if not (args.images and args.annotations):
             raise CLIError("give --images and --annotations (a COCO instances JSON), or --data DATASET.yaml")
         spec, dataset, gt, source = None, None, _load_ground_truth(Path(args.annotations)), str(args.annotations)
-        images = Path(args.images)
-        if not images.is_dir():
-            raise FileNotFoundError(f"{images}: image folder not found")
+        if not Path(args.images).is_dir():
+            raise FileNotFoundError(f"{args.images}: image folder not found")
+        files = [(info["id"], Path(args.images) / info.get("file_name", f"{int(info['id']):012}.jpg"))
+                 for info in gt["images"]]
+    timings["ground_truth"] = time.perf_counter() - start
     detector = detector_from_args(args)
     num_categories = len(category_names(gt))
     if detector.info.num_classes != num_categories:
@@ -71,11 +75,15 @@ def run(args: argparse.Namespace) -> int:
             f"{args.weights} predicts {detector.info.num_classes} classes but {source} has "
             f"{num_categories} categories"
         )
-    results = predict_coco_results(detector, gt, images, progress=not args.no_progress)
+    images = decoded_images(files, args.workers)  # decoded in loader processes while the model runs
+    results = predict_coco_results(detector, gt, images, progress=not args.no_progress, timings=timings)
     if args.save_detections:
         write_json_atomic(args.save_detections, results)
+    start = time.perf_counter()
     metrics = evaluate_coco(gt, results, engine=args.engine)
+    timings["coco_eval"] = time.perf_counter() - start
     print(metrics.format())
+    print("time (s): " + "  ".join(f"{stage} {seconds:.2f}" for stage, seconds in timings.items()))
     report = {
         "weights": str(args.weights),
         "model": detector.info.model_name,
@@ -85,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         "nms_iou_threshold": args.nms,
         "class_agnostic": args.class_agnostic,
         **metrics.to_dict(),
+        "timing_s": {stage: round(seconds, 3) for stage, seconds in timings.items()},
     }
     if dataset is not None and spec.format == "voc":
         voc = _voc_metrics(dataset, results)
@@ -110,20 +119,6 @@ def _load_ground_truth(path: Path) -> dict:
     if missing:
         raise ValueError(f"{path}: not a COCO instances file (missing {', '.join(missing)})")
     return gt
-
-
-def _dataset_samples(dataset: DetectionDataset) -> Iterator[tuple[int, np.ndarray | None]]:
-    """``(image_id, image)`` of every sample; None (counted as missed objects) for one that cannot be read."""
-    from ..io import ImageReadError
-
-    for index in range(len(dataset)):
-        try:
-            sample = dataset.load(index)
-        except ImageReadError as exc:
-            logging.getLogger(__name__).warning("skipping %s", exc)
-            yield dataset.records[index].image_id, None
-            continue
-        yield sample.image_id, sample.image
 
 
 def _voc_metrics(dataset: DetectionDataset, results: list[dict]) -> VocMetrics:

@@ -1,10 +1,11 @@
 """Dataset checks: catch bad data before it costs a training run.
 
 ``check_split`` combines the reader's annotation problems (boxes outside the image, zero/negative size, NaN,
-unknown classes, malformed or empty label files, missing images) with image checks that need the pixels:
-corrupt or truncated files, EXIF-rotated images and duplicate images. ``checked_dataset`` runs them once per
-content hash (annotation files' bytes, image files' names, sizes and mtimes) and drops unreadable images, so
-training never dies mid-epoch on one bad file.
+unknown classes, malformed or empty label files, missing images) with image checks: corrupt or truncated
+files, EXIF-rotated images and duplicate images. Image checks run in a process pool over chunks of files and
+read headers and end markers (full decoding is ``check-data --decode``). ``checked_dataset`` runs them once
+per content hash (annotation files' bytes, image files' names, sizes and mtimes), drops unreadable images, so
+training never dies mid-epoch on one bad file, and saves the checked index so that the next start loads it.
 """
 
 from __future__ import annotations
@@ -12,23 +13,29 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import multiprocessing
+import multiprocessing.context
+import os
 import warnings
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
 from yoloxdet.data.datasets import DetectionDataset, build_dataset
 from yoloxdet.data.formats import EXIF_ORIENTATION, list_images, yolo_label_path
+from yoloxdet.data.index import RecordIndex
 from yoloxdet.data.records import Issue
 from yoloxdet.data.spec import DatasetSpec
-from yoloxdet.io import write_figure_atomic, write_json_atomic
+from yoloxdet.io import write_bytes_atomic, write_figure_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
-CHECK_VERSION = 1  # bump when the checks change, to invalidate cached results
+CHECK_VERSION = 2  # bump when the checks change, to invalidate cached results
 
 
 @dataclass
@@ -61,16 +68,24 @@ class CheckReport:
         return [i for i in self.issues if i.severity == "error"]
 
 
-def image_problems(path: Path, expected_wh: tuple[int, int] | None = None) -> list[Issue]:
-    """Decode ``path`` fully: corrupt and truncated files are errors; EXIF rotation and a size that differs
-    from the annotations' are warnings."""
+def image_problems(path: Path, expected_wh: tuple[int, int] | None = None,
+                   decode: bool = True) -> list[Issue]:
+    """Check one image: corrupt and truncated files are errors; EXIF rotation and a size that differs from the
+    annotations' are warnings.
+
+    With ``decode=False`` only the header is parsed, plus the end marker of JPEG and PNG files: a file cut
+    short lacks it, and only such a file is then decoded to tell truncation from harmless trailing bytes. This
+    finds the same problems as full decoding except corruption inside complete files (rare; ``check-data
+    --decode`` finds those too).
+    """
     issues = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 orientation = im.getexif().get(EXIF_ORIENTATION, 1)
-                im.load()  # raises on truncated data (ImageFile.LOAD_TRUNCATED_IMAGES is off)
+                if decode or not _ends_cleanly(path, im.format):
+                    im.load()  # raises on truncated data (ImageFile.LOAD_TRUNCATED_IMAGES is off)
                 size = im.size[::-1] if orientation in (5, 6, 7, 8) else im.size
     except FileNotFoundError:
         return [Issue(path, "image file is missing")]
@@ -86,52 +101,157 @@ def image_problems(path: Path, expected_wh: tuple[int, int] | None = None) -> li
     return issues
 
 
-def _file_digest(path: Path) -> str | None:
+_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}  # EOI; the IEND chunk type and its CRC
+
+
+def _ends_cleanly(path: Path, image_format: str | None) -> bool:
+    """True when the file ends with its format's end marker (or the format has none we know)."""
+    marker = _END_MARKERS.get(image_format or "")
+    if marker is None:
+        return True
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - len(marker)))
+        return f.read() == marker
+
+
+FileStat = tuple[int, int, int]  # (size, device, inode)
+
+
+def _check_chunk(paths: list[str], sizes_wh: list[tuple[int, int] | None],
+                 decode: bool) -> list[tuple[list[Issue], FileStat | None]]:
+    """Checks of consecutive images (one task of the process pool): issues and the file's identity."""
+    out = []
+    for path, size in zip(paths, sizes_wh):
+        try:
+            st = os.stat(path)
+            identity: FileStat | None = (st.st_size, st.st_dev, st.st_ino)
+        except OSError:
+            identity = None
+        out.append((image_problems(Path(path), size, decode), identity))
+    return out
+
+
+def _digest(path: str, limit: int | None = None) -> str | None:
     try:
-        return hashlib.sha1(path.read_bytes()).hexdigest()
+        with open(path, "rb") as f:
+            return hashlib.sha1(f.read(limit) if limit else f.read()).hexdigest()
     except OSError:
         return None
 
 
-def check_images(paths: Iterable[Path], workers: int = 2,
-                 sizes_wh: Iterable[tuple[int, int] | None] | None = None) -> tuple[list[Issue], set[Path]]:
-    """Decode every image (comparing with the annotated sizes when given) and find duplicates by content;
-    returns issues and the unreadable files."""
-    paths = list(paths)
-    sizes = list(sizes_wh) if sizes_wh is not None else [None] * len(paths)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        per_image = list(pool.map(image_problems, paths, sizes))
-        digests = list(pool.map(_file_digest, paths))
-    issues = [i for found in per_image for i in found]
-    unreadable = {i.path for i in issues if i.severity == "error"}
-    first: dict[str, Path] = {}
-    for path, digest in zip(paths, digests):
-        if digest is None:
+def _duplicates(paths: list[str], identities: list[FileStat | None], workers: int) -> list[Issue]:
+    """Files with the same bytes, each named with the first of them, without reading every file: one inode is
+    one content; files of a size nobody else has are unique; the rest are told apart by their first 16 KiB
+    and, where that agrees, by their whole content."""
+    first_of_inode: dict[tuple[int, int], int] = {}
+    for k, ident in enumerate(identities):
+        if ident is not None:
+            first_of_inode.setdefault(ident[1:], k)
+    by_size: dict[int, list[int]] = {}
+    for k in first_of_inode.values():
+        by_size.setdefault(identities[k][0], []).append(k)  # type: ignore[index]
+    content: dict[int, str] = {}  # file position -> content key, for inodes that share a size
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # file reads and sha1 release the GIL
+        candidates = [k for group in by_size.values() if len(group) > 1 for k in group]
+        heads = dict(zip(candidates, pool.map(lambda k: _digest(paths[k], 16384), candidates)))
+        same_head: dict[tuple, list[int]] = {}
+        for k in candidates:
+            same_head.setdefault((identities[k][0], heads[k]), []).append(k)  # type: ignore[index]
+        full = [k for group in same_head.values() if len(group) > 1 for k in group]
+        content.update(zip(full, pool.map(lambda k: _digest(paths[k]), full)))
+    issues, first = [], {}
+    for k, ident in enumerate(identities):
+        if ident is None:
             continue
-        if digest in first:
-            issues.append(Issue(path, f"duplicate of {first[digest]} (same bytes)", severity="warning"))
+        owner = first_of_inode[ident[1:]]
+        key = content.get(owner) or ident[1:]
+        if key in first:
+            issues.append(Issue(Path(paths[k]), f"duplicate of {Path(paths[first[key]])} (same bytes)",
+                                severity="warning"))
         else:
-            first[digest] = path
-    return issues, unreadable
+            first[key] = k
+    return issues
+
+
+def default_check_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def check_files(paths: Sequence[str | Path], sizes_wh: Sequence[tuple[int, int] | None] | None = None, *,
+                workers: int | None = None, decode: bool = False,
+                progress: bool = False) -> tuple[list[Issue], np.ndarray]:
+    """Check every image (see :func:`image_problems`) and find duplicates by content, in a process pool of
+    ``workers`` (default: the CPUs) fed with chunks of images. Returns the issues in file order (exactly
+    those of a serial run) and a mask of the unreadable files."""
+    paths = [str(p) for p in paths]
+    sizes = list(sizes_wh) if sizes_wh is not None else [None] * len(paths)
+    workers = default_check_workers() if workers is None else max(1, workers)
+    chunk = max(16, min(512, math.ceil(len(paths) / (8 * workers))))  # ~8 tasks a worker: balanced, few
+    spans = [(a, min(a + chunk, len(paths))) for a in range(0, len(paths), chunk)]
+    results: list = [None] * len(spans)
+    with tqdm(total=len(paths), desc="checking images", unit="img", disable=not progress) as bar:
+        if workers == 1 or len(spans) == 1:
+            for j, (a, b) in enumerate(spans):
+                results[j] = _check_chunk(paths[a:b], sizes[a:b], decode)
+                bar.update(b - a)
+        else:
+            with ProcessPoolExecutor(workers, mp_context=_pool_context()) as pool:
+                futures = {pool.submit(_check_chunk, paths[a:b], sizes[a:b], decode): j
+                           for j, (a, b) in enumerate(spans)}
+                for future in as_completed(futures):
+                    j = futures[future]
+                    results[j] = future.result()
+                    bar.update(spans[j][1] - spans[j][0])
+    per_file = [item for part in results for item in part]
+    issues = [i for found, _ in per_file for i in found]
+    unreadable = np.asarray([any(i.severity == "error" for i in found) for found, _ in per_file], bool)
+    issues += _duplicates(paths, [ident for _, ident in per_file], workers)
+    return issues, unreadable.reshape(-1)
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # fork starts a worker in milliseconds and the workers import nothing; spawn where fork does not exist
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def check_images(paths: Iterable[Path], workers: int | None = None,
+                 sizes_wh: Iterable[tuple[int, int] | None] | None = None,
+                 decode: bool = True) -> tuple[list[Issue], set[Path]]:
+    """Check every image (fully decoded unless ``decode=False``) and find duplicates; returns issues and the
+    unreadable files."""
+    paths = list(paths)
+    issues, unreadable = check_files(paths, None if sizes_wh is None else list(sizes_wh), workers=workers,
+                                     decode=decode)
+    return issues, {Path(p) for p, bad in zip(paths, unreadable) if bad}
 
 
 def split_stats(dataset: DetectionDataset) -> SplitStats:
     counts = dataset.class_counts()
-    sizes = []
-    for rec in dataset.records:
-        if len(rec.boxes_xyxy):
-            wh = rec.boxes_xyxy[:, 2:] - rec.boxes_xyxy[:, :2]
-            sizes.extend((np.sqrt(wh.prod(axis=1)) / np.sqrt(rec.width * rec.height)).tolist())
+    index = dataset.records
+    wh = index.boxes_xyxy[:, 2:] - index.boxes_xyxy[:, :2]
+    image_area = np.repeat(index.sizes_wh.prod(axis=1), index.box_counts).astype(np.float64)
+    sizes = np.sqrt(wh.prod(axis=1)) / np.sqrt(image_area)
     return SplitStats(
-        images=len(dataset), negatives=sum(1 for r in dataset.records if len(r.labels) == 0),
-        boxes_per_class={name: counts.get(i, 0) for i, name in enumerate(dataset.names)}, box_sizes=sizes)
+        images=len(dataset), negatives=int((index.box_counts == 0).sum()),
+        boxes_per_class={name: counts.get(i, 0) for i, name in enumerate(dataset.names)},
+        box_sizes=sizes.tolist())
 
 
-def check_split(spec: DatasetSpec, split: str, workers: int = 2) -> tuple[DetectionDataset, CheckReport]:
-    """All checks for one split. Raises only when the description or an annotation file is unreadable."""
+def check_split(spec: DatasetSpec, split: str, workers: int | None = None, *, decode: bool = False,
+                progress: bool = False) -> tuple[DetectionDataset, CheckReport]:
+    """All checks for one split (image headers, or every pixel with ``decode``). Raises only when the
+    description or an annotation file is unreadable."""
     dataset = build_dataset(spec, split)
-    image_issues, unreadable = check_images([r.path for r in dataset.records], workers,
-                                            [(r.width, r.height) for r in dataset.records])
+    index = dataset.records
+    image_issues, bad = check_files([index.paths[i] for i in range(len(index))],
+                                    [index.size_wh(i) for i in range(len(index))], workers=workers,
+                                    decode=decode, progress=progress)
+    unreadable = {index.path(int(i)) for i in np.flatnonzero(bad)}
     report = CheckReport(dataset.issues + image_issues, {split: split_stats(dataset)}, unreadable)
     return dataset, report
 
@@ -139,48 +259,77 @@ def check_split(spec: DatasetSpec, split: str, workers: int = 2) -> tuple[Detect
 def content_hash(spec: DatasetSpec, split: str) -> str:
     """Hash of what the checks depend on: the description, annotation files' bytes, image names/sizes/mtimes."""
     digest = hashlib.sha1(f"v{CHECK_VERSION}|{spec.format}|{split}|{spec.names}|{spec.keep_difficult}".encode())
-    files: list[Path] = []
+    files: list[str] = []
     for source in spec.split(split):
         if source.annotations is not None:
-            files.append(source.annotations)
+            files.append(str(source.annotations))
         root = Path(source.images)
-        files.extend(sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root])
+        files.extend(sorted(_walk_files(str(root))) if root.is_dir() else [str(root)])
         if spec.format == "yolo":
             images = list_images(root) if root.exists() else []
-            files.extend(label for label in map(yolo_label_path, images) if label.is_file())
+            files.extend(str(label) for label in map(yolo_label_path, images) if label.is_file())
             if root.is_file():
-                files.extend(p for p in images if p.is_file())
+                files.extend(str(p) for p in images if p.is_file())
     for path in files:
-        stat = path.stat()
+        stat = os.stat(path)
         digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-        if path.suffix in (".json", ".txt", ".xml") and stat.st_size < 2**28:
-            digest.update(path.read_bytes())
+        if path.endswith((".json", ".txt", ".xml")) and stat.st_size < 2**28:
+            with open(path, "rb") as f:
+                digest.update(f.read())
     return digest.hexdigest()
 
 
-def checked_dataset(spec: DatasetSpec, split: str, cache_dir: str | Path, workers: int = 2) -> DetectionDataset:
+def _walk_files(root: str) -> Iterator[str]:
+    """Files under ``root`` (following links, as ``Path.is_file``), without a Path object per file."""
+    for folder, _, names in os.walk(root, followlinks=True):
+        for name in names:
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                yield path
+
+
+def checked_dataset(spec: DatasetSpec, split: str, cache_dir: str | Path, workers: int | None = None,
+                    progress: bool = True) -> DetectionDataset:
     """The dataset with unreadable images removed, checking at most once per content hash.
 
-    Logs one counted warning; the full list is in the cached JSON next to it and from ``yoloxdet check-data``.
+    The first time, image headers are checked in a process pool of ``workers`` (default: the CPUs), with a
+    progress bar; the checked index of records is saved next to the results, so that a later start with the
+    same content reads neither the annotations nor any image. Logs one counted warning; the full list is in
+    the cached JSON next to it and from ``yoloxdet check-data``.
     """
     key = content_hash(spec, split)
     cache = Path(cache_dir) / f"check-{split}-{key[:16]}.json"
-    if cache.is_file():
-        saved = json.loads(cache.read_text())
-        dataset = build_dataset(spec, split)
-        unreadable = {Path(p) for p in saved["unreadable"]}
-        n_issues = saved["issues"]
+    saved_index = cache.with_suffix(".npz")
+    saved = _read_saved(cache) if saved_index.is_file() else None
+    index = RecordIndex.load(saved_index) if saved is not None else None
+    if saved is not None and index is not None:
+        dataset = DetectionDataset(index, tuple(saved["names"]), tuple(saved["category_ids"]),
+                                   coco_file=Path(saved["coco_file"]) if saved["coco_file"] else None)
+        n_unreadable, n_issues = len(saved["unreadable"]), saved["issues"]
     else:
-        dataset, report = check_split(spec, split, workers)
-        unreadable, n_issues = report.unreadable, len(report.issues)
-        write_json_atomic(cache, {"issues": n_issues, "unreadable": sorted(map(str, unreadable)),
+        dataset, report = check_split(spec, split, workers, progress=progress)
+        n_unreadable, n_issues = len(report.unreadable), len(report.issues)
+        if report.unreadable:
+            keep = [i for i in range(len(dataset)) if dataset.records.path(i) not in report.unreadable]
+            dataset.records = dataset.records.take(np.asarray(keep, np.int64))
+        write_bytes_atomic(saved_index, dataset.records.to_bytes())  # first: the JSON marks a complete entry
+        write_json_atomic(cache, {"issues": n_issues, "unreadable": sorted(map(str, report.unreadable)),
+                                  "names": list(dataset.names), "category_ids": list(dataset.category_ids),
+                                  "coco_file": str(dataset.coco_file) if dataset.coco_file else None,
                                   "list": [str(i) for i in report.issues]})
-    if unreadable:
-        dataset.records = [r for r in dataset.records if r.path not in unreadable]
     if n_issues:
         logger.warning("%s (%s split): %d data problem(s), %d unreadable image(s) skipped; details in %s",
-                       spec.source or spec.root, split, n_issues, len(unreadable), cache)
+                       spec.source or spec.root, split, n_issues, n_unreadable, cache)
     return dataset
+
+
+def _read_saved(cache: Path) -> dict | None:
+    try:
+        saved = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return None
+    needed = ("issues", "unreadable", "names", "category_ids", "coco_file")
+    return saved if isinstance(saved, dict) and all(k in saved for k in needed) else None
 
 
 def plot_stats(stats: dict[str, SplitStats], path: str | Path) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ import numpy as np
 
 from yoloxdet.config import CHOICES
 from yoloxdet.data.formats import read_split
+from yoloxdet.data.index import RecordIndex
 from yoloxdet.data.records import Issue, Record
 from yoloxdet.data.spec import DatasetSpec
 from yoloxdet.io import ImageReadError, read_image, write_bytes_atomic
@@ -40,21 +43,33 @@ class Sample:
 
 class DetectionDataset:
     """Images and boxes of one split. ``names[i]`` is class ``i``; ``category_ids[i]`` its id in the dataset
-    (COCO category ids; ``i`` for VOC and YOLO)."""
+    (COCO category ids; ``i`` for VOC and YOLO).
 
-    def __init__(self, records: list[Record], names: tuple[str, ...], category_ids: tuple[int, ...],
-                 issues: list[Issue] | None = None, coco_gt: dict[str, Any] | None = None) -> None:
-        self.records = records
+    ``records`` is a :class:`RecordIndex` (numpy arrays, shared by forked loader workers without copies);
+    assigning a list of :class:`Record` converts it. ``coco_file`` is read again only by :meth:`to_coco`."""
+
+    def __init__(self, records: Sequence[Record], names: tuple[str, ...], category_ids: tuple[int, ...],
+                 issues: list[Issue] | None = None, coco_file: Path | None = None) -> None:
+        self.records = records  # type: ignore[assignment]  # the setter builds the index
         self.names = names
         self.category_ids = category_ids
         self.issues = issues or []
-        self._coco_gt = coco_gt
+        self.coco_file = coco_file
+        self._coco_gt: dict[str, Any] | None = None
         self._cache_mode = "none"
         self._cache_dir: Path | None = None
         self._ram: dict[tuple[int, int, int], np.ndarray] = {}
 
+    @property
+    def records(self) -> RecordIndex:
+        return self._index
+
+    @records.setter
+    def records(self, records: Sequence[Record]) -> None:
+        self._index = RecordIndex.from_records(records)
+
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._index)
 
     @property
     def num_classes(self) -> int:
@@ -62,32 +77,40 @@ class DetectionDataset:
 
     def load(self, index: int) -> Sample:
         """Decode image ``index`` (BGR, EXIF applied). Raises ImageReadError naming the file."""
-        rec = self.records[index]
-        return Sample(read_image(rec.path), rec.boxes_xyxy.copy(), rec.labels.copy(), rec.image_id, rec.path)
+        path, (boxes, labels) = self._index.path(index), self._index.boxes(index)
+        return Sample(read_image(path), boxes.copy(), labels.copy(), int(self._index.image_ids[index]), path)
 
     def annotations(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(boxes_xyxy, labels) of ``index`` in original pixels, without decoding the image."""
-        rec = self.records[index]
-        return rec.boxes_xyxy, rec.labels
+        """(boxes_xyxy, labels) of ``index`` in original pixels, without decoding the image (read-only views)."""
+        return self._index.boxes(index)
+
+    def box_counts(self) -> np.ndarray:
+        """[N] number of usable boxes of every image."""
+        return self._index.box_counts
+
+    def size_wh(self, index: int) -> tuple[int, int]:
+        """(width, height) of image ``index`` as annotated."""
+        return self._index.size_wh(index)
 
     def load_resized(self, index: int, size_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The official ``pull_item``: image resized by ``r = min(H/h, W/w)`` (INTER_LINEAR), boxes times ``r``.
 
-        Returns image [h', w', 3] uint8 (read-only when cached: copy before writing), boxes_xyxy, labels.
+        Returns image [h', w', 3] uint8 (read-only when cached: copy before writing), boxes_xyxy, labels
+        (read-only).
         """
-        rec = self.records[index]
         image = self._cached(index, size_hw)
         if image is None:
-            image = resize_to_fit(read_image(rec.path), size_hw)
+            image = resize_to_fit(read_image(self._index.path(index)), size_hw)
             self._store(index, size_hw, image)
-        h, w = rec.height, rec.width
+        w, h = self._index.size_wh(index)
+        boxes, labels = self._index.boxes(index)
         if image.shape[0] != int(h * min(size_hw[0] / h, size_hw[1] / w)):  # header size disagrees with pixels
             h, w = self._original_hw(index)
         ratio = min(size_hw[0] / h, size_hw[1] / w)
-        return image, rec.boxes_xyxy * np.float32(ratio), rec.labels
+        return image, boxes * np.float32(ratio), labels
 
     def _original_hw(self, index: int) -> tuple[int, int]:
-        return read_image(self.records[index].path).shape[:2]
+        return read_image(self._index.path(index)).shape[:2]
 
     # ------------------------------------------------------------ cache
     def enable_cache(self, mode: str, size_hw: tuple[int, int], cache_dir: str | Path | None = None,
@@ -116,9 +139,9 @@ class DetectionDataset:
 
     def _disk_path(self, index: int, size_hw: tuple[int, int]) -> Path:
         assert self._cache_dir is not None
-        rec = self.records[index]
-        stat = rec.path.stat()
-        key = f"{rec.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{size_hw}"
+        path = self._index.path(index)
+        stat = path.stat()
+        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{size_hw}"
         return self._cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.npy"
 
     def _cached(self, index: int, size_hw: tuple[int, int]) -> np.ndarray | None:
@@ -147,11 +170,14 @@ class DetectionDataset:
         """COCO-format ground truth for evaluation. For COCO sources this is the original file's content
         (crowd boxes and original category ids included) restricted to the usable images."""
         categories = [{"id": cid, "name": n} for cid, n in zip(self.category_ids, self.names)]
-        if self._coco_gt is not None:
-            ids = {r.image_id for r in self.records}
-            return {"images": [im for im in self._coco_gt["images"] if int(im["id"]) in ids],
-                    "annotations": [a for a in self._coco_gt["annotations"] if int(a.get("image_id", -1)) in ids],
-                    "categories": self._coco_gt["categories"]}
+        if self.coco_file is not None:
+            if self._coco_gt is None:  # read on first use: training never needs it for the train split
+                self._coco_gt = json.loads(self.coco_file.read_text())
+            gt = self._coco_gt
+            ids = set(self._index.image_ids.tolist())
+            return {"images": [im for im in gt["images"] if int(im["id"]) in ids],
+                    "annotations": [a for a in gt["annotations"] if int(a.get("image_id", -1)) in ids],
+                    "categories": gt["categories"]}
         images, annotations = [], []
         for rec in self.records:
             images.append({"id": rec.image_id, "file_name": str(rec.path), "width": rec.width, "height": rec.height})
@@ -163,7 +189,7 @@ class DetectionDataset:
         return {"images": images, "annotations": annotations, "categories": categories}
 
     def class_counts(self) -> Counter:
-        return Counter(int(c) for r in self.records for c in r.labels)
+        return Counter({c: n for c, n in enumerate(np.bincount(self._index.labels).tolist()) if n})
 
 
 def resize_to_fit(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -184,6 +210,7 @@ def build_dataset(spec: DatasetSpec, split: str) -> DetectionDataset:
         logger.warning("%s (%s split): %d problem(s) in the annotations (%d dropped a box or image); first: %s. "
                        "Run `yoloxdet check-data` for the full list.", spec.source or spec.root, split,
                        len(result.issues), len(errors), result.issues[0])
-    if not result.records:
+    if not len(result.records):
         raise ValueError(f"{spec.source or spec.root}: split '{split}' has no usable images")
-    return DetectionDataset(result.records, result.names, result.category_ids, result.issues, result.coco_gt)
+    return DetectionDataset(result.records, result.names, result.category_ids, result.issues,
+                            result.coco_file)

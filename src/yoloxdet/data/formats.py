@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from yoloxdet.data.index import RecordIndex, StringArray
 from yoloxdet.data.records import Issue, Record, box_problem, clip_box, empty_boxes, is_outside
 from yoloxdet.data.spec import DatasetSpec, DatasetSpecError, SplitSource
 from yoloxdet.io import IMAGE_SUFFIXES
@@ -27,11 +30,11 @@ EXIF_ORIENTATION = 0x0112
 
 @dataclass
 class ReadResult:
-    records: list[Record]
+    records: list[Record] | RecordIndex
     names: tuple[str, ...]
     category_ids: tuple[int, ...]  # contiguous index -> dataset category id
     issues: list[Issue] = field(default_factory=list)
-    coco_gt: dict[str, Any] | None = None  # the original COCO dict (crowd boxes included) for evaluation
+    coco_file: Path | None = None  # the COCO JSON (crowd boxes included), read again for evaluation
 
 
 def read_split(spec: DatasetSpec, split: str) -> ReadResult:
@@ -56,80 +59,177 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- COCO
+class _CocoImage(msgspec.Struct):
+    id: Any = None
+    file_name: Any = None
+    width: Any = None
+    height: Any = None
+
+
+class _CocoAnnotation(msgspec.Struct):
+    id: Any = None
+    image_id: Any = -1
+    category_id: Any = None
+    bbox: Any = None
+    area: Any = None  # None: absent, w * h is used
+    iscrowd: Any = 0
+
+
+class _CocoCategory(msgspec.Struct):
+    id: Any = None
+    name: Any = None
+
+
+class _CocoFile(msgspec.Struct):
+    """The fields the reader uses; msgspec skips the rest (segmentation polygons are most of a COCO file)
+    without building Python objects for them, ~8x faster than ``json.loads`` on COCO train2017."""
+
+    images: list[_CocoImage] | None = None
+    annotations: list[_CocoAnnotation] | None = None
+    categories: list[_CocoCategory] | None = None
+
+
+def _load_coco(ann_path: Path) -> _CocoFile:
+    try:
+        data = Path(ann_path).read_bytes()
+    except OSError as exc:
+        raise DatasetSpecError(f"{ann_path}: cannot read COCO annotations: {exc}") from None
+    try:
+        gt = msgspec.json.decode(data, type=_CocoFile)
+    except msgspec.DecodeError:  # NaN literals (written by some tools) or a value of an unexpected type
+        try:
+            raw = json.loads(data)
+        except ValueError as exc:
+            raise DatasetSpecError(f"{ann_path}: cannot read COCO annotations: {exc}") from None
+        raw = raw if isinstance(raw, dict) else {}
+        gt = _CocoFile(*(raw.get(key) for key in ("images", "annotations", "categories")))
+        for key, kind in (("images", _CocoImage), ("annotations", _CocoAnnotation),
+                          ("categories", _CocoCategory)):
+            items = getattr(gt, key)
+            if isinstance(items, list):
+                fields = set(kind.__struct_fields__)
+                setattr(gt, key, [kind(**{k: v for k, v in item.items() if k in fields}) for item in items])
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(getattr(gt, key), list):
+            raise DatasetSpecError(f"{ann_path}: not a COCO detection file (no '{key}' list)")
+    return gt
+
+
 def read_coco(source: SplitSource, names: tuple[str, ...] | None = None) -> ReadResult:
     """COCO JSON as official: category ids mapped through their sorted order, crowd boxes skipped, boxes
-    clipped to the image (``x1 = max(0, x)``, ``x2 = min(W, x1 + max(0, w))``), ``area <= 0`` dropped."""
-    ann_path = source.annotations
-    assert ann_path is not None
-    try:
-        gt = json.loads(Path(ann_path).read_text())
-    except (OSError, ValueError) as exc:
-        raise DatasetSpecError(f"{ann_path}: cannot read COCO annotations: {exc}") from None
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(gt.get(key), list):
-            raise DatasetSpecError(f"{ann_path}: not a COCO detection file (no '{key}' list)")
-    category_ids = tuple(sorted(int(c["id"]) for c in gt["categories"]))
-    by_id = {int(c["id"]): str(c["name"]) for c in gt["categories"]}
+    clipped to the image (``x1 = max(0, x)``, ``x2 = min(W, x1 + max(0, w))``), ``area <= 0`` dropped.
+
+    Annotations are checked as arrays (one numpy pass per rule); only the bad ones become Python objects.
+    Issues come in file order: images first, then annotations.
+    """
+    ann_path = Path(source.annotations)  # type: ignore[arg-type]
+    gt = _load_coco(ann_path)
+    category_ids = tuple(sorted(int(c.id) for c in gt.categories))
+    by_id = {int(c.id): str(c.name) for c in gt.categories}
     file_names = tuple(by_id[i] for i in category_ids)
     if names is not None and tuple(names) != file_names:
         raise DatasetSpecError(f"{ann_path}: category names {file_names[:3]}... differ from the description's 'names'")
-    index_of = {cid: i for i, cid in enumerate(category_ids)}
     issues: list[Issue] = []
-    records: dict[int, Record] = {}
-    for im in gt["images"]:
-        image_id = int(im["id"])
-        path = Path(source.images) / im.get("file_name", f"{image_id:012}.jpg")
-        if not path.is_file():
-            issues.append(Issue(path, "image file is missing", f"image id {image_id}"))
+    position: dict[int, int] = {}  # image id -> record position
+    missing: set[int] = set()
+    paths: list[str] = []
+    sizes: list[tuple[int, int]] = []
+    image_dir = str(source.images)
+    for im in gt.images:
+        image_id = int(im.id)
+        path = os.path.join(image_dir, im.file_name if im.file_name is not None else f"{image_id:012}.jpg")
+        if not os.path.isfile(path):
+            issues.append(Issue(Path(path), "image file is missing", f"image id {image_id}"))
+            missing.add(image_id)
             continue
-        records[image_id] = Record(path, image_id, int(im["width"]), int(im["height"]), *empty_boxes(),
-                                   label_file=Path(ann_path))
-    boxes: dict[int, list] = {i: [] for i in records}
-    for ann in gt["annotations"]:
-        _coco_box(ann, records, index_of, boxes, issues, Path(ann_path))
-    for image_id, rec in records.items():
-        if boxes[image_id]:
-            rec.boxes_xyxy = np.asarray([b for b, _ in boxes[image_id]], np.float32)
-            rec.labels = np.asarray([c for _, c in boxes[image_id]], np.int64)
-    return ReadResult(list(records.values()), file_names, category_ids, issues, gt)
+        if image_id in position:  # a repeated id: the later entry wins, as in a dict keyed by id
+            paths[position[image_id]], sizes[position[image_id]] = path, (int(im.width), int(im.height))
+            continue
+        position[image_id] = len(paths)
+        paths.append(path)
+        sizes.append((int(im.width), int(im.height)))
+    sizes_wh = np.asarray(sizes, np.int64).reshape(-1, 2)
+    boxes, labels, image_of, ann_issues = _coco_boxes(gt.annotations, position, missing, category_ids,
+                                                      sizes_wh, ann_path)
+    order = np.argsort(image_of, kind="stable")  # group by image, file order within each image
+    offsets = np.zeros(len(paths) + 1, np.int64)
+    np.cumsum(np.bincount(image_of, minlength=len(paths)), out=offsets[1:])
+    index = RecordIndex(StringArray.of(paths), np.asarray(list(position), np.int64).reshape(-1), sizes_wh,
+                        offsets, boxes[order], labels[order], StringArray.of([str(ann_path)]),
+                        np.zeros(len(paths), np.int64))
+    return ReadResult(index, file_names, category_ids, issues + ann_issues, coco_file=ann_path)
 
 
-def _coco_box(ann: dict, records: dict[int, Record], index_of: dict[int, int], out: dict[int, list],
-              issues: list[Issue], ann_path: Path) -> None:
-    where = f"annotation id {ann.get('id')}"
-    image_id = int(ann.get("image_id", -1))
-    if image_id not in records:
-        if image_id not in out:  # a missing image file is already reported once
-            issues.append(Issue(ann_path, f"refers to unknown image id {image_id}", where))
-        return
-    if ann.get("iscrowd", 0):
-        return  # crowd regions are for evaluation only (official getAnnIds(iscrowd=False))
-    rec = records[image_id]
-    cid = ann.get("category_id")
-    if cid not in index_of:
-        issues.append(Issue(ann_path, f"unknown category id {cid}", where))
-        return
+def _coco_boxes(anns: list[_CocoAnnotation], position: dict[int, int], missing: set[int],
+                category_ids: tuple[int, ...], sizes_wh: np.ndarray,
+                ann_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Issue]]:
+    """Usable boxes (clipped xyxy float32), their class index and record position, and the issues, in
+    annotation order. Rules in the order the official loader applies them."""
+    found: list[tuple[int, int, Issue]] = []  # (annotation, rule, issue), sorted at the end
+
+    def report(rows: np.ndarray, rule: int, message, severity: str = "error") -> None:
+        for k in rows.tolist():
+            found.append((k, rule, Issue(ann_path, message(k), f"annotation id {anns[k].id}", severity)))
+
+    image_ids = [int(a.image_id) for a in anns]
+    pos = np.asarray([position.get(i, -1) for i in image_ids], np.int64)
+    report(np.flatnonzero((pos < 0) & ~np.isin(image_ids, list(missing))), 0,
+           lambda k: f"refers to unknown image id {image_ids[k]}")  # a missing file was reported once
+    alive = (pos >= 0) & ~np.asarray([bool(a.iscrowd) for a in anns], bool).reshape(-1)  # crowd: eval only
+    index_of = {cid: i for i, cid in enumerate(category_ids)}
+    cls = np.asarray([index_of.get(a.category_id, -1) for a in anns], np.int64)
+    report(np.flatnonzero(alive & (cls < 0)), 1, lambda k: f"unknown category id {anns[k].category_id}")
+    alive &= cls >= 0
+    xywh, malformed = _coco_xywh([a.bbox for a in anns])
+    report(np.flatnonzero(alive & malformed), 2, lambda k: f"malformed bbox {anns[k].bbox!r}")
+    alive &= ~malformed
+    x, y, w, h = xywh.T
+    raw = np.stack([x, y, x + w, y + h], axis=1)
+    raw_list = raw.tolist()
+    with np.errstate(invalid="ignore"):
+        not_finite = ~np.isfinite(raw).all(axis=1)
+        no_size = ~not_finite & ((raw[:, 2] <= raw[:, 0]) | (raw[:, 3] <= raw[:, 1]))
+    report(np.flatnonzero(alive & not_finite), 3, lambda k: f"{box_problem(tuple(raw_list[k]))}; dropped")
+    report(np.flatnonzero(alive & no_size), 3, lambda k: f"{box_problem(tuple(raw_list[k]))}; dropped")
+    alive &= ~not_finite & ~no_size
+    area = np.ones(len(anns))
+    rows = np.flatnonzero(alive).tolist()
+    area[rows] = [float(anns[k].area) if anns[k].area is not None else w[k] * h[k] for k in rows]
+    no_area = alive & (area <= 0)
+    report(np.flatnonzero(no_area), 3, lambda k: f"area {anns[k].area} <= 0; dropped")
+    alive &= ~no_area
+    size_w, size_h = (sizes_wh[pos].T if len(pos) else np.zeros((2, 0))).astype(np.float64)
+    outside = alive & ((raw[:, 0] < -1) | (raw[:, 1] < -1)
+                       | (raw[:, 2] > size_w + 1) | (raw[:, 3] > size_h + 1))  # tolerance 1 px, as is_outside
+    report(np.flatnonzero(outside), 4, lambda k: f"box {[round(v, 1) for v in raw_list[k]]} reaches outside "
+                                                 f"the {int(size_w[k])}x{int(size_h[k])} image; clipped",
+           "warning")
+    x1, y1 = np.maximum(0.0, x), np.maximum(0.0, y)
+    clipped = np.stack([x1, y1, np.minimum(size_w, x1 + np.maximum(0.0, w)),
+                        np.minimum(size_h, y1 + np.maximum(0.0, h))], axis=1)
+    gone = alive & ((clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1]))
+    report(np.flatnonzero(gone), 5, lambda _: "box lies entirely outside the image; dropped")
+    keep = np.flatnonzero(alive & ~gone)
+    found.sort(key=lambda item: item[:2])
+    return (clipped[keep].astype(np.float32).reshape(-1, 4), cls[keep], pos[keep], [i for _, _, i in found])
+
+
+def _coco_xywh(bboxes: list) -> tuple[np.ndarray, np.ndarray]:
+    """``[n, 4]`` float64 boxes and a mask of the malformed ones (not 4 numbers; their row is NaN)."""
     try:
-        x, y, w, h = (float(v) for v in ann["bbox"])
-    except (KeyError, TypeError, ValueError):
-        issues.append(Issue(ann_path, f"malformed bbox {ann.get('bbox')!r}", where))
-        return
-    raw = (x, y, x + w, y + h)
-    problem = box_problem(raw)
-    if problem is None and float(ann.get("area", w * h)) <= 0:
-        problem = f"area {ann.get('area')} <= 0"
-    if problem:
-        issues.append(Issue(ann_path, f"{problem}; dropped", where))
-        return
-    if is_outside(raw, rec.width, rec.height):
-        issues.append(Issue(ann_path, f"box {[round(v, 1) for v in raw]} reaches outside the "
-                                      f"{rec.width}x{rec.height} image; clipped", where, "warning"))
-    x1, y1 = max(0.0, x), max(0.0, y)
-    box = (x1, y1, min(float(rec.width), x1 + max(0.0, w)), min(float(rec.height), y1 + max(0.0, h)))
-    if box[2] <= box[0] or box[3] <= box[1]:
-        issues.append(Issue(ann_path, "box lies entirely outside the image; dropped", where))
-        return
-    out[image_id].append((box, index_of[cid]))
+        xywh = np.asarray(bboxes, np.float64)
+        if xywh.shape == (len(bboxes), 4):
+            return xywh, np.zeros(len(bboxes), bool)
+    except (TypeError, ValueError):
+        pass
+    xywh = np.full((len(bboxes), 4), np.nan)
+    malformed = np.zeros(len(bboxes), bool)
+    for k, bbox in enumerate(bboxes):
+        try:
+            xywh[k] = [float(v) for v in bbox]
+        except (TypeError, ValueError):
+            malformed[k] = True
+    return xywh, malformed
 
 
 # ---------------------------------------------------------------- Pascal VOC

@@ -26,7 +26,7 @@ from yoloxdet.data.augment import ResolvedAugment, TrainSample
 from yoloxdet.data.datasets import DetectionDataset
 from yoloxdet.data.mosaic import Loaded, Tile, make_train_sample
 from yoloxdet.data.transforms import letterbox
-from yoloxdet.io import ImageReadError
+from yoloxdet.io import ImageReadError, read_image
 from yoloxdet.structures import Targets
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class _TrainView(Dataset):
         self.input_hw = input_hw
         self.aug = aug
         self.seed = seed
-        self.mixup_pool = np.array([i for i, r in enumerate(dataset.records) if len(r.labels)], np.int64)
+        self.mixup_pool = np.flatnonzero(dataset.box_counts()).astype(np.int64)
         self.bad: set[int] = set()  # per worker: files already reported once
 
     def __len__(self) -> int:
@@ -74,10 +74,10 @@ class _TrainView(Dataset):
         """A mosaic tile from the annotations alone; the image is decoded only if the tile can be seen."""
         if index in self.bad:
             return Tile.of(self.load(index))
-        rec = self.dataset.records[index]
-        ratio = min(self.input_hw[0] / rec.height, self.input_hw[1] / rec.width)
-        return Tile((int(rec.width * ratio), int(rec.height * ratio)), rec.boxes_xyxy * np.float32(ratio),
-                    rec.labels, lambda: self.load(index))
+        (width, height), (boxes, labels) = self.dataset.size_wh(index), self.dataset.annotations(index)
+        ratio = min(self.input_hw[0] / height, self.input_hw[1] / width)
+        return Tile((int(width * ratio), int(height * ratio)), boxes * np.float32(ratio), labels,
+                    lambda: self.load(index))
 
     def __getitem__(self, key: tuple[int, int, bool]) -> TrainSample:
         index, epoch, mosaic_enabled = key
@@ -206,3 +206,36 @@ def build_val_loader(dataset: DetectionDataset, *, batch_size: int, input_size: 
     loader = DataLoader(_ValView(dataset, tuple(input_size)), batch_size=batch_size, shuffle=False,
                         num_workers=workers, collate_fn=_collate_val)
     return ValLoader(loader)
+
+
+class _DecodeView(Dataset):
+    """``i`` -> ``(image_id, BGR image or None)``; None (and one warning naming the file) when unreadable."""
+
+    def __init__(self, items: list[tuple[int, str]]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None]:
+        image_id, path = self.items[i]
+        try:
+            return image_id, read_image(path)
+        except ImageReadError as exc:
+            logger.warning("skipping %s", exc)
+            return image_id, None
+
+
+def _as_is(item: Any) -> Any:
+    return item  # module level, so that a spawned worker can unpickle it
+
+
+def decoded_images(items: list[tuple[int, str | os.PathLike]], workers: int | None = None,
+                   ) -> Iterator[tuple[int, np.ndarray | None]]:
+    """``(image_id, BGR image)`` in the order of ``items`` (``(image_id, path)`` pairs), decoded by
+    ``workers`` loader processes (default: the CPUs but one) while the caller works on the previous images."""
+    workers = default_workers(64) if workers is None else workers
+    view = _DecodeView([(int(i), str(p)) for i, p in items])
+    if workers == 0:
+        return (view[i] for i in range(len(view)))
+    return iter(DataLoader(view, batch_size=None, num_workers=workers, collate_fn=_as_is, prefetch_factor=16))

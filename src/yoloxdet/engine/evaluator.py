@@ -17,6 +17,7 @@ import copy
 import io
 import logging
 import math
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,12 +173,15 @@ def predict_coco_results(
     images: str | Path | Iterable[tuple[int, np.ndarray | None]],
     *,
     progress: bool = True,
+    timings: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``predictor`` on the images of ``gt`` and return COCO result dicts (boxes not clipped, as official).
 
     Args:
         images: the folder holding the files named in ``gt["images"]``, or any iterable of ``(image_id, BGR image)``
-            (e.g. from a dataset reader); an image of None is skipped.
+            (e.g. :func:`yoloxdet.data.loader.decoded_images`, which decodes in parallel); None is skipped.
+        timings: filled with the seconds spent waiting for images (``read_images``: decoding not hidden
+            behind inference), in ``inference`` (letterbox, forward, NMS) and in ``to_results``.
     An unreadable file is logged (one line naming it) and skipped: it keeps its ground truth, so its objects count
     as missed.
     """
@@ -186,14 +190,28 @@ def predict_coco_results(
     cat_ids = category_ids(gt)
     samples = folder_samples(gt, images) if isinstance(images, str | Path) else images
     results: list[dict[str, Any]] = []
+    spent = dict.fromkeys(("read_images", "inference", "to_results"), 0.0)
+    chunks = _chunks(samples, predictor.batch_size)
     with tqdm(total=len(gt["images"]), desc="val", unit="img", disable=not progress) as bar:
-        for chunk in _chunks(samples, predictor.batch_size):
+        while True:
+            start = time.perf_counter()
+            chunk = next(chunks, None)
+            spent["read_images"] += time.perf_counter() - start
+            if chunk is None:
+                break
             loaded = [(image_id, image) for image_id, image in chunk if image is not None]
             if loaded:
                 image_ids, arrays = zip(*loaded)
-                for image_id, dets in zip(image_ids, predictor.predict_arrays(arrays, clip=False)):
+                start = time.perf_counter()
+                detections = predictor.predict_arrays(arrays, clip=False)
+                spent["inference"] += time.perf_counter() - start
+                start = time.perf_counter()
+                for image_id, dets in zip(image_ids, detections):
                     results.extend(to_coco_results(image_id, dets.xyxy, dets.scores, dets.class_ids, cat_ids))
+                spent["to_results"] += time.perf_counter() - start
             bar.update(len(chunk))
+    if timings is not None:
+        timings.update(spent)
     return results
 
 

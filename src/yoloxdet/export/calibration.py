@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.datasets import build_dataset
+from ..data.spec import load_dataset_spec
 from ..data.transforms import letterbox, to_chw_float
 from ..io import IMAGE_SUFFIXES, ImageReadError, expand_sources, read_image
 
@@ -31,11 +33,9 @@ def calibration_image_paths(
     if limit < 1:
         raise ValueError(f"--calib-images must be at least 1, got {limit}")
     if isinstance(source, str | Path) and Path(source).suffix.lower() in (".yaml", ".yml") and Path(source).is_file():
-        from ..data import build_dataset, load_dataset_spec
-
         spec = load_dataset_spec(source)
         split = "train" if "train" in spec.splits else "val"
-        paths = [record.path for record in build_dataset(spec, split).records]
+        paths = [path for _, path in build_dataset(spec, split).records.image_files()]
     else:
         paths = [p for p in expand_sources(source) if p.suffix.lower() in IMAGE_SUFFIXES]
     if not paths:
