@@ -25,6 +25,16 @@ class ConfigError(ValueError):
     """A configuration value or key is wrong; the message says which and how to fix it."""
 
 
+AMP_MODES = ("auto", "fp16", "bf16", "off", "fp32")  # "off" and "fp32" both mean no autocast
+
+
+def check_amp_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`AMP_MODES`; a ConfigError naming ``train.amp`` otherwise."""
+    if mode not in AMP_MODES:
+        raise ConfigError(f"train.amp: unknown mode {mode!r}; expected one of {', '.join(AMP_MODES)}")
+    return mode
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "yolox-s"  # a key of the model zoo, see `yoloxdet models`
@@ -78,7 +88,7 @@ class TrainConfig:
     eval_interval: int = 10
     patience: int = 0  # early stopping on val AP, in evaluations; 0 disables
     seed: int = 0
-    amp: str = "auto"  # "auto" | "off" | "fp16" | "bf16"
+    amp: str = "auto"  # "auto" (bf16 where native, else fp16) | "fp16" | "bf16" | "off" / "fp32"; CUDA only
     device: str = "auto"
     sync_bn: bool = False
     assigner: str = "simota"  # see yoloxdet.assign
@@ -89,6 +99,10 @@ class TrainConfig:
     precise_bn: int = 0  # re-estimate BN statistics on this many training batches before each evaluation (not official)
     freeze: tuple[str, ...] = ()  # module paths held fixed (e.g. backbone.backbone), see engine/freeze.py; not official
     channels_last: bool = True  # NHWC model and images: faster convolutions (oneDNN on CPU, tensor cores); same maths
+    deterministic: bool = False  # deterministic algorithms, cuDNN benchmark off: exact reruns on GPU, slower
+
+    def __post_init__(self) -> None:
+        check_amp_mode(self.amp)
 
 
 @dataclass(frozen=True)
