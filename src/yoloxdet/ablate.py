@@ -220,6 +220,7 @@ class IterationLog(Callback):
 
     def on_train_start(self, trainer: Trainer) -> None:
         trainer.loss_fn = yolox_loss_fn(trainer.config.assigner, on_assign_s=self._add_assign)
+        trainer.log_interval = 1  # a row of losses per step (the assignment timing synchronises anyway)
 
     def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
         row = {"iteration": float(trainer.state.iteration), **logs, "assign_ms": self._assign_s * 1e3}

@@ -30,6 +30,8 @@ AMP_MODES = ("auto", "fp16", "bf16", "off", "fp32")  # "off" and "fp32" both mea
 
 def check_amp_mode(mode: str) -> str:
     """``mode`` if it is one of :data:`AMP_MODES`; a ConfigError naming ``train.amp`` otherwise."""
+    if mode == "False":  # YAML reads a bare `off` (or `false`, `no`) as a boolean
+        return "off"
     if mode not in AMP_MODES:
         raise ConfigError(f"train.amp: unknown mode {mode!r}; expected one of {', '.join(AMP_MODES)}")
     return mode
@@ -102,7 +104,7 @@ class TrainConfig:
     deterministic: bool = False  # deterministic algorithms, cuDNN benchmark off: exact reruns on GPU, slower
 
     def __post_init__(self) -> None:
-        check_amp_mode(self.amp)
+        object.__setattr__(self, "amp", check_amp_mode(self.amp))
 
 
 @dataclass(frozen=True)

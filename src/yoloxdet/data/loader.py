@@ -206,10 +206,12 @@ class ValLoader:
 
 
 def build_val_loader(dataset: DetectionDataset, *, batch_size: int, input_size: tuple[int, int],
-                     workers: int | None = None) -> ValLoader:
+                     workers: int | None = None, rank: int = 0, world_size: int = 1) -> ValLoader:
     """Letterboxed batches in dataset order: ``(images float32 [B, 3, H, W], metas)``; each meta has
-    ``image_id``, ``ratio`` (divide boxes by it), ``orig_hw`` and ``path``. Unreadable images are skipped."""
+    ``image_id``, ``ratio`` (divide boxes by it), ``orig_hw`` and ``path``. Unreadable images are skipped.
+    With ``world_size`` > 1 only every ``world_size``-th batch from ``rank`` on is read (sharded evaluation)."""
     workers = default_workers(batch_size) if workers is None else workers
-    loader = DataLoader(_ValView(dataset, tuple(input_size)), batch_size=batch_size, shuffle=False,
+    mine = [i for i in range(len(dataset)) if (i // batch_size) % world_size == rank]
+    loader = DataLoader(_ValView(dataset, tuple(input_size)), batch_size=batch_size, sampler=mine,
                         num_workers=workers, collate_fn=_collate_val)
     return ValLoader(loader)
