@@ -37,7 +37,11 @@ def add_detector_arguments(parser: argparse.ArgumentParser, *, conf: float, nms:
     parser.add_argument("--nms", type=float, default=nms, help=f"NMS IoU threshold (default {nms})")
     parser.add_argument("--class-agnostic", action="store_true", help="one NMS over all classes")
     parser.add_argument("--batch", type=int, default=8, help="images per forward pass (default 8)")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default cpu)")
+    parser.add_argument("--device", default="auto",
+                        help="torch device, e.g. cpu or cuda:0 (default auto: CUDA when present, else cpu)")
+    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                        help="network precision on CUDA: float32 (default), float16 or bfloat16")
+    parser.add_argument("--half", action="store_const", const="float16", dest="dtype", help="--dtype float16")
     parser.add_argument("--no-fuse", action="store_true",
                         help="run the PyTorch model as trained (by default BN is folded into the convs)")
     parser.add_argument("--compile", action="store_true",
@@ -46,6 +50,8 @@ def add_detector_arguments(parser: argparse.ArgumentParser, *, conf: float, nms:
 
 
 def detector_from_args(args: argparse.Namespace) -> Detector:
+    import torch  # here, as the api import: `yoloxdet --help` starts without torch
+
     from ..api import Detector
 
     size = None
@@ -64,6 +70,7 @@ def detector_from_args(args: argparse.Namespace) -> Detector:
         batch_size=args.batch,
         fast=not args.no_fuse,
         compile=args.compile,
+        dtype=None if args.dtype == "float32" else getattr(torch, args.dtype),
     )
 
 
