@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from _synthetic_train import SyntheticLoader, make_trainer
+from _synthetic_train import StopAfter, SyntheticLoader, make_trainer
 from torch import nn
 
 from yoloxdet.api import Detector, TorchBackend
@@ -211,7 +211,12 @@ def _worker(rank: int, port: int, out: str) -> None:
         torch.manual_seed(999)
         resumed = make_trainer(SyntheticLoader(num_batches=2, rank=rank, world_size=WORLD), epochs=1)
         resumed.resume(ckpt.load_training_checkpoint(run_dir / "last.pt"))
-        torch.save({"restored": torch.get_rng_state()}, run_dir / f"resumed{rank}.pt")
+        restored = torch.get_rng_state()
+        # a stop requested on rank 0 alone (a signal, a callback) stops both ranks at the same step, without a hang
+        stopping = make_trainer(SyntheticLoader(num_batches=3, rank=rank, world_size=WORLD), epochs=2,
+                                callbacks=[StopAfter(1)] if rank == 0 else [])
+        stopping.fit()
+        torch.save({"restored": restored, "stopped_at": stopping.state.iteration}, run_dir / f"resumed{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -227,6 +232,8 @@ def test_ema_bn_statistics_and_rng_states_per_rank(tmp_path: Path) -> None:
     assert len(saved["ranks"]) == WORLD
     assert not torch.equal(saved["ranks"][0]["torch"], saved["ranks"][1]["torch"])
     for r in range(WORLD):
-        restored = torch.load(tmp_path / f"resumed{r}.pt", weights_only=True)["restored"]
+        resumed = torch.load(tmp_path / f"resumed{r}.pt", weights_only=True)
+        restored = resumed["restored"]
+        assert resumed["stopped_at"] == 1
         assert torch.equal(restored, saved["ranks"][r]["torch"])
         assert torch.equal(restored, ranks[r]["rng"])  # each rank continues its own stream

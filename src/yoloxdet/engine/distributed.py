@@ -84,7 +84,11 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 
 def max_over_ranks(values: Sequence[torch.Tensor | float | bool], device: torch.device) -> list[float]:
     """Element-wise maximum of ``values`` (flags count as 0/1) over processes: one all-reduce, one host read."""
-    row = torch.stack([torch.as_tensor(v, device=device).to(torch.float64).reshape(()) for v in values])
+    host = [0.0 if isinstance(v, torch.Tensor) else float(v) for v in values]
+    row = torch.tensor(host, dtype=torch.float64).to(device, non_blocking=True)
+    for i, value in enumerate(values):
+        if isinstance(value, torch.Tensor):
+            row[i] = value  # a device-side copy: no host sync before the single read below
     if is_initialized():
         dist.all_reduce(row, op=dist.ReduceOp.MAX)
     return row.tolist()

@@ -149,7 +149,8 @@ class Trainer:
 
         The loss terms stay on the device (summed into the pending statistics); the returned logs hold them only
         every ``log_interval`` steps (see :meth:`read_losses`), so a step costs a single host sync: the one
-        all-reduce of (non-finite loss, stop requested) that keeps every process on the same branch."""
+        all-reduce of (non-finite loss, stop requested, budget clock) that keeps every process on the same branch.
+        Under DDP a stop requested on any process discards the step before its update (``_StopAgreed``)."""
         self.optimizer.zero_grad(set_to_none=True)
         size = self.multiscale.size_at(self.state.iteration) if self.multiscale else None
         totals: dict[str, Tensor] = {}
@@ -258,7 +259,6 @@ class Trainer:
                 return  # interrupted mid-epoch: fit() saves last.pt to resume from here
             if self._budget_spent(self._step_elapsed_s):
                 break  # the schedule has reached its end: finish this epoch with an evaluation
-        self.stop = dist_utils.any_rank(self.stop, self.device)  # a stop requested in the epoch's last step
         self.state.epoch, self.state.batch_in_epoch = epoch + 1, 0
         epoch_losses = _means(self._epoch_losses, steps)
         logs = {"epoch": float(epoch + 1), **epoch_losses, **{k: v / max(steps, 1) for k, v in sums.items()}}
@@ -267,6 +267,7 @@ class Trainer:
         self.state.history.append(logs)
         self.save("last.pt")
         self._call("on_epoch_end", epoch=epoch, logs=logs)
+        self.stop = dist_utils.any_rank(self.stop, self.device)  # requested in the last step, evaluation or a hook
 
     def current_phase(self) -> Phase:
         """Phase of the current epoch; under a time budget the epoch is where the schedule position says."""
