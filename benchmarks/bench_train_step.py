@@ -118,7 +118,9 @@ def main() -> None:
                        "(peer/ours) | ratio (peer/ours Trainer) |", "|---|---|---|---|---|---|---|---|", *rows])
     text = (f"## Training step (forward + assignment + loss + backward + SGD)\n\n{table}\n\n"
             f"Median of {args.repeats} steps after a warm-up; fp32; {where}; torch {torch.__version__}; "
-            f"{platform.processor() or platform.machine()}. `{COMMAND}`")
+            f"{platform.processor() or platform.machine()}. The three take turns step by step, so load from elsewhere "
+            f"falls on all alike: compare the ratios across runs, not the milliseconds. "
+            f"`{COMMAND} --repeats {args.repeats}`")
     if not args.no_write:
         print(f"wrote {write_section('train', text)}")
 
