@@ -4,7 +4,8 @@ On a CUDA machine (about 10 minutes on one recent GPU) it checks, in order:
 
 1. ``device``: device facts and the autocast dtype each ``train.amp`` mode resolves to.
 2. ``assign``: every assigner on CUDA at B=16 and B=64 with 120 GT per image, under fp16 and bf16 autocast,
-   against the CPU in fp32: the share of anchors with the same assignment (pass: at least 99.9 %), peak memory.
+   against the CPU in fp32 (on the first 8 images of each batch): the share of anchors with the same assignment
+   (pass: at least 99.9 %), peak memory.
 3. ``train_steps``: 30 trainer steps of YOLOX-S 640 B=16 for amp fp16, bf16 and off, channels_last, accumulate 2,
    multiscale up to 800, uint8 batches converted on the device: finite losses, moving multiscale sizes, the
    GradScaler scale, median step time, peak memory, host syncs per step under
@@ -15,7 +16,7 @@ On a CUDA machine (about 10 minutes on one recent GPU) it checks, in order:
    no hang, one run folder, frozen BN statistics unchanged; then a resume of that checkpoint with one visible GPU.
 6. ``detector``: CUDA Detector against the CPU (fp32, then fp16); ``compile``: batch 5 then 3 (no recompile).
 7. ``export_devices``: ONNX and TorchScript exported on one device and run on the other.
-8. ``pytest_slow``: ``pytest -m slow`` on the GPU.
+8. ``pytest_slow``: ``pytest -m slow`` on the GPU (the longest part: ``--skip pytest_slow`` to leave it out).
 
 ``--cpu-dry-run`` runs every part that can run on the CPU, at small sizes, so the script itself is tested
 (``tests/test_gpu_check.py``); GPU-only parts report "skip". A real run writes the ``gpu`` section of
@@ -74,6 +75,7 @@ COMMAND = ".venv/bin/python benchmarks/gpu_check.py"
 STRIDES = (8, 16, 32)
 SAME_ASSIGNMENT = 0.999  # low-precision autocast may flip near-ties in the cost; more than 0.1 % is a bug
 SYNC_WARNING = "called a synchronizing CUDA operation"
+REFERENCE_IMAGES = 8  # images of each batch the CPU assigns in fp32 for comparison (OTA is slow on a CPU)
 CONF = 5e-5  # below the initial score prior (0.01 obj x 0.01 cls), so an untrained model detects something
 
 
@@ -195,9 +197,13 @@ def check_assign(ctx: Context) -> tuple[bool, str]:
     dtypes = (torch.float16, torch.bfloat16) if ctx.device.type == "cuda" else (torch.bfloat16,)
     for batch in ctx.sizes.assign_batches:
         outputs, targets = random_assignment_problem(batch, ctx.sizes.input, ctx.sizes.gts, ctx.sizes.classes)
+        first = min(batch, REFERENCE_IMAGES)  # each image's assignment is its own: the CPU redoes a few of them
+        head = outputs._replace(box_raw=outputs.box_raw[:first], obj_logits=outputs.obj_logits[:first],
+                                cls_logits=outputs.cls_logits[:first])
+        head_targets = Targets(targets.boxes_cxcywh[:first], targets.labels[:first], targets.mask[:first])
         for name in assigners.available():
             with torch.no_grad():
-                reference = assigners.assign(name, outputs, targets)
+                reference = assigners.assign(name, head, head_targets)
             for dtype in dtypes:
                 _reset_peak(ctx.device)
                 # the head's outputs come out of autocast in low precision; the assigner runs under it too
@@ -205,8 +211,8 @@ def check_assign(ctx: Context) -> tuple[bool, str]:
                 with torch.no_grad(), _autocast(ctx.device, dtype):
                     got = assigners.assign(name, low, targets.to(ctx.device))
                 _sync(ctx.device)
-                same = (got.fg_mask.cpu() == reference.fg_mask) & (
-                    (got.matched_gt.cpu() == reference.matched_gt) | ~reference.fg_mask)
+                fg, matched = got.fg_mask[:first].cpu(), got.matched_gt[:first].cpu()
+                same = (fg == reference.fg_mask) & ((matched == reference.matched_gt) | ~reference.fg_mask)
                 share = float(same.float().mean())
                 label = str(dtype).replace("torch.", "")
                 tally.add(share >= SAME_ASSIGNMENT,
@@ -268,7 +274,7 @@ def _count_syncs(run: Callable[[], None]) -> Counter:
         torch.cuda.set_sync_debug_mode(previous)
     for w in caught:
         if SYNC_WARNING in str(w.message):
-            sites[f"{Path(w.filename).name}:{w.lineno}"] += 1
+            sites[f"{Path(w.filename).parent.name}/{Path(w.filename).name}:{w.lineno}"] += 1
     return sites
 
 
@@ -285,7 +291,8 @@ def _profile_summary(run: Callable[[], None], device: torch.device) -> str:
     syncs = sum(e.count for e in events if "Synchronize" in e.key or e.key == "cudaMemcpy")
     if device.type != "cuda":
         return f"profiled {len(events)} op kinds, CPU only"
-    busy_us = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy_us = sum(e.self_device_time_total for e in kernels)  # kernels only: CPU ops repeat their kernels' time
     return f"sync/memcpy calls {syncs}, GPU idle {max(0.0, 1 - busy_us / span_us):.0%} of the span"
 
 
@@ -315,7 +322,7 @@ def _train_mode(ctx: Context, amp: str, tally: Tally) -> None:
     if ctx.device.type == "cuda":
         counted, rest = rest[: len(rest) // 2], rest[len(rest) // 2:]
         sites = _count_syncs(run(counted))
-        own = sum(n for site, n in sites.items() if site.startswith("trainer.py"))
+        own = sum(n for site, n in sites.items() if site.startswith("engine/"))  # the trainer's own
         per_step = max(len(counted), 1)
         top = ", ".join(f"{site}×{n}" for site, n in sites.most_common(3))
         tally.add(own <= per_step, f"{amp} syncs/step {sum(sites.values()) / per_step:.1f} (trainer "
@@ -418,7 +425,8 @@ def check_detector(ctx: Context) -> tuple[bool, str]:
     expected = TorchBackend(model)(images)
     reference = Detector(model, info, conf_threshold=CONF).predict(frames)
     model = model.to(ctx.device)
-    for dtype, rtol in ((None, 1e-3), (torch.float16, 2e-2)) if ctx.device.type == "cuda" else ((None, 1e-3),):
+    # CUDA fp32 convolutions use TF32 by default (10-bit mantissa), hence the looser fp32 bound there
+    for dtype, rtol in ((None, 2e-2), (torch.float16, 5e-2)) if ctx.device.type == "cuda" else ((None, 1e-3),):
         backend = TorchBackend(model, dtype=dtype)
         got = backend(images).cpu()
         error = float(((got - expected).abs() / (expected.abs() + 1)).max())
@@ -426,7 +434,8 @@ def check_detector(ctx: Context) -> tuple[bool, str]:
         counts = [len(d.scores) for d in dets], [len(d.scores) for d in reference]
         label = "fp32" if dtype is None else "fp16"
         tally.add(error <= rtol, f"{ctx.device.type} {label} vs CPU: rel err {error:.2g}")
-        tally.add(dtype is not None or counts[0] == counts[1], f"detections {counts[0]} vs {counts[1]}")
+        close = all(abs(a - b) <= 0.05 * b + 1 for a, b in zip(*counts))  # scores near the threshold may flip
+        tally.add(close, f"detections {counts[0]} vs {counts[1]}")
     return tally.result()
 
 
@@ -473,9 +482,8 @@ def check_export_devices(ctx: Context) -> tuple[bool, str]:
     providers = default_providers()
     out = OnnxBackend(path, providers=providers)(images.to(ctx.device)).cpu()
     error = float((out - expected).abs().max())
-    tally.add(error < 1e-2, f"ONNX on {providers[0]}: err {error:.2g}")
-    if ctx.device.type == "cuda" and providers[0] != "CUDAExecutionProvider":
-        tally.add(False, "onnxruntime has no CUDA provider (install onnxruntime-gpu)")
+    note = " (onnxruntime-gpu not installed)" if ctx.device.type == "cuda" and "CUDA" not in providers[0] else ""
+    tally.add(error < 1e-2, f"ONNX on {providers[0]}{note}: err {error:.2g}")
     return tally.result()
 
 
