@@ -1,4 +1,5 @@
-"""``benchmarks/gpu_check.py --cpu-dry-run``: the GPU acceptance script runs its CPU-runnable checks end to end.
+"""``benchmarks/gpu_check.py --cpu-dry-run``: the GPU acceptance script runs its CPU-runnable checks end
+to end.
 
 The compile and export checks are left out here (tens of seconds on a CPU; compile and export have their own
 tests), as are the CLI run (``tests/test_trainer_cli.py``) and the GPU-only checks, which report "skip".
@@ -19,8 +20,17 @@ def test_cpu_dry_run_passes_and_writes_its_table(tmp_path: Path) -> None:
     assert gpu_check.main(["--cpu-dry-run", "--report", str(report), "--only", *names]) == 0
     text = report.read_text()
     assert "<!-- gpu:start -->" in text and "CPU dry run" in text
-    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in text.splitlines()
-            if line.startswith("| ") and not line.startswith("| check")}
-    assert rows == {"device": "pass", "assign": "pass", "train_steps": "pass", "detector": "pass",
-                    "torchrun": "skip", "pytest_slow": "skip"}
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2].strip()
+        for line in text.splitlines()
+        if line.startswith("| ") and not line.startswith("| check")
+    }
+    assert rows == {
+        "device": "pass",
+        "assign": "pass",
+        "train_steps": "pass",
+        "detector": "pass",
+        "torchrun": "skip",
+        "pytest_slow": "skip",
+    }
     assert "simota" in text and "sizes [" in text  # every assigner compared; the multiscale sizes moved

@@ -1,9 +1,10 @@
 """The GPU path, checked on the CPU wherever the logic allows (issue 19); GPU-only checks are in
 ``benchmarks/gpu_check.py``.
 
-AMP mode validation, the RNG-state layout of checkpoints, SyncBatchNorm conversion before freezing, device-agnostic
-TorchScript exports, foreach EMA against the plain formula, and (with a real two-process gloo group) EMA BN
-statistics averaged across ranks and per-rank RNG states restored on resume.
+AMP mode validation, the RNG-state layout of checkpoints, SyncBatchNorm conversion before freezing,
+device-agnostic TorchScript exports, foreach EMA against the plain formula, and (with a real two-process
+gloo group) EMA BN statistics averaged across ranks, per-rank RNG states restored on resume, and a stop
+requested on one rank.
 """
 
 from __future__ import annotations
@@ -83,7 +84,11 @@ def test_rng_state_restores_from_older_and_per_rank_layouts() -> None:
 
 # ---------------------------------------------------------------- bug 3: SyncBN then freeze
 def _bn_stats(model: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
-    return {name: buf.clone() for name, buf in model.named_buffers() if name.startswith(prefix) and "running" in name}
+    return {
+        name: buf.clone()
+        for name, buf in model.named_buffers()
+        if name.startswith(prefix) and "running" in name
+    }
 
 
 def test_frozen_bn_stays_frozen_after_sync_bn_conversion() -> None:
@@ -109,8 +114,9 @@ def test_frozen_bn_stays_frozen_after_sync_bn_conversion() -> None:
 @pytest.mark.parametrize("layout", ["decoded", "nms"])
 def test_torchscript_graph_has_no_device_constants(tmp_path: Path, layout: str) -> None:
     model = create_model("yolox-nano", num_classes=2).eval()
-    meta = ExportMetadata("yolox-nano", ("a", "b"), (64, 64), output_layout=layout, conf_threshold=0.01,
-                          nms_iou_threshold=0.5)
+    meta = ExportMetadata(
+        "yolox-nano", ("a", "b"), (64, 64), output_layout=layout, conf_threshold=0.01, nms_iou_threshold=0.5
+    )
     path = export_torchscript(model, tmp_path / "m.torchscript", meta)
     graph = str(torch.jit.load(str(path)).inlined_graph)
     constants = [line.strip() for line in graph.splitlines() if ": Device = prim::Constant" in line]
@@ -146,8 +152,10 @@ def test_foreach_ema_matches_the_plain_formula() -> None:
                 value.mul_(d).add_((1.0 - d) * current[key])
     for key, value in ema.module.state_dict().items():
         torch.testing.assert_close(value, reference[key], rtol=1e-6, atol=1e-7, msg=key)
-    assert not torch.equal(ema.module.state_dict()["head.stems.0.bn.running_mean"],
-                           create_model("yolox-nano", num_classes=2).state_dict()["head.stems.0.bn.running_mean"])
+    assert not torch.equal(
+        ema.module.state_dict()["head.stems.0.bn.running_mean"],
+        create_model("yolox-nano", num_classes=2).state_dict()["head.stems.0.bn.running_mean"],
+    )
 
 
 # ---------------------------------------------------------------- bug 6: deterministic
@@ -189,8 +197,9 @@ class _RecordEvalModel:
         self.means: list[torch.Tensor] = []
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
-        self.means.append(torch.cat([m.running_mean.clone() for m in model.modules()
-                                     if isinstance(m, nn.BatchNorm2d)]))
+        self.means.append(
+            torch.cat([m.running_mean.clone() for m in model.modules() if isinstance(m, nn.BatchNorm2d)])
+        )
         return {"AP": 0.0}
 
 
@@ -201,8 +210,13 @@ def _worker(rank: int, port: int, out: str) -> None:
     try:
         record = _RecordEvalModel()
         run_dir = Path(out)
-        trainer = make_trainer(SyntheticLoader(num_batches=2, rank=rank, world_size=WORLD), epochs=1,
-                               evaluate=record, run_dir=run_dir, ema_ramp=1.0)
+        trainer = make_trainer(
+            SyntheticLoader(num_batches=2, rank=rank, world_size=WORLD),
+            epochs=1,
+            evaluate=record,
+            run_dir=run_dir,
+            ema_ramp=1.0,
+        )
         torch.manual_seed(100 + rank)  # distinct RNG streams per rank, as dropout or sampling would leave
         trainer.fit()  # ranks see different images, so their BN statistics (and EMA copies) differ
         after_fit = torch.get_rng_state()
@@ -212,11 +226,16 @@ def _worker(rank: int, port: int, out: str) -> None:
         resumed = make_trainer(SyntheticLoader(num_batches=2, rank=rank, world_size=WORLD), epochs=1)
         resumed.resume(ckpt.load_training_checkpoint(run_dir / "last.pt"))
         restored = torch.get_rng_state()
-        # a stop requested on rank 0 alone (a signal, a callback) stops both ranks at the same step, without a hang
-        stopping = make_trainer(SyntheticLoader(num_batches=3, rank=rank, world_size=WORLD), epochs=2,
-                                callbacks=[StopAfter(1)] if rank == 0 else [])
+        # a stop requested on rank 0 alone (a signal, a callback) stops both ranks at one step, without a hang
+        stopping = make_trainer(
+            SyntheticLoader(num_batches=3, rank=rank, world_size=WORLD),
+            epochs=2,
+            callbacks=[StopAfter(1)] if rank == 0 else [],
+        )
         stopping.fit()
-        torch.save({"restored": restored, "stopped_at": stopping.state.iteration}, run_dir / f"resumed{rank}.pt")
+        torch.save(
+            {"restored": restored, "stopped_at": stopping.state.iteration}, run_dir / f"resumed{rank}.pt"
+        )
     finally:
         dist.destroy_process_group()
 
