@@ -115,11 +115,12 @@ def main() -> None:
         print(rows[-1], flush=True)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     table = "\n".join(["| model | size | batch | ours ms | ours Trainer ms | pixeltable-yolox ms | ratio "
-                       "(peer/ours) | ratio (peer/ours Trainer) |", "|---|---|---|---|---|---|---|---|", *rows])
+                       "(peer/ours) | ratio (peer/ours Trainer) |", "|---|---|---|---|---|---|---|---|",
+                       *rows])
     text = (f"## Training step (forward + assignment + loss + backward + SGD)\n\n{table}\n\n"
             f"Median of {args.repeats} steps after a warm-up; fp32; {where}; torch {torch.__version__}; "
-            f"{platform.processor() or platform.machine()}. The three take turns step by step, so load from elsewhere "
-            f"falls on all alike: compare the ratios across runs, not the milliseconds. "
+            f"{platform.processor() or platform.machine()}. The three take turns step by step, so load from "
+            f"elsewhere falls on all alike: compare the ratios across runs, not the milliseconds. "
             f"`{COMMAND} --repeats {args.repeats}`")
     if not args.no_write:
         print(f"wrote {write_section('train', text)}")

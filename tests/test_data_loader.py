@@ -94,8 +94,8 @@ def test_val_loader_metas(dataset):
 
 
 def test_val_loader_shards_whole_batches_across_ranks(dataset):
-    whole = [[m["image_id"] for m in metas] for _, metas in build_val_loader(dataset, batch_size=2, input_size=HW,
-                                                                              workers=0)]
+    loader = build_val_loader(dataset, batch_size=2, input_size=HW, workers=0)
+    whole = [[m["image_id"] for m in metas] for _, metas in loader]
     shards = [[[m["image_id"] for m in metas] for _, metas in build_val_loader(
         dataset, batch_size=2, input_size=HW, workers=0, rank=r, world_size=2)] for r in range(2)]
     assert shards == [whole[0::2], whole[1::2]]  # each rank reads only its own batches

@@ -48,7 +48,9 @@ class TorchBackend:
     decoding and NMS stay float32. ``pad_batch`` pads smaller batches to that size (the padding's outputs are
     dropped), so a compiled model, specialised to one batch size, never recompiles for a short last batch."""
 
-    def __init__(self, model: nn.Module, *, dtype: torch.dtype | None = None, pad_batch: int | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, *, dtype: torch.dtype | None = None, pad_batch: int | None = None
+    ) -> None:
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.dtype = dtype
@@ -134,8 +136,9 @@ class Detector:
         A PyTorch model is prepared by :func:`~yoloxdet.models.fuse.optimize_for_inference`: with ``fast`` (the
         default) BatchNorm is folded into the convs and weights are channels_last (outputs equal the unfused
         model's within float rounding); ``compile`` adds ``torch.compile`` (the first batch of each shape
-        compiles; smaller batches are padded to ``batch_size``, so a short last batch does not recompile). Both are
-        ignored for exported ``.onnx``/``.torchscript`` files. ``device="auto"``: CUDA when present, else the CPU.
+        compiles; smaller batches are padded to ``batch_size``: a short last batch does not recompile). Both
+        are ignored for exported ``.onnx``/``.torchscript`` files. ``device="auto"``: CUDA when present, else
+        the CPU.
         ``dtype`` (``torch.float16``/``torch.bfloat16``, CUDA only) runs the network in that precision.
         ``kwargs`` go to :class:`Detector` (thresholds, input size, batch size).
         """

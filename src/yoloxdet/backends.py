@@ -32,7 +32,8 @@ def detections_to_decoded(detections: Tensor, batch: int, num_classes: int) -> T
     detections = detections[torch.argsort(detections[:, 0], stable=True)]  # group by image, keep score order
     image_ids = detections[:, 0].long()
     counts = torch.bincount(image_ids, minlength=batch)
-    slot = torch.arange(len(detections), device=detections.device) - (torch.cumsum(counts, 0) - counts)[image_ids]
+    first_slot = (torch.cumsum(counts, 0) - counts)[image_ids]
+    slot = torch.arange(len(detections), device=detections.device) - first_slot
     out = detections.new_zeros(batch, int(counts.max()) if len(detections) else 0, 5 + num_classes)
     out[..., 4], out[..., 5] = -1.0, 1.0
     x1, y1, x2, y2 = detections[:, 1:5].unbind(dim=1)
@@ -82,7 +83,8 @@ class OnnxBackend:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=list(providers or default_providers()))
+            providers = list(providers or default_providers())
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own error types
             raise ValueError(f"{self.path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
         props = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -132,7 +134,8 @@ class TorchScriptBackend:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # deprecation notice of torch.jit
-                self.module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra).eval()
+                module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
+                self.module = module.eval()
         except RuntimeError as exc:
             raise ValueError(f"{self.path}: not a TorchScript archive ({str(exc).splitlines()[0]})") from None
         if not extra[TORCHSCRIPT_EXTRA]:

@@ -22,8 +22,8 @@ def anchor_points(
 ) -> tuple[Tensor, Tensor]:
     """Cell indices and stride of every anchor point, levels concatenated, row-major (y outer, x inner).
 
-    ``like``: build on its device and dtype (instead of ``device``/``dtype``) with ``Tensor.new_*`` calls, which a
-    traced graph records without a device constant, so an export runs on whatever device its input is on.
+    ``like``: build on its device and dtype (instead of ``device``/``dtype``) with ``Tensor.new_*`` calls,
+    which a traced graph records without a device constant: an export runs on whatever device its input is on.
 
     Returns:
         grid_xy: [A, 2] cell (x, y) index within its level.
@@ -32,7 +32,8 @@ def anchor_points(
     grids, level_strides = [], []
     for (h, w), s in zip(feature_sizes, strides):
         if like is None:
-            rows, cols = torch.arange(h, device=device, dtype=dtype), torch.arange(w, device=device, dtype=dtype)
+            rows = torch.arange(h, device=device, dtype=dtype)
+            cols = torch.arange(w, device=device, dtype=dtype)
             level_stride = torch.full((h * w,), float(s), device=device, dtype=dtype)
         else:
             rows, cols = arange_like(h, like), arange_like(w, like)
@@ -44,8 +45,8 @@ def anchor_points(
 
 
 def arange_like(n: int | Tensor, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-    """``torch.arange(n)`` on ``like``'s device (in ``dtype``, default ``like``'s) without a device constant in a
-    traced graph (``torch.arange(..., device=...)`` bakes the tracing device in)."""
+    """``torch.arange(n)`` on ``like``'s device (in ``dtype``, default ``like``'s) without a device constant
+    in a traced graph (``torch.arange(..., device=...)`` bakes the tracing device in)."""
     return like.new_ones(n, dtype=dtype).cumsum(0) - 1
 
 

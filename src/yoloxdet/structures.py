@@ -53,10 +53,12 @@ class Targets:
         return self.mask.sum(dim=1)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Targets:
-        return Targets(*(t.to(device, non_blocking=non_blocking) for t in (self.boxes_cxcywh, self.labels, self.mask)))
+        tensors = (self.boxes_cxcywh, self.labels, self.mask)
+        return Targets(*(t.to(device, non_blocking=non_blocking) for t in tensors))
 
     def pin_memory(self) -> Targets:
-        """Page-locked copies (the DataLoader calls this with ``pin_memory=True``): asynchronous copies to a GPU."""
+        """Page-locked copies (the DataLoader calls this with ``pin_memory=True``): asynchronous copies to a
+        GPU."""
         return Targets(self.boxes_cxcywh.pin_memory(), self.labels.pin_memory(), self.mask.pin_memory())
 
     @staticmethod

@@ -119,7 +119,8 @@ def collate_train(samples: list[TrainSample]) -> tuple[torch.Tensor, Targets]:
 @dataclass
 class TrainLoader:
     """Iterate -> ``(images float32 [B, 3, H, W] BGR 0-255, Targets)``. Call ``set_epoch`` before each epoch.
-    With ``uint8`` the images stay uint8 (pinned when the loader pins): the trainer converts them on the GPU."""
+    With ``uint8`` the images stay uint8 (pinned when the loader pins): the trainer converts them on the
+    GPU."""
 
     loader: DataLoader
     sampler: _PhaseSampler
@@ -155,7 +156,7 @@ def build_train_loader(dataset: DetectionDataset, *, batch_size: int, input_size
 
 
 def _seed_worker(worker_id: int) -> None:
-    cv2.setNumThreads(0)  # parallelism comes from the workers; OpenCV's own threads would oversubscribe the CPUs
+    cv2.setNumThreads(0)  # the workers are the parallelism; OpenCV's own threads would oversubscribe the CPUs
     # our code draws only from explicit generators; this pins any third-party global RNG use as well
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
@@ -209,7 +210,8 @@ def build_val_loader(dataset: DetectionDataset, *, batch_size: int, input_size: 
                      workers: int | None = None, rank: int = 0, world_size: int = 1) -> ValLoader:
     """Letterboxed batches in dataset order: ``(images float32 [B, 3, H, W], metas)``; each meta has
     ``image_id``, ``ratio`` (divide boxes by it), ``orig_hw`` and ``path``. Unreadable images are skipped.
-    With ``world_size`` > 1 only every ``world_size``-th batch from ``rank`` on is read (sharded evaluation)."""
+    With ``world_size`` > 1 only every ``world_size``-th batch from ``rank`` on is read (sharded
+    evaluation)."""
     workers = default_workers(batch_size) if workers is None else workers
     mine = [i for i in range(len(dataset)) if (i // batch_size) % world_size == rank]
     loader = DataLoader(_ValView(dataset, tuple(input_size)), batch_size=batch_size, sampler=mine,

@@ -61,8 +61,8 @@ def load_training_checkpoint(path: str | Path, map_location: str | torch.device 
 
 
 def rng_state() -> dict[str, Any]:
-    """This process's RNG states: the CPU generator and, once CUDA is in use, the current device's generator only
-    (one process per GPU: the other GPUs' generators belong to other processes)."""
+    """This process's RNG states: the CPU generator and, once CUDA is in use, the current device's generator
+    only (one process per GPU: the other GPUs' generators belong to other processes)."""
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state()

@@ -83,7 +83,8 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 
 
 def max_over_ranks(values: Sequence[torch.Tensor | float | bool], device: torch.device) -> list[float]:
-    """Element-wise maximum of ``values`` (flags count as 0/1) over processes: one all-reduce, one host read."""
+    """Element-wise maximum of ``values`` (flags count as 0/1) over processes: one all-reduce, one host
+    read."""
     host = [0.0 if isinstance(v, torch.Tensor) else float(v) for v in values]
     row = torch.tensor(host, dtype=torch.float64).to(device, non_blocking=True)
     for i, value in enumerate(values):

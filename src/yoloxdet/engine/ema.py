@@ -45,7 +45,7 @@ class ModelEMA:
         d = ema_decay(self.updates, self.decay, self.ramp)
         current = unwrap(model).state_dict()
         averaged = [(v, current[k]) for k, v in self.module.state_dict().items() if v.dtype.is_floating_point]
-        # ema + (1 - d) * (model - ema) == d * ema + (1 - d) * model; foreach: a few kernels instead of one per tensor
+        # ema + (1 - d) * (model - ema) == d * ema + (1 - d) * model; foreach: few kernels, not one per tensor
         torch._foreach_lerp_([e for e, _ in averaged], [m.detach() for _, m in averaged], 1.0 - d)
 
     def state_dict(self) -> dict:

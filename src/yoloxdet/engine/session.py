@@ -102,8 +102,8 @@ def _multiscale(input_hw: tuple[int, int], spec: ModelSpec, config: Config) -> A
 
 
 def sync_bn_then_freeze(model: nn.Module, config: TrainConfig, *, distributed: bool) -> nn.Module:
-    """SyncBatchNorm (``sync_bn``, distributed runs) first, then ``freeze``: the conversion builds new BN modules,
-    which would drop the forward hooks that hold frozen BN layers in eval mode."""
+    """SyncBatchNorm (``sync_bn``, distributed runs) first, then ``freeze``: the conversion builds new BN
+    modules, which would drop the forward hooks that hold frozen BN layers in eval mode."""
     if config.sync_bn and distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if config.freeze:

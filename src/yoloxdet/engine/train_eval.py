@@ -1,8 +1,8 @@
 """Validation during training: COCO box AP of the EMA model on the val split, sharded across processes.
 
-Each process reads and predicts every ``world_size``-th validation batch; the COCO results are gathered, rank 0
-runs COCOeval and broadcasts the metrics, so every process takes the same best-checkpoint and early-stopping
-decisions.
+Each process reads and predicts every ``world_size``-th validation batch; the COCO results are gathered,
+rank 0 runs COCOeval and broadcasts the metrics, so every process takes the same best-checkpoint and
+early-stopping decisions.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def predict_val_results(model: nn.Module, dataset: DetectionDataset, *, input_si
     device = next(model.parameters()).device
     cat_ids = category_ids(dataset.to_coco())
     results: list[dict[str, Any]] = []
-    batches = build_val_loader(dataset, batch_size=config.batch, input_size=input_size, workers=workers, rank=rank,
-                               world_size=world_size)
+    batches = build_val_loader(dataset, batch_size=config.batch, input_size=input_size, workers=workers,
+                               rank=rank, world_size=world_size)
     for images, metas in batches:
         decoded = decode(model(images.to(device)))
         kept = postprocess(decoded.float(), config.conf_threshold, config.nms_iou_threshold, config.class_agnostic)

@@ -44,7 +44,8 @@ LOG_INTERVAL = 20  # optimizer steps between reads of the on-device loss statist
 
 
 class _StopAgreed(Exception):
-    """Every process agreed to stop before this step's optimizer update; the step is discarded (resume redoes it)."""
+    """Every process agreed to stop before this step's optimizer update; the step is discarded (resume redoes
+    it)."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -73,8 +74,9 @@ class TrainState:
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: None (fp32) on CPU or for "off"/"fp32"; under "auto" bf16 where the GPU has it natively
-    (sm80+; emulated bf16 on older cards is slower than fp16), else fp16. An unknown mode raises ConfigError."""
+    """Autocast dtype: None (fp32) on CPU or for "off"/"fp32"; under "auto" bf16 where the GPU has it
+    natively (sm80+; emulated bf16 on older cards is slower than fp16), else fp16. An unknown mode raises
+    ConfigError."""
     check_amp_mode(mode)
     if device.type != "cuda" or mode in ("off", "fp32"):
         return None
@@ -86,8 +88,9 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
 
 
 def configure_kernels(deterministic: bool, device: torch.device) -> None:
-    """``deterministic``: deterministic algorithms and cuDNN without autotuning (exact reruns, slower; ops with no
-    deterministic CUDA kernel warn, naming themselves). Otherwise cuDNN autotunes its convolutions on CUDA."""
+    """``deterministic``: deterministic algorithms and cuDNN without autotuning (exact reruns, slower; ops
+    with no deterministic CUDA kernel warn, naming themselves). Otherwise cuDNN autotunes its convolutions
+    on CUDA."""
     if deterministic:
         # cuBLAS needs a fixed workspace for deterministic results; read at its first use, so set it early
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -147,9 +150,10 @@ class Trainer:
     def train_step(self, micro_batches: Sequence[Batch], phase: Phase) -> dict[str, float]:
         """Forward/backward over ``micro_batches`` (gradient accumulation), then one optimizer and EMA step.
 
-        The loss terms stay on the device (summed into the pending statistics); the returned logs hold them only
-        every ``log_interval`` steps (see :meth:`read_losses`), so a step costs a single host sync: the one
-        all-reduce of (non-finite loss, stop requested, budget clock) that keeps every process on the same branch.
+        The loss terms stay on the device (summed into the pending statistics); the returned logs hold them
+        only every ``log_interval`` steps (see :meth:`read_losses`), so a step costs a single host sync: the
+        one all-reduce of (non-finite loss, stop requested, budget clock) that keeps every process on the same
+        branch.
         Under DDP a stop requested on any process discards the step before its update (``_StopAgreed``)."""
         self.optimizer.zero_grad(set_to_none=True)
         size = self.multiscale.size_at(self.state.iteration) if self.multiscale else None
@@ -267,7 +271,8 @@ class Trainer:
         self.state.history.append(logs)
         self.save("last.pt")
         self._call("on_epoch_end", epoch=epoch, logs=logs)
-        self.stop = dist_utils.any_rank(self.stop, self.device)  # requested in the last step, evaluation or a hook
+        # a stop requested in the epoch's last step, its evaluation or a hook: every process agrees
+        self.stop = dist_utils.any_rank(self.stop, self.device)
 
     def current_phase(self) -> Phase:
         """Phase of the current epoch; under a time budget the epoch is where the schedule position says."""
@@ -279,7 +284,7 @@ class Trainer:
             return {}
         dist_utils.all_reduce_norm_(unwrap(self.model))
         eval_model = self.ema.module if self.ema is not None else unwrap(self.model)
-        dist_utils.all_reduce_norm_(eval_model)  # the EMA copy averages each process's statistics: align them too
+        dist_utils.all_reduce_norm_(eval_model)  # the EMA copy averages each process's statistics: align them
         if self.config.precise_bn > 0:
             batches = (self._to_device(images, targets)[0]
                        for _, (images, targets) in zip(range(self.config.precise_bn), self.loader))
@@ -305,8 +310,8 @@ class Trainer:
         return self.state.elapsed_s + time.monotonic() - self._session_start
 
     def position(self, elapsed_s: float | None = None) -> float:
-        """Schedule position in iterations; under a time budget, from ``elapsed_s`` (agreed by every process in
-        the step) or else from rank 0's clock, broadcast (a collective: call it on every process)."""
+        """Schedule position in iterations; under a time budget, from ``elapsed_s`` (agreed by every process
+        in the step) or else from rank 0's clock, broadcast (a collective: call it on every process)."""
         budget_s = self.config.max_minutes * 60.0
         if budget_s <= 0:
             elapsed_s = 0.0
@@ -331,7 +336,8 @@ class Trainer:
                 "state": state, "rng": ckpt.rng_state(), **self.meta}
 
     def save(self, name: str) -> None:
-        """Rank 0 writes ``name``; a collective (every process's RNG state goes in): call it on every process."""
+        """Rank 0 writes ``name``; a collective (every process's RNG state goes in): call it on every
+        process."""
         if self.run_dir is None:
             return
         rank_states = dist_utils.gather_lists([ckpt.rng_state()]) if self.dist.distributed else None
