@@ -125,7 +125,7 @@ class TrainConfig(_Checked):
     eval_interval: int = 10
     patience: int = 0  # early stopping on val AP, in evaluations; 0 disables
     seed: int = 0
-    amp: str = "auto"  # see CHOICES
+    amp: str = "auto"  # see CHOICES: "auto" is bf16 where the GPU has it natively, else fp16; CUDA only
     device: str = "auto"
     sync_bn: bool = False
     assigner: str = "simota"  # see CHOICES and yoloxdet.assign
@@ -136,6 +136,7 @@ class TrainConfig(_Checked):
     precise_bn: int = 0  # re-estimate BN statistics on this many training batches before each evaluation (not official)
     freeze: tuple[str, ...] = ()  # module paths held fixed (e.g. backbone.backbone), see engine/freeze.py; not official
     channels_last: bool = True  # NHWC model and images: faster convolutions (oneDNN on CPU, tensor cores); same maths
+    deterministic: bool = False  # deterministic algorithms, cuDNN benchmark off: exact reruns on GPU, slower
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,8 @@ class PredictConfig:
 
     conf_threshold: float = 0.25
     nms_iou_threshold: float = 0.45
+    batch: int = 8  # images per forward pass
+    tile_overlap: float = 0.25  # with tiling (large images): overlap of neighbouring tiles, a fraction of a tile
 
 
 @dataclass(frozen=True)

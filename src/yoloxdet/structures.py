@@ -52,8 +52,14 @@ class Targets:
     def num_gt(self) -> Tensor:  # [B]
         return self.mask.sum(dim=1)
 
-    def to(self, device: torch.device | str) -> Targets:
-        return Targets(self.boxes_cxcywh.to(device), self.labels.to(device), self.mask.to(device))
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Targets:
+        tensors = (self.boxes_cxcywh, self.labels, self.mask)
+        return Targets(*(t.to(device, non_blocking=non_blocking) for t in tensors))
+
+    def pin_memory(self) -> Targets:
+        """Page-locked copies (the DataLoader calls this with ``pin_memory=True``): asynchronous copies to a
+        GPU."""
+        return Targets(self.boxes_cxcywh.pin_memory(), self.labels.pin_memory(), self.mask.pin_memory())
 
     @staticmethod
     def from_list(boxes_cxcywh: list[Tensor], labels: list[Tensor]) -> Targets:

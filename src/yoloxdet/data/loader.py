@@ -34,11 +34,13 @@ MAX_SUBSTITUTES = 16
 
 
 def default_workers(batch_size: int) -> int:
-    """Workers scaled to the CPUs this process may use (minus one for the main process), at most the batch."""
+    """Workers scaled to this process's share of the CPUs (torchrun's ``LOCAL_WORLD_SIZE`` processes share the
+    machine), minus one for the main process, at most the batch."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:
         cpus = os.cpu_count() or 1
+    cpus //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(0, min(cpus - 1, batch_size, 8))
 
 
@@ -117,10 +119,13 @@ def collate_train(samples: list[TrainSample]) -> tuple[torch.Tensor, Targets]:
 
 @dataclass
 class TrainLoader:
-    """Iterate -> ``(images float32 [B, 3, H, W] BGR 0-255, Targets)``. Call ``set_epoch`` before each epoch."""
+    """Iterate -> ``(images float32 [B, 3, H, W] BGR 0-255, Targets)``. Call ``set_epoch`` before each epoch.
+    With ``uint8`` the images stay uint8 (pinned when the loader pins): the trainer converts them on the
+    GPU."""
 
     loader: DataLoader
     sampler: _PhaseSampler
+    uint8: bool = False
 
     def set_epoch(self, epoch: int, mosaic: bool) -> None:
         """Select the epoch (reshuffle, reseed) and the explicit phase: mosaic/mixup on, or the no-aug phase."""
@@ -131,12 +136,13 @@ class TrainLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, Targets]]:
         for images, targets in self.loader:
-            yield images.float(), targets
+            yield (images if self.uint8 else images.float()), targets
 
 
 def build_train_loader(dataset: DetectionDataset, *, batch_size: int, input_size: tuple[int, int],
                        augment: ResolvedAugment, seed: int, workers: int | None = None, distributed: bool = False,
-                       rank: int = 0, world_size: int = 1, pin_memory: bool = False) -> TrainLoader:
+                       rank: int = 0, world_size: int = 1, pin_memory: bool = False,
+                       uint8: bool = False) -> TrainLoader:
     """Augmented training batches; ``batch_size`` is per process; ``len`` is iterations per epoch
     (no samples dropped, as official ``drop_last=False``)."""
     if not distributed:
@@ -147,10 +153,11 @@ def build_train_loader(dataset: DetectionDataset, *, batch_size: int, input_size
     loader = DataLoader(view, batch_sampler=sampler, num_workers=workers, collate_fn=collate_train,
                         persistent_workers=workers > 0, pin_memory=pin_memory,
                         worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(seed))
-    return TrainLoader(loader, sampler)
+    return TrainLoader(loader, sampler, uint8)
 
 
 def _seed_worker(worker_id: int) -> None:
+    cv2.setNumThreads(0)  # the workers are the parallelism; OpenCV's own threads would oversubscribe the CPUs
     # our code draws only from explicit generators; this pins any third-party global RNG use as well
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
@@ -199,11 +206,14 @@ class ValLoader:
 
 
 def build_val_loader(dataset: DetectionDataset, *, batch_size: int, input_size: tuple[int, int],
-                     workers: int | None = None) -> ValLoader:
+                     workers: int | None = None, rank: int = 0, world_size: int = 1) -> ValLoader:
     """Letterboxed batches in dataset order: ``(images float32 [B, 3, H, W], metas)``; each meta has
-    ``image_id``, ``ratio`` (divide boxes by it), ``orig_hw`` and ``path``. Unreadable images are skipped."""
+    ``image_id``, ``ratio`` (divide boxes by it), ``orig_hw`` and ``path``. Unreadable images are skipped.
+    With ``world_size`` > 1 only every ``world_size``-th batch from ``rank`` on is read (sharded
+    evaluation)."""
     workers = default_workers(batch_size) if workers is None else workers
-    loader = DataLoader(_ValView(dataset, tuple(input_size)), batch_size=batch_size, shuffle=False,
+    mine = [i for i in range(len(dataset)) if (i // batch_size) % world_size == rank]
+    loader = DataLoader(_ValView(dataset, tuple(input_size)), batch_size=batch_size, sampler=mine,
                         num_workers=workers, collate_fn=_collate_val)
     return ValLoader(loader)
 

@@ -10,7 +10,8 @@ Layout (a plain dict of tensors and primitives, so ``torch.load(weights_only=Tru
     optimizer     optimizer.state_dict()
     scaler        GradScaler.state_dict() or None
     state         TrainState as a dict (epoch, iteration, batch in epoch, best AP, history, ...)
-    rng           {"torch": ByteTensor}
+    rng           {"torch": ByteTensor, "cuda": ByteTensor of the current GPU (once CUDA is used),
+                   "ranks": [the same per process] under DDP}
     config        the resolved run configuration (plain dict)
     class_names   list[str]
 """
@@ -45,13 +46,24 @@ def load_training_checkpoint(path: str | Path, map_location: str | torch.device 
 
 
 def rng_state() -> dict[str, Any]:
+    """This process's RNG states: the CPU generator and, once CUDA is in use, the current device's generator
+    only (one process per GPU: the other GPUs' generators belong to other processes)."""
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
+def restore_rng_state(state: dict[str, Any], rank: int = 0) -> None:
+    """Restore what :func:`rng_state` saved: this rank's entry of ``ranks`` when the checkpoint has one (DDP),
+    else the top-level state. Works with fewer (or no) visible GPUs than at save time."""
+    ranks = state.get("ranks") or []
+    if rank < len(ranks):
+        state = ranks[rank]
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda_state = state.get("cuda")
+    if cuda_state is None or not torch.cuda.is_available():
+        return
+    if isinstance(cuda_state, list | tuple):  # older checkpoints: one state per visible GPU
+        cuda_state = cuda_state[min(torch.cuda.current_device(), len(cuda_state) - 1)]
+    torch.cuda.set_rng_state(cuda_state)

@@ -5,6 +5,7 @@ single process, so the trainer has one code path.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,19 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item() > 0)
+
+
+def max_over_ranks(values: Sequence[torch.Tensor | float | bool], device: torch.device) -> list[float]:
+    """Element-wise maximum of ``values`` (flags count as 0/1) over processes: one all-reduce, one host
+    read."""
+    host = [0.0 if isinstance(v, torch.Tensor) else float(v) for v in values]
+    row = torch.tensor(host, dtype=torch.float64).to(device, non_blocking=True)
+    for i, value in enumerate(values):
+        if isinstance(value, torch.Tensor):
+            row[i] = value  # a device-side copy: no host sync before the single read below
+    if is_initialized():
+        dist.all_reduce(row, op=dist.ReduceOp.MAX)
+    return row.tolist()
 
 
 @torch.no_grad()

@@ -44,9 +44,9 @@ class ModelEMA:
         self.updates += 1
         d = ema_decay(self.updates, self.decay, self.ramp)
         current = unwrap(model).state_dict()
-        for key, value in self.module.state_dict().items():
-            if value.dtype.is_floating_point:
-                value.mul_(d).add_((1.0 - d) * current[key].detach())
+        averaged = [(v, current[k]) for k, v in self.module.state_dict().items() if v.dtype.is_floating_point]
+        # ema + (1 - d) * (model - ema) == d * ema + (1 - d) * model; foreach: few kernels, not one per tensor
+        torch._foreach_lerp_([e for e, _ in averaged], [m.detach() for _, m in averaged], 1.0 - d)
 
     def state_dict(self) -> dict:
         return {"module": self.module.state_dict(), "updates": self.updates, "decay": self.decay}

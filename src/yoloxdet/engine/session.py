@@ -23,6 +23,7 @@ from torch import nn
 from yoloxdet.config import (
     Config,
     ConfigError,
+    TrainConfig,
     apply_overrides,
     eval_input_size,
     from_dict,
@@ -43,6 +44,7 @@ from yoloxdet.engine.optim import build_optimizer
 from yoloxdet.engine.schedule import LRSchedule, base_lr
 from yoloxdet.engine.train_eval import coco_evaluate_fn
 from yoloxdet.engine.trainer import Callback, LossFn, Trainer, TrainState, iterations_per_epoch, yolox_loss_fn
+from yoloxdet.inference.api import resolve_device
 from yoloxdet.io import write_bytes_atomic
 from yoloxdet.models.zoo import ModelSpec, create_model, get_spec
 from yoloxdet.weights import calibrate_batchnorm, load_model, load_state_dict_into
@@ -66,12 +68,6 @@ def batch_layout(global_batch: int, world_size: int, accumulate: int) -> Layout:
         raise ConfigError(f"train.batch={global_batch} must be a multiple of processes ({world_size}) × "
                           f"train.accumulate ({accumulate})")
     return Layout(global_batch // per_step, world_size, max(accumulate, 1))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(name)
 
 
 def make_run_dir(config: Config, resume_from: str | Path | None) -> Path:
@@ -106,7 +102,7 @@ def _initial_weights(model: nn.Module, config: Config, loader: Any, device: torc
     loaded, _info = load_model(source, model_name=config.model.name)
     load_state_dict_into(model, loaded.state_dict(), source=str(source))
     if str(source).lower().endswith(".onnx"):
-        batches = (images.to(device) for _, (images, _) in zip(range(CALIBRATION_BATCHES), loader))
+        batches = (images.to(device).float() for _, (images, _) in zip(range(CALIBRATION_BATCHES), loader))
         calibrate_batchnorm(model, batches)
     logger.info("initial weights: %s", source)
 
@@ -116,6 +112,17 @@ def _multiscale(input_hw: tuple[int, int], spec: ModelSpec, config: Config) -> A
     random_size = spec.random_size if input_hw == (spec.input_size, spec.input_size) else None
     t = config.train
     return multiscale_for(input_hw, t.multiscale_range, random_size, t.multiscale_interval, t.seed)
+
+
+def sync_bn_then_freeze(model: nn.Module, config: TrainConfig, *, distributed: bool) -> nn.Module:
+    """SyncBatchNorm (``sync_bn``, distributed runs) first, then ``freeze``: the conversion builds new BN
+    modules, which would drop the forward hooks that hold frozen BN layers in eval mode."""
+    if config.sync_bn and distributed:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if config.freeze:
+        frozen = freeze(model, config.freeze)
+        logger.info("frozen: %s (%.2f M parameters)", ", ".join(config.freeze), frozen / 1e6)
+    return model
 
 
 def build_trainer(config: Config, *, resume: dict[str, Any] | None = None, run_dir: Path | None = None,
@@ -142,17 +149,16 @@ def build_trainer(config: Config, *, resume: dict[str, Any] | None = None, run_d
                               mosaic_scale=spec.mosaic_scale)
     loader = build_train_loader(train_set, batch_size=layout.micro_batch, input_size=input_hw, augment=augment,
                                 seed=config.train.seed, workers=config.data.workers, distributed=info.distributed,
-                                rank=info.rank, world_size=info.world_size, pin_memory=device.type == "cuda")
+                                rank=info.rank, world_size=info.world_size, pin_memory=device.type == "cuda",
+                                uint8=device.type == "cuda")
     torch.manual_seed(config.train.seed)
     model = create_model(spec.name, num_classes=train_set.num_classes, head=config.model.head).to(device)
     if config.train.weights and resume is None:
         _initial_weights(model, config, loader, device)
-    if config.train.freeze:
-        frozen = freeze(model, config.train.freeze)
-        logger.info("frozen: %s (%.2f M parameters)", ", ".join(config.train.freeze), frozen / 1e6)
+    model = sync_bn_then_freeze(model, config.train, distributed=info.distributed)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    model = dist_utils.wrap_model(model, info, sync_bn=config.train.sync_bn)
+    model = dist_utils.wrap_model(model, info)
     t = config.train
     schedule = LRSchedule(base_lr(t.lr_per_image, t.batch), iterations_per_epoch(len(loader), layout.accumulate),
                           t.epochs, t.warmup_epochs, t.no_aug_epochs, t.warmup_lr, t.min_lr_ratio)

@@ -1,7 +1,8 @@
 """Validation during training: COCO box AP of the EMA model on the val split, sharded across processes.
 
-Each process predicts every ``world_size``-th validation batch; the COCO results are gathered so every process
-computes the same metrics (and takes the same best-checkpoint and early-stopping decisions).
+Each process reads and predicts every ``world_size``-th validation batch; the COCO results are gathered,
+rank 0 runs COCOeval and broadcasts the metrics, so every process takes the same best-checkpoint and
+early-stopping decisions.
 """
 
 from __future__ import annotations
@@ -29,10 +30,9 @@ def predict_val_results(model: nn.Module, dataset: DetectionDataset, *, input_si
     device = next(model.parameters()).device
     cat_ids = category_ids(dataset.to_coco())
     results: list[dict[str, Any]] = []
-    batches = build_val_loader(dataset, batch_size=config.batch, input_size=input_size, workers=workers)
-    for index, (images, metas) in enumerate(batches):
-        if index % world_size != rank:
-            continue
+    batches = build_val_loader(dataset, batch_size=config.batch, input_size=input_size, workers=workers,
+                               rank=rank, world_size=world_size)
+    for images, metas in batches:
         decoded = decode(model(images.to(device)))
         kept = postprocess(decoded.float(), config.conf_threshold, config.nms_iou_threshold, config.class_agnostic)
         for det, meta in zip(kept, metas):
@@ -50,7 +50,11 @@ def coco_evaluate_fn(dataset: DetectionDataset, *, input_size: tuple[int, int], 
         info = dist_utils.current()
         mine = predict_val_results(model, dataset, input_size=input_size, config=config, workers=workers,
                                    rank=info.rank, world_size=info.world_size)
-        metrics = evaluate_coco(gt, dist_utils.gather_lists(mine))
-        return {"AP": metrics.ap, "AP50": metrics.ap50, "AP75": metrics.ap75}
+        results = dist_utils.gather_lists(mine)
+        metrics = None
+        if info.is_main:
+            coco = evaluate_coco(gt, results)
+            metrics = {"AP": coco.ap, "AP50": coco.ap50, "AP75": coco.ap75}
+        return dist_utils.broadcast_object(metrics)
 
     return evaluate

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from yoloxdet.assign import assign
-from yoloxdet.config import TrainConfig
+from yoloxdet.config import TrainConfig, check_choice
 from yoloxdet.engine import checkpoint as ckpt
 from yoloxdet.engine import distributed as dist_utils
 from yoloxdet.engine.ema import ModelEMA, unwrap
@@ -41,6 +42,12 @@ Batch = tuple[Tensor, Targets]
 LossFn = Callable[[nn.Module, Tensor, Targets, Phase], dict[str, Tensor]]
 EvaluateFn = Callable[[nn.Module], dict[str, float]]
 NONFINITE_LIMIT = 10
+LOG_INTERVAL = 20  # optimizer steps between reads of the on-device loss statistics (each read is a host sync)
+
+
+class _StopAgreed(Exception):
+    """Every process agreed to stop before this step's optimizer update; the step is discarded (resume redoes
+    it)."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -69,14 +76,31 @@ class TrainState:
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: None (fp32) on CPU or when "off"/"fp32"; bf16 where supported under "auto", else fp16."""
+    """Autocast dtype: None (fp32) on CPU or for "off"/"fp32"; under "auto" bf16 where the GPU has it
+    natively (sm80+; emulated bf16 on older cards is slower than fp16), else fp16. An unknown mode raises
+    ConfigError."""
+    check_choice("train.amp", mode)
     if device.type != "cuda" or mode in ("off", "fp32"):
         return None
     if mode == "fp16":
         return torch.float16
-    if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported()):
+    if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported(including_emulation=False)):
         return torch.bfloat16
     return torch.float16
+
+
+def configure_kernels(deterministic: bool, device: torch.device) -> None:
+    """``deterministic``: deterministic algorithms and cuDNN without autotuning (exact reruns, slower; ops
+    with no deterministic CUDA kernel warn, naming themselves). Otherwise cuDNN autotunes its convolutions
+    on CUDA."""
+    if deterministic:
+        # cuBLAS needs a fixed workspace for deterministic results; read at its first use, so set it early
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 class Callback:
@@ -113,20 +137,31 @@ class Trainer:
         self.ema = ModelEMA(model, ramp=config.ema_ramp) if config.ema else None
         self.autocast_dtype = amp_dtype(config.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        configure_kernels(config.deterministic, self.device)
         self.state = TrainState()
         self.stop = False
+        self.log_interval = LOG_INTERVAL  # steps between loss reads in the step logs (1: every step)
+        self._pending: dict[str, Tensor] = {}  # on-device loss sums since the last read
+        self._pending_steps = 0
+        self._epoch_losses: dict[str, Tensor] = {}  # on-device loss sums over the current epoch
+        self._step_elapsed_s = 0.0  # the budget clock as agreed in the last step
         self._session_start = time.monotonic()
         self._apply_lr()
 
     # ------------------------------------------------------------------ one optimizer step
     def train_step(self, micro_batches: Sequence[Batch], phase: Phase) -> dict[str, float]:
-        """Forward/backward over ``micro_batches`` (gradient accumulation), then one optimizer and EMA step."""
+        """Forward/backward over ``micro_batches`` (gradient accumulation), then one optimizer and EMA step.
+
+        The loss terms stay on the device (summed into the pending statistics); the returned logs hold them
+        only every ``log_interval`` steps (see :meth:`read_losses`), so a step costs a single host sync: the
+        one all-reduce of (non-finite loss, stop requested, budget clock) that keeps every process on the same
+        branch.
+        Under DDP a stop requested on any process discards the step before its update (``_StopAgreed``)."""
         self.optimizer.zero_grad(set_to_none=True)
         size = self.multiscale.size_at(self.state.iteration) if self.multiscale else None
-        totals: dict[str, float] = {}
-        finite = True
+        totals: dict[str, Tensor] = {}
         for k, (images, targets) in enumerate(micro_batches):
-            images, targets = images.to(self.device, non_blocking=True), targets.to(self.device)
+            images, targets = self._to_device(images, targets)
             if size is not None:
                 images, targets = resize_batch(images, targets, size)
             if self.config.channels_last:
@@ -134,13 +169,20 @@ class Trainer:
             last = k == len(micro_batches) - 1
             with self._no_sync(not last), self._autocast():
                 losses = self.loss_fn(self.model, images, targets, phase)
-            loss = losses["total"] / len(micro_batches)
-            finite &= bool(torch.isfinite(loss))
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(losses["total"] / len(micro_batches)).backward()
             for key, value in losses.items():
-                totals[key] = totals.get(key, 0.0) + float(torch.as_tensor(value).detach()) / len(micro_batches)
-        if dist_utils.any_rank(not finite, self.device):
-            self._skip_nonfinite(totals)
+                term = torch.as_tensor(value).detach().float() / len(micro_batches)
+                totals[key] = totals[key] + term if key in totals else term
+        # one agreement per step: non-finite loss anywhere, a stop requested anywhere, the budget clock of the
+        # slowest process (so every process takes the same lr and the same end-of-budget decision)
+        nonfinite, stop, self._step_elapsed_s = dist_utils.max_over_ranks(
+            (~torch.isfinite(totals["total"]), self.stop, self.elapsed_s()), self.device)
+        if stop and self.dist.distributed:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.stop = True
+            raise _StopAgreed
+        if nonfinite:
+            self._skip_nonfinite({k: float(v) for k, v in totals.items()})
         else:
             self.state.nonfinite_streak = 0
             self.scaler.step(self.optimizer)
@@ -148,9 +190,26 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(self.model)
         self.state.iteration += 1
-        totals["lr"] = self.optimizer.param_groups[0]["lr"]  # the lr this step used
-        self._apply_lr()
-        return totals
+        _accumulate(self._pending, totals)
+        _accumulate(self._epoch_losses, totals)
+        self._pending_steps += 1
+        logs = self.read_losses() if self._pending_steps >= self.log_interval else {}
+        logs["lr"] = self.optimizer.param_groups[0]["lr"]  # the lr this step used
+        self._apply_lr(self._step_elapsed_s)
+        return logs
+
+    def read_losses(self) -> dict[str, float]:
+        """Means of the loss terms over the steps since the last read (one host sync), then start over."""
+        means = _means(self._pending, self._pending_steps)
+        self._pending, self._pending_steps = {}, 0
+        return means
+
+    def _to_device(self, images: Tensor, targets: Targets) -> tuple[Tensor, Targets]:
+        """Copy (asynchronously from pinned memory) and convert on the device: uint8 travels 4x lighter."""
+        images = images.to(self.device, non_blocking=True)
+        if not images.is_floating_point():
+            images = images.float()
+        return images, targets.to(self.device, non_blocking=True)
 
     def _skip_nonfinite(self, totals: dict[str, float]) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -187,27 +246,35 @@ class Trainer:
         self.model.train()
         sums: dict[str, float] = {}
         steps = 0
+        self._pending, self._pending_steps, self._epoch_losses = {}, 0, {}
         for micro, data_s in self._groups(self._skip(iter(self.loader), self.state.batch_in_epoch)):
             start = time.perf_counter()
-            logs = self.train_step(micro, phase)
+            try:
+                logs = self.train_step(micro, phase)
+            except _StopAgreed:
+                return  # a stop requested on some process: fit() saves last.pt to resume from this step
             self.state.batch_in_epoch += len(micro)
+            if self.state.batch_in_epoch >= len(self.loader):
+                logs.update(self.read_losses())  # the epoch's last step shows its losses
             logs.update(data_s=data_s, compute_s=time.perf_counter() - start)
-            for key, value in logs.items():
-                sums[key] = sums.get(key, 0.0) + value
+            for key in ("lr", "data_s", "compute_s"):
+                sums[key] = sums.get(key, 0.0) + logs[key]
             steps += 1
             self._call("on_step_end", logs=logs)
-            self.stop = dist_utils.any_rank(self.stop, self.device)
-            if self.stop and self.state.batch_in_epoch < len(self.loader):
+            if self.stop and not self.dist.distributed and self.state.batch_in_epoch < len(self.loader):
                 return  # interrupted mid-epoch: fit() saves last.pt to resume from here
-            if self._budget_spent():
+            if self._budget_spent(self._step_elapsed_s):
                 break  # the schedule has reached its end: finish this epoch with an evaluation
         self.state.epoch, self.state.batch_in_epoch = epoch + 1, 0
-        logs = {"epoch": float(epoch + 1), **{k: v / max(steps, 1) for k, v in sums.items()}}
+        epoch_losses = _means(self._epoch_losses, steps)
+        logs = {"epoch": float(epoch + 1), **epoch_losses, **{k: v / max(steps, 1) for k, v in sums.items()}}
         if eval_due(epoch, self.config.epochs, self.config.eval_interval, phase) or self._budget_spent():
             logs.update(self._evaluate(epoch))
         self.state.history.append(logs)
         self.save("last.pt")
         self._call("on_epoch_end", epoch=epoch, logs=logs)
+        # a stop requested in the epoch's last step, its evaluation or a hook: every process agrees
+        self.stop = dist_utils.any_rank(self.stop, self.device)
 
     def current_phase(self) -> Phase:
         """Phase of the current epoch; under a time budget the epoch is where the schedule position says."""
@@ -219,8 +286,10 @@ class Trainer:
             return {}
         dist_utils.all_reduce_norm_(unwrap(self.model))
         eval_model = self.ema.module if self.ema is not None else unwrap(self.model)
+        dist_utils.all_reduce_norm_(eval_model)  # the EMA copy averages each process's statistics: align them
         if self.config.precise_bn > 0:
-            batches = (images.to(self.device) for _, (images, _) in zip(range(self.config.precise_bn), self.loader))
+            batches = (self._to_device(images, targets)[0]
+                       for _, (images, targets) in zip(range(self.config.precise_bn), self.loader))
             recompute_bn_stats(eval_model, batches)
             dist_utils.all_reduce_norm_(eval_model)
         eval_model.eval()
@@ -242,16 +311,21 @@ class Trainer:
     def elapsed_s(self) -> float:
         return self.state.elapsed_s + time.monotonic() - self._session_start
 
-    def position(self) -> float:
+    def position(self, elapsed_s: float | None = None) -> float:
+        """Schedule position in iterations; under a time budget, from ``elapsed_s`` (agreed by every process
+        in the step) or else from rank 0's clock, broadcast (a collective: call it on every process)."""
         budget_s = self.config.max_minutes * 60.0
-        elapsed = dist_utils.broadcast_object(self.elapsed_s()) if budget_s > 0 else 0.0
-        return progress_iters(self.state.iteration, self.schedule, elapsed, budget_s)
+        if budget_s <= 0:
+            elapsed_s = 0.0
+        elif elapsed_s is None:
+            elapsed_s = dist_utils.broadcast_object(self.elapsed_s())
+        return progress_iters(self.state.iteration, self.schedule, elapsed_s, budget_s)
 
-    def _budget_spent(self) -> bool:
-        return self.config.max_minutes > 0 and self.position() >= self.schedule.total_iters
+    def _budget_spent(self, elapsed_s: float | None = None) -> bool:
+        return self.config.max_minutes > 0 and self.position(elapsed_s) >= self.schedule.total_iters
 
-    def _apply_lr(self) -> None:
-        set_lr(self.optimizer, lr_at(self.position(), self.schedule))
+    def _apply_lr(self, elapsed_s: float | None = None) -> None:
+        set_lr(self.optimizer, lr_at(self.position(elapsed_s), self.schedule))
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_payload(self) -> dict[str, Any]:
@@ -264,8 +338,16 @@ class Trainer:
                 "state": state, "rng": ckpt.rng_state(), **self.meta}
 
     def save(self, name: str) -> None:
-        if self.run_dir is not None and self.dist.is_main:
-            ckpt.save_atomic(self.checkpoint_payload(), self.run_dir / name)
+        """Rank 0 writes ``name``; a collective (every process's RNG state goes in): call it on every
+        process."""
+        if self.run_dir is None:
+            return
+        rank_states = dist_utils.gather_lists([ckpt.rng_state()]) if self.dist.distributed else None
+        if self.dist.is_main:
+            payload = self.checkpoint_payload()
+            if rank_states is not None:
+                payload["rng"] = {**payload["rng"], "ranks": rank_states}
+            ckpt.save_atomic(payload, self.run_dir / name)
 
     def resume(self, payload: dict[str, Any]) -> None:
         """Restore everything :meth:`checkpoint_payload` saved; training continues exactly where it stopped."""
@@ -277,7 +359,7 @@ class Trainer:
             self.scaler.load_state_dict(payload["scaler"])
         self.state = TrainState(**payload["state"])
         self._session_start = time.monotonic()
-        ckpt.restore_rng_state(payload["rng"])
+        ckpt.restore_rng_state(payload["rng"], rank=self.dist.rank)
         self._apply_lr()
 
     # ------------------------------------------------------------------ plumbing
@@ -357,6 +439,19 @@ def yolox_loss_fn(assigner: str = TrainConfig.assigner, on_assign_s: Callable[[f
         return yolox_loss(outputs, targets, assignment, use_l1=phase.l1)
 
     return loss_fn
+
+
+def _accumulate(sums: dict[str, Tensor], terms: dict[str, Tensor]) -> None:
+    for key, value in terms.items():
+        sums[key] = sums[key] + value if key in sums else value
+
+
+def _means(sums: dict[str, Tensor], steps: int) -> dict[str, float]:
+    """``sums / steps`` as floats, read from the device in one transfer."""
+    if not sums or steps == 0:
+        return {}
+    keys = list(sums)
+    return dict(zip(keys, (torch.stack([sums[k] for k in keys]) / steps).tolist()))
 
 
 def _sync(device: torch.device) -> None:

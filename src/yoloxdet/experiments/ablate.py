@@ -233,6 +233,9 @@ class IterationLog(Callback):
         """The official loss with ``assigner``, adding each assignment's wall time to this log."""
         return yolox_loss_fn(assigner, on_assign_s=self._add_assign)
 
+    def on_train_start(self, trainer: Trainer) -> None:
+        trainer.log_interval = 1  # a row of losses per step (the assignment timing synchronises anyway)
+
     def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
         row = {"iteration": float(trainer.state.iteration), **logs, "assign_ms": self._assign_s * 1e3}
         self.steps.append(row)

@@ -3,7 +3,7 @@
 Every quantiser (onnxruntime, NNCF, TensorRT) gets the same batches: each image read as BGR uint8, letterboxed
 top-left with pad 114 to the model's input size, then float32 0-255 CHW, through the same
 :func:`~yoloxdet.data.transforms.letterbox` and :func:`~yoloxdet.data.transforms.to_chw_float` as
-:meth:`yoloxdet.api.Detector.predict_arrays`. Ranges calibrated on any other preprocessing would be wrong for the
+:meth:`yoloxdet.inference.api.Detector.predict_arrays`. Ranges calibrated on any other preprocessing would be wrong for the
 images the model sees in use.
 """
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..config import PredictConfig
 from ..ops.boxes import cxcywh_to_xyxy
-from ..ops.decode import decode, decode_boxes
+from ..ops.decode import arange_like, decode, decode_boxes
 from ..structures import HeadOutputs
 from .metadata import LAYOUTS, ExportMetadata
 
@@ -49,7 +49,7 @@ def nms_detections(decoded: Tensor, conf_threshold: float, nms_iou_threshold: fl
     boxes = cxcywh_to_xyxy(decoded[..., :4])  # [B, A, 4]
     class_conf, class_ids = decoded[..., 5:].max(dim=-1)  # [B, A]
     scores = decoded[..., 4] * class_conf
-    image_ids = torch.arange(batch, device=decoded.device)[:, None].expand(batch, anchors)
+    image_ids = arange_like(batch, decoded, torch.long)[:, None].expand(batch, anchors)
     # the shift is taken over all boxes before filtering, so it exists even when nothing passes the filter
     shift = boxes.abs().flatten().amax(dim=0) + 1
     keep = (scores >= conf_threshold).reshape(-1)

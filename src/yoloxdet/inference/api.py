@@ -11,6 +11,7 @@ wraps a PyTorch YOLOX, and exported ONNX files have their own (``yoloxdet.infere
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -34,6 +35,8 @@ from .tiling import TileSpec, predict_tiled
 logger = logging.getLogger(__name__)
 
 
+
+
 class Backend(Protocol):
     """Runs the network: ``images [B, 3, H, W]`` float32 BGR 0-255 -> decoded ``[B, A, 5 + C]``."""
 
@@ -41,15 +44,30 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """A PyTorch YOLOX in eval mode, run under ``torch.inference_mode`` on the device of its parameters."""
+    """A PyTorch YOLOX in eval mode, run under ``torch.inference_mode`` on the device of its parameters.
 
-    def __init__(self, model: nn.Module) -> None:
+    ``dtype`` (CUDA: ``torch.float16``/``torch.bfloat16``) runs the network under autocast in that precision;
+    decoding and NMS stay float32. ``pad_batch`` pads smaller batches to that size (the padding's outputs are
+    dropped), so a compiled model, specialised to one batch size, never recompiles for a short last batch."""
+
+    def __init__(
+        self, model: nn.Module, *, dtype: torch.dtype | None = None, pad_batch: int | None = None
+    ) -> None:
         self.model = model.eval()
         self.device = next(model.parameters()).device
+        self.dtype = dtype
+        self.pad_batch = pad_batch
 
     def __call__(self, images: Tensor) -> Tensor:
-        with torch.inference_mode():
-            return decode(self.model(images.to(self.device)))
+        count = len(images)
+        images = images.to(self.device)
+        if self.pad_batch and count < self.pad_batch:
+            images = torch.cat([images, images.new_zeros(self.pad_batch - count, *images.shape[1:])])
+        autocast = torch.autocast(self.device.type, self.dtype) if self.dtype else contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
+            outputs = self.model(images)
+        return decode(outputs._replace(box_raw=outputs.box_raw.float(), obj_logits=outputs.obj_logits.float(),
+                                       cls_logits=outputs.cls_logits.float()))[:count]
 
 
 class Detector:
@@ -79,7 +97,7 @@ class Detector:
         nms_iou_threshold: float = PredictConfig.nms_iou_threshold,
         class_agnostic: bool = False,
         input_size: tuple[int, int] | None = None,
-        batch_size: int = 8,
+        batch_size: int = PredictConfig.batch,
         tile: TileSpec | None = None,
     ) -> None:
         """
@@ -116,6 +134,7 @@ class Detector:
         device: str | torch.device | None = None,
         fast: bool = True,
         compile: bool = False,
+        dtype: torch.dtype | None = None,
         **kwargs,
     ) -> Detector:
         """Load our ``.pt``, an official ``.pth``/``.onnx`` (give ``model_name``) or a zoo name.
@@ -123,21 +142,27 @@ class Detector:
         A PyTorch model is prepared by :func:`~yoloxdet.models.fuse.optimize_for_inference`: with ``fast`` (the
         default) BatchNorm is folded into the convs and weights are channels_last (outputs equal the unfused
         model's within float rounding); ``compile`` adds ``torch.compile`` (the first batch of each shape
-        compiles). Both are ignored for exported ``.onnx``/``.torchscript`` files.
+        compiles; smaller batches are padded to ``batch_size``: a short last batch does not recompile). Both
+        are ignored for exported ``.onnx``/``.torchscript`` files. ``device="auto"``: CUDA when present, else
+        the CPU.
+        ``dtype`` (``torch.float16``/``torch.bfloat16``, CUDA only) runs the network in that precision.
         ``kwargs`` go to :class:`Detector` (thresholds, input size, batch size).
         """
-        exported = _exported_backend(source)
+        device = resolve_device(device or "cpu")
+        if dtype is not None and device.type != "cuda":
+            raise ValueError(f"dtype {dtype} needs a CUDA device (got {device}); the CPU runs float32")
+        exported = _exported_backend(source, device)
         if exported is not None:
             backend, info = exported
             return cls(backend, info, **kwargs)
         model, info = load_model(
             source, model_name=model_name, num_classes=num_classes, class_names=class_names
         )
-        if device is not None:
-            model = model.to(device)
+        model = model.to(device)
         if fast or compile:
             model = optimize_for_inference(model, fuse=fast, channels_last=fast, compile=compile)
-        return cls(model, info, **kwargs)
+        pad_batch = kwargs.get("batch_size", PredictConfig.batch) if compile else None
+        return cls(TorchBackend(model, dtype=dtype, pad_batch=pad_batch), info, **kwargs)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -254,10 +279,17 @@ class Detector:
         return self.predict_arrays(arrays, paths, frame_indices=frames, clip=clip, keep_images=True)
 
 
-def _exported_backend(source: str | Path) -> tuple[Backend, CheckpointInfo] | None:
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``"auto"``: CUDA when present, else the CPU; anything else as ``torch.device``."""
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _exported_backend(source: str | Path, device: torch.device) -> tuple[Backend, CheckpointInfo] | None:
     """The runtime backend and its info for a file written by ``yoloxdet export`` (metadata inside), else None.
 
     This is where the export module plugs in (``.onnx`` with our metadata -> ``backends.OnnxBackend``).
     Official ONNX files have no metadata: they return None and ``load_model`` imports them into PyTorch.
     """
-    return load_exported(source)
+    return load_exported(source, device)

@@ -51,9 +51,8 @@ class OnnxBackend:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=list(providers or ["CPUExecutionProvider"])
-            )
+            providers = list(providers or default_providers())
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own error types
             raise ValueError(f"{self.path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
         props = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -84,16 +83,27 @@ class OnnxBackend:
         return as_decoded(out, self.metadata, images).to(images.device)
 
 
-class TorchScriptBackend:
-    """Runs a yoloxdet TorchScript export (decoded or raw layout) on the device of its inputs."""
+def default_providers() -> list[str]:
+    """onnxruntime's CUDA provider first when this onnxruntime has it (onnxruntime-gpu), then the CPU."""
+    import onnxruntime as ort
 
-    def __init__(self, path: str | Path) -> None:
+    cuda = ["CUDAExecutionProvider"] if "CUDAExecutionProvider" in ort.get_available_providers() else []
+    return [*cuda, "CPUExecutionProvider"]
+
+
+class TorchScriptBackend:
+    """Runs a yoloxdet TorchScript export (decoded or raw layout) on ``device`` (exports are device-agnostic);
+    results come back on the device of the inputs."""
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu") -> None:
         self.path = Path(path)
+        self.device = torch.device(device)
         extra = {TORCHSCRIPT_EXTRA: ""}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # deprecation notice of torch.jit
-                self.module = torch.jit.load(str(self.path), map_location="cpu", _extra_files=extra).eval()
+                module = torch.jit.load(str(self.path), map_location=self.device, _extra_files=extra)
+                self.module = module.eval()
         except RuntimeError as exc:
             raise ValueError(f"{self.path}: not a TorchScript archive ({str(exc).splitlines()[0]})") from None
         if not extra[TORCHSCRIPT_EXTRA]:
@@ -106,21 +116,24 @@ class TorchScriptBackend:
 
     def __call__(self, images: Tensor) -> Tensor:
         with torch.inference_mode():
-            out = self.module(images.float())
-        return as_decoded(out, self.metadata, images)
+            out = self.module(images.to(self.device, torch.float32))
+        return as_decoded(out, self.metadata, images).to(images.device)
 
 
 TORCHSCRIPT_SUFFIXES = (".torchscript", ".ts", ".jit")
 
 
-def load_exported(source: str | Path) -> tuple[OnnxBackend | TorchScriptBackend, CheckpointInfo] | None:
-    """The backend and info of a yoloxdet export (``.onnx`` with metadata, or TorchScript), else None."""
+def load_exported(
+    source: str | Path, device: str | torch.device = "cpu"
+) -> tuple[OnnxBackend | TorchScriptBackend, CheckpointInfo] | None:
+    """The backend and info of a yoloxdet export (``.onnx`` with metadata, or TorchScript on ``device``), else
+    None. ONNX picks its provider itself (:func:`default_providers`)."""
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix == ".onnx" and path.is_file() and (metadata := read_onnx_metadata(path)) is not None:
         backend: OnnxBackend | TorchScriptBackend = OnnxBackend(path, metadata)
     elif suffix in TORCHSCRIPT_SUFFIXES and path.is_file():
-        backend = TorchScriptBackend(path)
+        backend = TorchScriptBackend(path, device)
     else:
         from .deployed import load_deployed  # OpenVINO / ncnn / TensorRT files (optional runtimes)
 

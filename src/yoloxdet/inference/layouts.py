@@ -19,7 +19,8 @@ def detections_to_decoded(detections: Tensor, batch: int, num_classes: int) -> T
     detections = detections[torch.argsort(detections[:, 0], stable=True)]  # group by image, keep score order
     image_ids = detections[:, 0].long()
     counts = torch.bincount(image_ids, minlength=batch)
-    slot = torch.arange(len(detections)) - (torch.cumsum(counts, 0) - counts)[image_ids]
+    first_slot = (torch.cumsum(counts, 0) - counts)[image_ids]
+    slot = torch.arange(len(detections), device=detections.device) - first_slot
     out = detections.new_zeros(batch, int(counts.max()) if len(detections) else 0, 5 + num_classes)
     out[..., 4], out[..., 5] = -1.0, 1.0
     x1, y1, x2, y2 = detections[:, 1:5].unbind(dim=1)

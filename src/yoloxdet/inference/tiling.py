@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torchvision
 
+from ..config import PredictConfig
 from .results import Detections
 
 # A box edge within this many pixels of an interior tile edge counts as cut by it.
@@ -41,7 +42,7 @@ class TileSpec:
     whole-image pass at model size for objects larger than the overlap."""
 
     size: int = 416
-    overlap: float = 0.25
+    overlap: float = PredictConfig.tile_overlap
     full_pass: bool = True
 
     def __post_init__(self) -> None:
