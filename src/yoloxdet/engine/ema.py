@@ -45,8 +45,11 @@ class ModelEMA:
         d = ema_decay(self.updates, self.decay, self.ramp)
         current = unwrap(model).state_dict()
         averaged = [(v, current[k]) for k, v in self.module.state_dict().items() if v.dtype.is_floating_point]
-        # ema + (1 - d) * (model - ema) == d * ema + (1 - d) * model; foreach: few kernels, not one per tensor
-        torch._foreach_lerp_([e for e, _ in averaged], [m.detach() for _, m in averaged], 1.0 - d)
+        # the official v = d * v + (1 - d) * p, rounded as official (a lerp is not bit-identical to it);
+        # foreach: a few kernels for the whole model, not one per tensor
+        ema = [e for e, _ in averaged]
+        torch._foreach_mul_(ema, d)
+        torch._foreach_add_(ema, torch._foreach_mul([m.detach() for _, m in averaged], 1.0 - d))
 
     def state_dict(self) -> dict:
         return {"module": self.module.state_dict(), "updates": self.updates, "decay": self.decay}

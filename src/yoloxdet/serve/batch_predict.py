@@ -25,7 +25,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ..engine.distributed import barrier, broadcast_object, init_from_env
-from ..inference.api import Detector
+from ..inference.api import Detector, resolve_device
 from ..io import ImageReadError, expand_sources, is_video, read_image, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -33,11 +33,13 @@ logger = logging.getLogger(__name__)
 MANIFEST_EVERY_S = 5.0  # how often a rank rewrites its status file while working
 
 
-def rank_device(device: str | None) -> str | None:
-    """``cuda`` means this process's GPU (``LOCAL_RANK``) under torchrun."""
-    if device == "cuda":
+def rank_device(device: str | None) -> str:
+    """The device of this torchrun process: ``cuda`` (or ``auto`` on a machine with CUDA) means its own GPU
+    (``LOCAL_RANK``); ``auto`` without CUDA, or None, the CPU."""
+    resolved = resolve_device(device or "cpu")
+    if resolved.type == "cuda" and resolved.index is None:
         return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    return device
+    return str(resolved)
 
 
 def result_key(path: Path) -> str:
@@ -66,7 +68,7 @@ def predict_sharded(
     Returns:
         0, or 1 when some input failed (named in the manifest and on stderr).
     """
-    info = init_from_env(torch.device(device or "cpu"))
+    info = init_from_env(torch.device(rank_device(device)))
     try:
         files = expand_sources(list(sources))
         images = [f for f in files if not is_video(f)]
