@@ -35,7 +35,6 @@ import numpy as np
 import psutil
 
 from yoloxdet.inference.api import Detector
-from yoloxdet.serve.batching import DetectParams, detect_batch
 from yoloxdet.serve.upload import decode_upload
 
 try:
@@ -400,13 +399,13 @@ if litserve is not None:  # module level: LitServe pickles the API class into it
             return decode_upload(request["image"].file.read(), max_pixels=MAX_PIXELS)
 
         def batch(self, images):
-            return list(images)  # images of different sizes: letterboxed inside detect_batch
+            return list(images)  # images of different sizes: letterboxed inside Detector.predict_batch
 
         def unbatch(self, detections):
             return detections
 
         def predict(self, images):
-            return detect_batch(self.detector, images, [DetectParams()] * len(images))
+            return self.detector.predict_batch(images)
 
         def encode_response(self, dets):
             return {"model": self.detector.info.model_name, **dets.to_dict()}
@@ -457,7 +456,7 @@ def run_stacks(args: argparse.Namespace) -> None:
     command = f"python benchmarks/bench_serve.py --stacks --requests {args.requests} --turns {args.turns}"
     markdown = f"""Written by `{command}`
 ({os.cpu_count()} CPUs, shared with other helpers' jobs while it ran; {time.strftime("%Y-%m-%d")}). Both serve
-the official YOLOX-Nano ONNX export (onnxruntime) through the same `detect_batch`, batches of up to 8 with a 5
+the official YOLOX-Nano ONNX export (onnxruntime) through the same `Detector.predict_batch`, batches of up to 8 with a 5
 ms wait, 16 threaded clients sending multipart uploads, {args.turns} interleaved turns, medians; every answer
 checked against a direct `Detector` call.
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -26,7 +27,7 @@ from ..data.transforms import letterbox, to_chw_float
 from ..io import ImageSource, read_image
 from ..models.fuse import optimize_for_inference
 from ..ops.decode import decode
-from ..ops.nms import postprocess
+from ..ops.nms import RawDetections, postprocess
 from ..weights import CheckpointInfo, load_model
 from .backends import load_exported
 from .results import Detections
@@ -35,6 +36,16 @@ from .tiling import TileSpec, predict_tiled
 logger = logging.getLogger(__name__)
 
 
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Per-image options of :meth:`Detector.predict_batch`; ``None`` keeps the detector's own setting."""
+
+    conf: float | None = None  # score threshold obj * cls
+    iou: float | None = None  # NMS IoU threshold
+    classes: frozenset[int] | None = None  # keep only these class ids
+    max_det: int | None = None  # keep at most this many boxes, highest scores first
 
 
 class Backend(Protocol):
@@ -225,19 +236,23 @@ class Detector:
         frame_indices: Sequence[int | None] | None = None,
         clip: bool = True,
         keep_images: bool = False,
+        options: Sequence[DetectOptions] | None = None,
     ) -> list[Detections]:
-        """One forward pass over already-decoded ``[H, W, 3]`` uint8 BGR images (the batch as given, never tiled)."""
+        """One forward pass over already-decoded ``[H, W, 3]`` uint8 BGR images (the batch as given, never tiled).
+
+        ``options``: per-image thresholds, class filter and box cap (one per image; a server batches requests that
+        each carry their own). They act after the shared forward pass, whose output does not depend on them.
+        """
         if not images_bgr:
             return []
         canvases, ratios = zip(*(letterbox(image, self.input_size) for image in images_bgr))
-        batch = torch.from_numpy(np.stack([to_chw_float(c) for c in canvases]))
-        raw = postprocess(
-            self.backend(batch), self.conf_threshold, self.nms_iou_threshold, self.class_agnostic
-        )
+        decoded = self.backend(torch.from_numpy(np.stack([to_chw_float(c) for c in canvases])))
         image_paths = image_paths or [None] * len(images_bgr)
         frame_indices = frame_indices or [None] * len(images_bgr)
+        options = options or [DetectOptions()] * len(images_bgr)
         results = []
-        for image, ratio, dets, path, frame in zip(images_bgr, ratios, raw, image_paths, frame_indices):
+        for index, (image, ratio, path, frame) in enumerate(zip(images_bgr, ratios, image_paths, frame_indices)):
+            dets = self._select(decoded[index : index + 1], options[index])
             height, width = image.shape[:2]
             boxes = dets.boxes_xyxy.float().cpu() / ratio  # top-left padding: no offset to undo
             if clip:
@@ -256,6 +271,19 @@ class Detector:
                 )
             )
         return results
+
+    def _select(self, decoded: Tensor, options: DetectOptions) -> RawDetections:
+        """Score filter and NMS of one image's ``[1, A, 5 + C]`` output under ``options``, then its class filter
+        and cap (after class-aware NMS, filtering classes equals filtering before it; NMS output is by score)."""
+        conf = self.conf_threshold if options.conf is None else options.conf
+        iou = self.nms_iou_threshold if options.iou is None else options.iou
+        [dets] = postprocess(decoded, conf, iou, self.class_agnostic)
+        if options.classes is not None:
+            wanted = torch.isin(dets.class_ids, torch.tensor(sorted(options.classes), device=dets.class_ids.device))
+            dets = RawDetections(*(field[wanted] for field in dets))
+        if options.max_det is not None:
+            dets = RawDetections(*(field[: options.max_det] for field in dets))
+        return dets
 
     def predict_stream(
         self, images: Iterable[tuple[np.ndarray, Path | None, int | None]], *, clip: bool = True

@@ -29,8 +29,8 @@ from starlette.datastructures import UploadFile
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..inference.api import Detector
-from .batching import DetectParams, DynamicBatcher, QueueFull
+from ..inference.api import DetectOptions, Detector
+from .batching import DynamicBatcher, QueueFull
 from .config import ServeConfig
 from .metrics import ServiceMetrics
 from .upload import UploadError, decode_upload
@@ -255,7 +255,7 @@ async def detect(
     state = _service(request)
     batcher = _ready_batcher(state)
     assert state.detector is not None
-    params = DetectParams(conf, iou, _parse_classes(classes, state.detector.names), max_det)
+    params = DetectOptions(conf, iou, _parse_classes(classes, state.detector.names), max_det)
     data, name = await _read_image_bytes(request)
     decode_started = time.perf_counter()
     image = await run_in_threadpool(decode_upload, data, max_pixels=state.config.max_pixels, name=name)

@@ -11,68 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ..data.transforms import letterbox, to_chw_float
-from ..inference.api import Detector
+from ..inference.api import DetectOptions, Detector
 from ..inference.results import Detections
-from ..ops.nms import postprocess
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DetectParams:
-    """Per-request options; ``None`` means the detector's default."""
-
-    conf: float | None = None
-    iou: float | None = None
-    classes: frozenset[int] | None = None
-    max_det: int | None = None
-
-
-def detect_batch(
-    detector: Detector, images_bgr: Sequence[np.ndarray], params: Sequence[DetectParams]
-) -> list[Detections]:
-    """One forward pass over ``images_bgr``, then each image's own score filter, NMS, class filter and cap.
-
-    Equals ``detector.predict_arrays([image])`` with that request's thresholds, image by image.
-    """
-    canvases, ratios = zip(*(letterbox(image, detector.input_size) for image in images_bgr))
-    decoded = detector.backend(
-        torch.from_numpy(np.stack([to_chw_float(c) for c in canvases]))
-    )  # [B, A, 5 + C]
-    results = []
-    for index, (image, ratio, options) in enumerate(zip(images_bgr, ratios, params)):
-        conf = detector.conf_threshold if options.conf is None else options.conf
-        iou = detector.nms_iou_threshold if options.iou is None else options.iou
-        [raw] = postprocess(decoded[index : index + 1], conf, iou, detector.class_agnostic)
-        keep = torch.arange(len(raw.scores))
-        if options.classes is not None:  # after class-aware NMS, filtering equals filtering before it
-            keep = keep[torch.isin(raw.class_ids.cpu(), torch.tensor(sorted(options.classes)))]
-        if options.max_det is not None:
-            keep = keep[: options.max_det]  # NMS output is sorted by score
-        height, width = image.shape[:2]
-        boxes = raw.boxes_xyxy[keep].float().cpu() / ratio  # top-left padding: no offset to undo
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-        results.append(
-            Detections(
-                xyxy=boxes.numpy(),
-                scores=raw.scores[keep].float().cpu().numpy(),
-                class_ids=raw.class_ids[keep].cpu().numpy().astype(np.int64),
-                names=detector.names,
-                orig_shape=(height, width),
-            )
-        )
-    return results
 
 
 class QueueFull(RuntimeError):
@@ -82,7 +32,7 @@ class QueueFull(RuntimeError):
 @dataclass
 class _Pending:
     image: np.ndarray
-    params: DetectParams
+    params: DetectOptions
     future: asyncio.Future[tuple[Detections, dict[str, float]]]
     enqueued: float
 
@@ -101,7 +51,7 @@ class DynamicBatcher:
     Example (inside a running event loop):
         >>> batcher = DynamicBatcher(detector, max_batch=8, max_wait_ms=5)  # doctest: +SKIP
         >>> await batcher.start()  # doctest: +SKIP
-        >>> dets, timing = await batcher.submit(image_bgr, DetectParams(conf=0.3))  # doctest: +SKIP
+        >>> dets, timing = await batcher.submit(image_bgr, DetectOptions(conf=0.3))  # doctest: +SKIP
     """
 
     def __init__(
@@ -134,7 +84,7 @@ class DynamicBatcher:
         """Run a full batch and a single image once (first-call allocations, lazy init) before serving."""
         image = np.full((*self.detector.input_size, 3), 114, np.uint8)
         for size in sorted({1, self.max_batch}):
-            detect_batch(self.detector, [image] * size, [DetectParams()] * size)
+            self.detector.predict_batch([image] * size)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="yoloxdet-batcher")
@@ -150,7 +100,7 @@ class DynamicBatcher:
         self._executor.shutdown(wait=True)
 
     async def submit(
-        self, image_bgr: np.ndarray, params: DetectParams
+        self, image_bgr: np.ndarray, params: DetectOptions
     ) -> tuple[Detections, dict[str, float]]:
         """Queue one image; returns its detections and timings (queue_ms, inference_ms, batch_size)."""
         if self.depth >= self.max_queue:
@@ -193,10 +143,11 @@ class DynamicBatcher:
             try:
                 results = await loop.run_in_executor(
                     self._executor,
-                    detect_batch,
-                    self.detector,
-                    [item.image for item in batch],
-                    [item.params for item in batch],
+                    functools.partial(
+                        self.detector.predict_batch,
+                        [item.image for item in batch],
+                        options=[item.params for item in batch],
+                    ),
                 )
             except Exception as exc:  # a failing forward pass fails its batch, not the service
                 logger.exception("forward pass over %d images failed", len(batch))
