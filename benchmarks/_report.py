@@ -10,7 +10,9 @@ import os
 import tempfile
 from pathlib import Path
 
-HEADER = "# Benchmarks\n\nEach section is written by the script named in it; re-run that script to refresh it.\n"
+HEADER = (
+    "# Benchmarks\n\nEach section is written by the script named in it; re-run that script to refresh it.\n"
+)
 
 
 def write_section(name: str, markdown: str, path: str | os.PathLike[str] = "docs/benchmarks.md") -> Path:

@@ -34,17 +34,20 @@ def time_modes(name: str, size: int, args: argparse.Namespace) -> dict[str, floa
     """Median ms per batch of: the fused eager copy, plain Inductor, Inductor with freezing."""
     torch.set_num_threads(args.threads)
     fused = optimize_for_inference(create_model(name).eval())
-    images = (torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 255).contiguous(
-        memory_format=torch.channels_last
-    )
+    images = (
+        torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 255
+    ).contiguous(memory_format=torch.channels_last)
     plain = torch.compile(copy.deepcopy(fused), dynamic=False)
     frozen = torch.compile(copy.deepcopy(fused), dynamic=False)
     with torch.inference_mode():
         plain(images)
         with inductor_config.patch(freezing=True):  # read when the first call compiles
             frozen(images)
-        runners = {"fused (eager)": lambda: fused(images), "inductor": lambda: plain(images),
-                   "inductor + freezing": lambda: frozen(images)}
+        runners = {
+            "fused (eager)": lambda: fused(images),
+            "inductor": lambda: plain(images),
+            "inductor + freezing": lambda: frozen(images),
+        }
         times = time_interleaved(runners, warmup=args.warmup, iters=args.iters, burst=args.burst)
     return {mode: 1000 * median(seconds) for mode, seconds in times.items()}
 
@@ -64,7 +67,9 @@ def markdown(results: list[tuple[str, int, dict[str, float]]], args: argparse.Na
     ]
     for name, size, ms in results:
         for mode, value in ms.items():
-            lines.append(f"| {name} | {size} | {mode} | {value / args.batch:.1f} | {value / ms['fused (eager)']:.2f} |")
+            lines.append(
+                f"| {name} | {size} | {mode} | {value / args.batch:.1f} | {value / ms['fused (eager)']:.2f} |"
+            )
     return "\n".join(lines)
 
 
@@ -73,13 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=10, help="turns per mode")
-    parser.add_argument("--burst", type=int, default=3, help="calls per turn; the first of each is not counted")
+    parser.add_argument(
+        "--burst", type=int, default=3, help="calls per turn; the first of each is not counted"
+    )
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args(argv)
     results = []
     for name, size in DEFAULT_CASES:
         ms = time_modes(name, size, args)
-        print(f"{name}@{size}: " + ", ".join(f"{mode} {value:.1f} ms" for mode, value in ms.items()), flush=True)
+        print(
+            f"{name}@{size}: " + ", ".join(f"{mode} {value:.1f} ms" for mode, value in ms.items()), flush=True
+        )
         results.append((name, size, ms))
     print(f"wrote {write_section('compile-modes', markdown(results, args))}")
     return 0

@@ -37,8 +37,10 @@ AUG = ResolvedAugment(mosaic_prob=1.0, mixup_prob=1.0, enable_mixup=True)
 
 
 def ours(data: Path, cache: bool):
-    spec = parse_dataset_spec({"format": "coco", "train": {"images": "images",
-                                                           "annotations": "annotations/instances.json"}}, base=data)
+    spec = parse_dataset_spec(
+        {"format": "coco", "train": {"images": "images", "annotations": "annotations/instances.json"}},
+        base=data,
+    )
     dataset = build_dataset(spec, "train")
     if cache:
         dataset.enable_cache("ram", SIZE, workers=1)
@@ -52,12 +54,28 @@ def peer(data: Path, cache: bool):
     from yolox.data.datasets.mosaicdetection import MosaicDetection
 
     with contextlib.redirect_stdout(io.StringIO()):
-        base = CocoDataset(data_dir=str(data), json_file="instances.json", name="images", img_size=SIZE,
-                           cache=cache, cache_type="ram")
-    md = MosaicDetection(base, img_size=SIZE, mosaic=True, preproc=TrainTransform(max_labels=120),
-                         degrees=AUG.degrees, translate=AUG.translate, mosaic_scale=AUG.mosaic_scale,
-                         mixup_scale=AUG.mixup_scale, shear=AUG.shear, enable_mixup=True, mosaic_prob=1.0,
-                         mixup_prob=1.0)
+        base = CocoDataset(
+            data_dir=str(data),
+            json_file="instances.json",
+            name="images",
+            img_size=SIZE,
+            cache=cache,
+            cache_type="ram",
+        )
+    md = MosaicDetection(
+        base,
+        img_size=SIZE,
+        mosaic=True,
+        preproc=TrainTransform(max_labels=120),
+        degrees=AUG.degrees,
+        translate=AUG.translate,
+        mosaic_scale=AUG.mosaic_scale,
+        mixup_scale=AUG.mixup_scale,
+        shear=AUG.shear,
+        enable_mixup=True,
+        mosaic_prob=1.0,
+        mixup_prob=1.0,
+    )
     random.seed(0)
     np.random.seed(0)
     return lambda i: md[i % len(md)]
@@ -75,7 +93,9 @@ def rate(sample, n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"))
+    parser.add_argument(
+        "--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128")
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     cv2.setNumThreads(1)
@@ -85,9 +105,13 @@ def main() -> None:
         ours_rate = rate(ours(data, cache), args.samples)
         peer_rate = rate(peer(data, cache), args.samples)
         rows.append((cache, ours_rate, peer_rate))
-        print(f"cache={cache}: ours {ours_rate:.1f}/s  peer {peer_rate:.1f}/s  ratio {ours_rate / peer_rate:.2f}x")
-    table = "\n".join(f"| {'RAM cache' if c else 'decode each time'} | {o:.1f} | {p:.1f} | {o / p:.2f}x |"
-                      for c, o, p in rows)
+        print(
+            f"cache={cache}: ours {ours_rate:.1f}/s  peer {peer_rate:.1f}/s  ratio {ours_rate / peer_rate:.2f}x"
+        )
+    table = "\n".join(
+        f"| {'RAM cache' if c else 'decode each time'} | {o:.1f} | {p:.1f} | {o / p:.2f}x |"
+        for c, o, p in rows
+    )
     markdown = f"""## Data pipeline: mosaic + mixup samples/s (`benchmarks/bench_data.py`)
 
 Full official training recipe per sample (mosaic of 4, random affine, mixup, HSV, flip) at 640x640 on coco128,

@@ -49,13 +49,23 @@ def _model(name: str) -> tuple[torch.nn.Module, CheckpointInfo]:
 def run_case(name: str, gt: dict, args: argparse.Namespace) -> FormatsReport:
     model, info = _model(name)
     size = SIZES.get(name, get_spec(name).input_size)
-    meta = ExportMetadata(info.model_name, tuple(info.class_names), (size, size), strides=tuple(model.strides))
+    meta = ExportMetadata(
+        info.model_name, tuple(info.class_names), (size, size), strides=tuple(model.strides)
+    )
     report = bench_formats(
-        fuse_model(model), meta, gt, lambda: folder_samples(gt, COCO128 / "images"),
+        fuse_model(model),
+        meta,
+        gt,
+        lambda: folder_samples(gt, COCO128 / "images"),
         # timed-only cases: the number of calibration images changes the scales, not the speed
-        calibrate=COCO128 / "images", calib_images=args.calib_images if name == "yolox-nano" else 16,
-        batch=args.batch, threads=args.threads,
-        warmup=args.warmup, iters=args.iters, burst=args.burst, score=name == "yolox-nano",
+        calibrate=COCO128 / "images",
+        calib_images=args.calib_images if name == "yolox-nano" else 16,
+        batch=args.batch,
+        threads=args.threads,
+        warmup=args.warmup,
+        iters=args.iters,
+        burst=args.burst,
+        score=name == "yolox-nano",
     )
     print(report.format_text(), flush=True)
     return report
@@ -73,10 +83,13 @@ def ort_methods(gt: dict, args: argparse.Namespace) -> dict[str, float]:
         fp32 = export_onnx(fuse_model(model), Path(workdir) / "fp32.onnx", meta, dynamic_size=False)
         calibration = CalibrationImages(COCO128 / "images", (416, 416), args.ort_calib_images)
         for method in ("minmax", "entropy", "percentile"):
-            out = quantize_onnx(fp32, Path(workdir) / f"{method}.onnx", calibration, quantizer="ort", method=method)
+            out = quantize_onnx(
+                fp32, Path(workdir) / f"{method}.onnx", calibration, quantizer="ort", method=method
+            )
             detector = Detector.from_checkpoint(out, conf_threshold=0.001, nms_iou_threshold=0.65)
-            aps[f"ort {method}"] = evaluate_coco(gt, predict_coco_results(detector, gt, COCO128 / "images",
-                                                                         progress=False)).ap
+            aps[f"ort {method}"] = evaluate_coco(
+                gt, predict_coco_results(detector, gt, COCO128 / "images", progress=False)
+            ).ap
             print(method, aps[f"ort {method}"], flush=True)
     return aps
 
@@ -106,8 +119,12 @@ def markdown(reports: list[FormatsReport], methods: dict[str, float] | None, arg
         "",
     ]
     for report in reports:
-        lines += [f"### {report.model_name} @ {report.input_size} (batch N = {report.batch})", "",
-                  report.markdown(), ""]
+        lines += [
+            f"### {report.model_name} @ {report.input_size} (batch N = {report.batch})",
+            "",
+            report.markdown(),
+            "",
+        ]
     if methods:
         nano = next((r for r in reports if r.model_name == "yolox-nano"), None)
         ref = nano._reference("pytorch fp32").ap if nano else None
@@ -128,7 +145,9 @@ def markdown(reports: list[FormatsReport], methods: dict[str, float] | None, arg
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cases", default="yolox-nano,yolox-tiny,yolox-s")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)

@@ -100,16 +100,25 @@ def markdown(reports: list[BenchReport], args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="one zoo model (default: yolox-s@640, yolox-nano@416, yolox-tiny@416)")
+    parser.add_argument(
+        "--model", help="one zoo model (default: yolox-s@640, yolox-nano@416, yolox-tiny@416)"
+    )
     parser.add_argument("--size", type=int, help="input size for --model (default: the model's)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=30, help="turns per backend")
-    parser.add_argument("--burst", type=int, default=3,
-                        help="calls per turn; the first of each is not counted (caches cold from the previous backend)")
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=3,
+        help="calls per turn; the first of each is not counted (caches cold from the previous backend)",
+    )
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile row (saves ~15 s "
-                        "of compiling per model)")
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="leave out the torch.compile row (saves ~15 s of compiling per model)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     if args.model:

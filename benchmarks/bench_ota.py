@@ -31,7 +31,9 @@ ASSIGNERS = ("simota", "simota-2021", "ota", "single", "center3x3")
 STRIDES = (8, 16, 32)
 
 
-def yolox_s_outputs(batch: int, size: int, num_classes: int, gen: torch.Generator, device: str) -> HeadOutputs:
+def yolox_s_outputs(
+    batch: int, size: int, num_classes: int, gen: torch.Generator, device: str
+) -> HeadOutputs:
     sizes = tuple((size // s, size // s) for s in STRIDES)
     anchors = sum(h * w for h, w in sizes)
     return HeadOutputs(
@@ -46,8 +48,11 @@ def yolox_s_outputs(batch: int, size: int, num_classes: int, gen: torch.Generato
 def random_targets(batch: int, num_gt: int, size: int, num_classes: int, gen: torch.Generator) -> Targets:
     boxes, labels = [], []
     for _ in range(batch):
-        wh = torch.exp(torch.empty(num_gt, 2).uniform_(torch.log(torch.tensor(16.0)), torch.log(torch.tensor(320.0)),
-                                                       generator=gen))
+        wh = torch.exp(
+            torch.empty(num_gt, 2).uniform_(
+                torch.log(torch.tensor(16.0)), torch.log(torch.tensor(320.0)), generator=gen
+            )
+        )
         center = wh / 2 + torch.rand(num_gt, 2, generator=gen) * (size - wh)
         boxes.append(torch.cat([center, wh], dim=1))
         labels.append(torch.randint(0, num_classes, (num_gt,), generator=gen))
@@ -87,7 +92,11 @@ def main() -> None:
         rows.append((num_gt, times))
         print(num_gt, {k: round(v, 1) for k, v in times.items()}, flush=True)
 
-    device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor() or "cpu"
+    device = (
+        torch.cuda.get_device_name(args.device)
+        if args.device.startswith("cuda")
+        else platform.processor() or "cpu"
+    )
     lines = [
         "## Label assignment: OTA vs SimOTA (`benchmarks/bench_ota.py`)",
         "",

@@ -43,7 +43,9 @@ SHARED = REPO.parent / "shared"
 def mosaic(side: int, coco128: Path) -> np.ndarray:
     """Photos repeated row by row, written straight into the final array (no transient copy of the image, which
     would raise the memory high-water mark before tiling starts)."""
-    photos = [cv2.resize(cv2.imread(str(p)), (640, 480)) for p in sorted((coco128 / "images").glob("*.jpg"))[:32]]
+    photos = [
+        cv2.resize(cv2.imread(str(p)), (640, 480)) for p in sorted((coco128 / "images").glob("*.jpg"))[:32]
+    ]
     image = np.empty((side, side, 3), np.uint8)
     for i, y in enumerate(range(0, side, 480)):
         for j, x in enumerate(range(0, side, 640)):

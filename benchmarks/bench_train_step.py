@@ -67,8 +67,14 @@ def ours_trainer(name: str, images: torch.Tensor, targets: Targets) -> Callable[
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, lr=1e-4, momentum=0.9, weight_decay=5e-4)
-    trainer = Trainer(model, [], optimizer, config=config, schedule=LRSchedule(1e-4, 100, 300, 5, 15),
-                      loss_fn=yolox_loss_fn())
+    trainer = Trainer(
+        model,
+        [],
+        optimizer,
+        config=config,
+        schedule=LRSchedule(1e-4, 100, 300, 5, 15),
+        loss_fn=yolox_loss_fn(),
+    )
     phase = Phase(mosaic=True, l1=False)
 
     def step() -> None:
@@ -84,7 +90,9 @@ def peer(name: str, images: torch.Tensor, targets: Targets) -> Callable[[], None
     cfg.num_classes = CLASSES
     model = cfg.get_model().to(images.device).train()
     optimizer = build_optimizer(model, lr=1e-4, momentum=0.9, weight_decay=5e-4)
-    labels = torch.cat([targets.labels[..., None].float(), targets.boxes_cxcywh], -1)  # [B, G, 5] cls cx cy w h
+    labels = torch.cat(
+        [targets.labels[..., None].float(), targets.boxes_cxcywh], -1
+    )  # [B, G, 5] cls cx cy w h
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -106,22 +114,36 @@ def main() -> None:
         name, size = SETTINGS[key]
         images, targets = random_batch(size, device)
         sync = torch.cuda.synchronize if device.type == "cuda" else None
-        steps = {"ours": ours(name, images, targets), "trainer": ours_trainer(name, images, targets),
-                 "peer": peer(name, images, targets)}
+        steps = {
+            "ours": ours(name, images, targets),
+            "trainer": ours_trainer(name, images, targets),
+            "peer": peer(name, images, targets),
+        }
         times = time_interleaved(steps, warmup=1, iters=args.repeats, sync=sync)
         t_ours, t_trainer, t_peer = (median(times[k]) for k in ("ours", "trainer", "peer"))
-        rows.append(f"| {name} | {size} | {BATCH} | {t_ours * 1000:.0f} | {t_trainer * 1000:.0f} | "
-                    f"{t_peer * 1000:.0f} | {t_peer / t_ours:.2f} | {t_peer / t_trainer:.2f} |")
+        rows.append(
+            f"| {name} | {size} | {BATCH} | {t_ours * 1000:.0f} | {t_trainer * 1000:.0f} | "
+            f"{t_peer * 1000:.0f} | {t_peer / t_ours:.2f} | {t_peer / t_trainer:.2f} |"
+        )
         print(rows[-1], flush=True)
-    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    table = "\n".join(["| model | size | batch | ours ms | ours Trainer ms | pixeltable-yolox ms | ratio "
-                       "(peer/ours) | ratio (peer/ours Trainer) |", "|---|---|---|---|---|---|---|---|",
-                       *rows])
-    text = (f"## Training step (forward + assignment + loss + backward + SGD)\n\n{table}\n\n"
-            f"Median of {args.repeats} steps after a warm-up; fp32; {where}; torch {torch.__version__}; "
-            f"{platform.processor() or platform.machine()}. The three take turns step by step, so load from "
-            f"elsewhere falls on all alike: compare the ratios across runs, not the milliseconds. "
-            f"`{COMMAND} --repeats {args.repeats}`")
+    where = (
+        torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    )
+    table = "\n".join(
+        [
+            "| model | size | batch | ours ms | ours Trainer ms | pixeltable-yolox ms | ratio "
+            "(peer/ours) | ratio (peer/ours Trainer) |",
+            "|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+    text = (
+        f"## Training step (forward + assignment + loss + backward + SGD)\n\n{table}\n\n"
+        f"Median of {args.repeats} steps after a warm-up; fp32; {where}; torch {torch.__version__}; "
+        f"{platform.processor() or platform.machine()}. The three take turns step by step, so load from "
+        f"elsewhere falls on all alike: compare the ratios across runs, not the milliseconds. "
+        f"`{COMMAND} --repeats {args.repeats}`"
+    )
     if not args.no_write:
         print(f"wrote {write_section('train', text)}")
 

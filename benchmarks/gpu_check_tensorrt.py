@@ -50,13 +50,23 @@ def check_tensorrt(batch: int = 8, iters: int = 20) -> dict:
     result["ap_pytorch_fp32"] = ap(Detector(model, info, conf_threshold=0.001, nms_iou_threshold=0.65))
     with tempfile.TemporaryDirectory() as workdir:
         engines = {
-            "fp16": export_deployment(model.cpu(), Path(workdir) / "fp16.engine", meta, "tensorrt", fp16=True),
-            "int8": export_deployment(model, Path(workdir) / "int8.engine", meta, "tensorrt", fp16=True,
-                                      int8=Int8Options(COCO128 / "images", 128)),
+            "fp16": export_deployment(
+                model.cpu(), Path(workdir) / "fp16.engine", meta, "tensorrt", fp16=True
+            ),
+            "int8": export_deployment(
+                model,
+                Path(workdir) / "int8.engine",
+                meta,
+                "tensorrt",
+                fp16=True,
+                int8=Int8Options(COCO128 / "images", 128),
+            ),
         }
         model.cuda()
-        detectors = {k: Detector.from_checkpoint(p, conf_threshold=0.001, nms_iou_threshold=0.65)
-                     for k, p in engines.items()}
+        detectors = {
+            k: Detector.from_checkpoint(p, conf_threshold=0.001, nms_iou_threshold=0.65)
+            for k, p in engines.items()
+        }
         for name, detector in detectors.items():
             result[f"ap_tensorrt_{name}"] = ap(detector)
         for n in (1, batch):
@@ -67,7 +77,9 @@ def check_tensorrt(batch: int = 8, iters: int = 20) -> dict:
                     return decode(model(images))
 
             runners = {"pytorch_amp": amp}
-            runners.update({f"tensorrt_{k}": (lambda d=d, x=images: d.backend(x)) for k, d in detectors.items()})
+            runners.update(
+                {f"tensorrt_{k}": (lambda d=d, x=images: d.backend(x)) for k, d in detectors.items()}
+            )
             times = time_interleaved(runners, warmup=5, iters=iters, sync=torch.cuda.synchronize, burst=3)
             for name, seconds in times.items():
                 result[f"ms_per_image_b{n}_{name}"] = 1000 * median(seconds) / n

@@ -11,8 +11,15 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("bench_inference.py", "bench_compile_modes.py", "bench_train_step.py", "bench_assign.py", "bench_ota.py", "bench_data.py",
-           "bench_ema.py")
+SCRIPTS = (
+    "bench_inference.py",
+    "bench_compile_modes.py",
+    "bench_train_step.py",
+    "bench_assign.py",
+    "bench_ota.py",
+    "bench_data.py",
+    "bench_ema.py",
+)
 
 
 def main() -> int:

@@ -27,8 +27,15 @@ class SyntheticLoader:
     yields every global batch as ``split`` consecutive slices (a single process accumulating what DDP ranks see).
     """
 
-    def __init__(self, num_batches: int = 3, global_batch: int = 4, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, split: int = 1) -> None:
+    def __init__(
+        self,
+        num_batches: int = 3,
+        global_batch: int = 4,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        split: int = 1,
+    ) -> None:
         self.num_batches, self.global_batch, self.seed = num_batches, global_batch, seed
         self.rank, self.world_size, self.split = rank, world_size, split
         self.epoch, self.mosaic = 0, True
@@ -59,7 +66,7 @@ def _global_batch(gen: torch.Generator, batch: int) -> tuple[torch.Tensor, Targe
         centre = wh / 2 + torch.rand(2, 2, generator=gen) * (SIZE - wh)
         cls = torch.randint(0, 2, (2,), generator=gen)
         for (cx, cy), (w, h), c in zip(centre.tolist(), wh.tolist(), cls.tolist()):
-            images[b, c, int(cy - h / 2): int(cy + h / 2), int(cx - w / 2): int(cx + w / 2)] = 230.0
+            images[b, c, int(cy - h / 2) : int(cy + h / 2), int(cx - w / 2) : int(cx + w / 2)] = 230.0
         boxes.append(torch.cat([centre, wh], dim=1))
         labels.append(cls)
     return images, Targets.from_list(boxes, labels)
@@ -76,18 +83,52 @@ class StopAfter(Callback):
             trainer.stop = True
 
 
-def make_trainer(loader: SyntheticLoader, *, run_dir: Path | None = None, accumulate: int = 1, epochs: int = 3,
-                 callbacks: Sequence[Callback] = (), evaluate=None, model_seed: int = 0, loss_fn=None,
-                 **overrides) -> Trainer:
+def make_trainer(
+    loader: SyntheticLoader,
+    *,
+    run_dir: Path | None = None,
+    accumulate: int = 1,
+    epochs: int = 3,
+    callbacks: Sequence[Callback] = (),
+    evaluate=None,
+    model_seed: int = 0,
+    loss_fn=None,
+    **overrides,
+) -> Trainer:
     torch.manual_seed(model_seed)
     model = create_model("yolox-nano", num_classes=2)
     model = wrap_model(model, current())  # DDP when a process group is initialised
-    config = TrainConfig(epochs=epochs, batch=loader.global_batch, accumulate=accumulate, warmup_epochs=1,
-                         no_aug_epochs=1, eval_interval=1, seed=0, **overrides)
+    config = TrainConfig(
+        epochs=epochs,
+        batch=loader.global_batch,
+        accumulate=accumulate,
+        warmup_epochs=1,
+        no_aug_epochs=1,
+        eval_interval=1,
+        seed=0,
+        **overrides,
+    )
     lr = base_lr(0.04 / 64, config.batch)
-    schedule = LRSchedule(lr, iterations_per_epoch(len(loader), accumulate), config.epochs, config.warmup_epochs,
-                          config.no_aug_epochs)
-    optimizer = build_optimizer(unwrap(model), lr=0.0, momentum=config.momentum, weight_decay=config.weight_decay)
+    schedule = LRSchedule(
+        lr,
+        iterations_per_epoch(len(loader), accumulate),
+        config.epochs,
+        config.warmup_epochs,
+        config.no_aug_epochs,
+    )
+    optimizer = build_optimizer(
+        unwrap(model), lr=0.0, momentum=config.momentum, weight_decay=config.weight_decay
+    )
     multiscale = MultiScale((SIZE, SIZE), 1, 3, interval=2, seed=0)
-    return Trainer(model, loader, optimizer, config=config, schedule=schedule, loss_fn=loss_fn or yolox_loss_fn(),
-                   evaluate=evaluate, multiscale=multiscale, callbacks=callbacks, run_dir=run_dir)
+    return Trainer(
+        model,
+        loader,
+        optimizer,
+        config=config,
+        schedule=schedule,
+        loss_fn=loss_fn or yolox_loss_fn(),
+        evaluate=evaluate,
+        multiscale=multiscale,
+        callbacks=callbacks,
+        run_dir=run_dir,
+    )

@@ -22,16 +22,50 @@ METRICS = ("AP", "AP50", "total", "iou", "obj", "cls", "l1")
 def test_ablate_writes_every_report_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_shapes_dataset(tmp_path / "shapes", train=8, val=4, size=64, seed=1)
     variants = tmp_path / "variants.yaml"
-    variants.write_text(yaml.safe_dump({"variants": [
-        {"name": "coupled-single", "overrides": {"model.head": "coupled", "train.assigner": "single",
-                                                  "augment.mosaic_prob": 0.0}},
-        {"name": "simota", "overrides": ["train.assigner=simota"]},
-    ]}))
+    variants.write_text(
+        yaml.safe_dump(
+            {
+                "variants": [
+                    {
+                        "name": "coupled-single",
+                        "overrides": {
+                            "model.head": "coupled",
+                            "train.assigner": "single",
+                            "augment.mosaic_prob": 0.0,
+                        },
+                    },
+                    {"name": "simota", "overrides": ["train.assigner=simota"]},
+                ]
+            }
+        )
+    )
     out = tmp_path / "report"
-    code = main(["ablate", str(data), "--variants", str(variants), "--budget-iters", "2", "--size", "64",
-                 "-o", str(out), "train.batch=4", "data.workers=0", "train.multiscale_range=0", "train.ema=false"])
+    code = main(
+        [
+            "ablate",
+            str(data),
+            "--variants",
+            str(variants),
+            "--budget-iters",
+            "2",
+            "--size",
+            "64",
+            "-o",
+            str(out),
+            "train.batch=4",
+            "data.workers=0",
+            "train.multiscale_range=0",
+            "train.ema=false",
+        ]
+    )
     assert code == 0
-    for name in ("summary.md", "summary.csv", "summary.json", "variants.yaml", *(f"curve_{m}.png" for m in METRICS)):
+    for name in (
+        "summary.md",
+        "summary.csv",
+        "summary.json",
+        "variants.yaml",
+        *(f"curve_{m}.png" for m in METRICS),
+    ):
         assert (out / name).stat().st_size > 0, name
     rows = json.loads((out / "summary.json").read_text())
     assert [r["variant"] for r in rows] == ["coupled-single", "simota"]
@@ -42,7 +76,11 @@ def test_ablate_writes_every_report_file(tmp_path: Path, capsys: pytest.CaptureF
         steps = list(csv.DictReader((Path(row["run"]) / "iterations.csv").open()))
         assert [int(float(s["iteration"])) for s in steps] == [1, 2]
     saved = yaml.safe_load((Path(rows[0]["run"]) / "config.yaml").read_text())
-    assert (saved["model"]["head"], saved["train"]["assigner"], saved["train"]["epochs"]) == ("coupled", "single", 1)
+    assert (saved["model"]["head"], saved["train"]["assigner"], saved["train"]["epochs"]) == (
+        "coupled",
+        "single",
+        1,
+    )
     table = (out / "summary.md").read_text()
     assert "| variant |" in table and "coupled-single" in table and "simota" in table
     assert "simota" in capsys.readouterr().out
@@ -72,7 +110,9 @@ def test_bad_override_fails_before_training(tmp_path: Path, capsys: pytest.Captu
     data = write_shapes_dataset(tmp_path / "shapes", train=2, val=1, size=64)
     variants = tmp_path / "v.yaml"
     variants.write_text("variants:\n  - name: fine\n  - name: bad\n    overrides: {train.asigner: ota}\n")
-    code = main(["ablate", str(data), "--variants", str(variants), "--budget-iters", "1", "-o", str(tmp_path / "o")])
+    code = main(
+        ["ablate", str(data), "--variants", str(variants), "--budget-iters", "1", "-o", str(tmp_path / "o")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "variant 'bad'" in err and "Did you mean 'assigner'" in err
     assert not (tmp_path / "o" / "fine").exists()
@@ -95,9 +135,15 @@ def test_iteration_log_times_assignment_and_tells_an_interrupted_run() -> None:
     from yoloxdet.experiments.ablate import IterationLog
 
     interrupted, complete = IterationLog(), IterationLog()
-    make_trainer(SyntheticLoader(num_batches=2), epochs=2, callbacks=(interrupted, StopAfter(1)),
-                 loss_fn=interrupted.loss_fn("simota")).fit()
-    make_trainer(SyntheticLoader(num_batches=2), epochs=1, callbacks=(complete,), loss_fn=complete.loss_fn("simota")).fit()
+    make_trainer(
+        SyntheticLoader(num_batches=2),
+        epochs=2,
+        callbacks=(interrupted, StopAfter(1)),
+        loss_fn=interrupted.loss_fn("simota"),
+    ).fit()
+    make_trainer(
+        SyntheticLoader(num_batches=2), epochs=1, callbacks=(complete,), loss_fn=complete.loss_fn("simota")
+    ).fit()
     assert not interrupted.completed and complete.completed
     assert [row["iteration"] for row in complete.steps] == [1.0, 2.0]
     assert all(row["assign_ms"] > 0 for row in complete.steps + interrupted.steps)

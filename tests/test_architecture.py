@@ -80,7 +80,9 @@ def imports_of(source: str, current: str, is_package: bool, modules: Iterable[st
                 if alias.name == package or alias.name.startswith(package + "."):
                     add(alias.name)
         elif isinstance(node, ast.ImportFrom):
-            base = _resolve_relative(current, is_package, node.level, node.module) if node.level else node.module
+            base = (
+                _resolve_relative(current, is_package, node.level, node.module) if node.level else node.module
+            )
             if base is None or not (base == package or base.startswith(package + ".")):
                 continue
             for alias in node.names:
@@ -88,7 +90,9 @@ def imports_of(source: str, current: str, is_package: bool, modules: Iterable[st
         elif isinstance(node, ast.Call) and _is_import_module(node.func):
             arg = node.args[0] if node.args else None
             if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
-                raise DynamicImport(f"{current}: importlib.import_module with a computed target (line {node.lineno})")
+                raise DynamicImport(
+                    f"{current}: importlib.import_module with a computed target (line {node.lineno})"
+                )
             target = arg.value
             if target.startswith("."):
                 level = len(target) - len(target.lstrip("."))
@@ -121,7 +125,9 @@ def unit_graph(graph: Mapping[str, set[str]], package: str) -> dict[str, set[str
     units: dict[str, set[str]] = {}
     for source, targets in graph.items():
         here = unit_of(source, package)
-        units.setdefault(here, set()).update(unit_of(t, package) for t in targets if unit_of(t, package) != here)
+        units.setdefault(here, set()).update(
+            unit_of(t, package) for t in targets if unit_of(t, package) != here
+        )
     return units
 
 
@@ -199,14 +205,20 @@ def test_at_most_eight_top_level_modules():
 
 def test_the_layer_table_lists_every_unit_once():
     listed = [unit for layer in LAYERS for unit in layer]
-    on_disk = {p.stem for p in SRC.glob("*.py")} | {p.name for p in SRC.iterdir() if p.is_dir() and any(p.glob("*.py"))}
+    on_disk = {p.stem for p in SRC.glob("*.py")} | {
+        p.name for p in SRC.iterdir() if p.is_dir() and any(p.glob("*.py"))
+    }
     assert len(listed) == len(set(listed))
     assert set(listed) == on_disk
 
 
 def test_the_library_never_imports_the_bench_tools(graph):
     tools = ("bench",)
-    users = {unit_of(m, PACKAGE) for m, targets in graph.items() if any(unit_of(t, PACKAGE) in tools for t in targets)}
+    users = {
+        unit_of(m, PACKAGE)
+        for m, targets in graph.items()
+        if any(unit_of(t, PACKAGE) in tools for t in targets)
+    }
     assert users <= {"commands", "bench"}
 
 
@@ -225,7 +237,10 @@ def test_checker_sees_local_from_relative_and_importlib_imports():
         "    return importlib.import_module('pkg.sub')\n"
     )
     assert imports_of(source, "pkg.a", False, FAKE, "pkg") == {"pkg.b", "pkg.sub.c", "pkg.sub.d", "pkg.sub"}
-    assert imports_of("from .. import a\nfrom ..b import X\n", "pkg.sub.c", False, FAKE, "pkg") == {"pkg.a", "pkg.b"}
+    assert imports_of("from .. import a\nfrom ..b import X\n", "pkg.sub.c", False, FAKE, "pkg") == {
+        "pkg.a",
+        "pkg.b",
+    }
     assert imports_of("from . import c\n", "pkg.sub", True, FAKE, "pkg") == {"pkg.sub.c"}
     with pytest.raises(DynamicImport):
         imports_of("import importlib\nimportlib.import_module(f'pkg.{x}')\n", "pkg.a", False, FAKE, "pkg")

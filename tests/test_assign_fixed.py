@@ -86,7 +86,8 @@ def test_matched_iou_and_cost_of_positive() -> None:
 def test_padding_empty_images_and_empty_batch() -> None:
     outputs = make_outputs(batch=2)
     targets = Targets.from_list(
-        [torch.tensor([[20.0, 12, 30, 20], [40, 40, 120, 60]]), torch.zeros(0, 4)], [torch.tensor([0, 1]), torch.zeros(0)]
+        [torch.tensor([[20.0, 12, 30, 20], [40, 40, 120, 60]]), torch.zeros(0, 4)],
+        [torch.tensor([0, 1]), torch.zeros(0)],
     )
     result = center3x3_assign(outputs, targets)
     assert result.fg_mask[0].sum() == 18 and not result.fg_mask[1].any()
@@ -98,10 +99,14 @@ def test_padding_empty_images_and_empty_batch() -> None:
 @pytest.mark.parametrize("assigner", [single_assign, center3x3_assign])
 def test_bf16_outputs_under_autocast_give_float32_costs(assigner) -> None:
     outputs = make_outputs()
-    low = outputs._replace(**{f: getattr(outputs, f).bfloat16() for f in ("box_raw", "obj_logits", "cls_logits")})
+    low = outputs._replace(
+        **{f: getattr(outputs, f).bfloat16() for f in ("box_raw", "obj_logits", "cls_logits")}
+    )
     targets = targets_of((20, 12, 30, 20), (40, 40, 120, 60))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         under = assigner(low, targets)
     reference = assigner(low, targets)
     assert under.cost.dtype == torch.float32 and torch.equal(under.cost, reference.cost)
-    assert torch.equal(under.fg_mask, assigner(outputs, targets).fg_mask)  # fixed positives ignore predictions
+    assert torch.equal(
+        under.fg_mask, assigner(outputs, targets).fg_mask
+    )  # fixed positives ignore predictions

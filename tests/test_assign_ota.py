@@ -53,7 +53,9 @@ def grid_outputs(seed: int, num_classes: int = 3) -> HeadOutputs:
     """One 4x4 level, stride 8 (a 32x32 input), random head outputs with moderate boxes."""
     gen = torch.Generator().manual_seed(seed)
     return HeadOutputs(
-        box_raw=torch.cat([torch.rand(1, 16, 2, generator=gen), torch.rand(1, 16, 2, generator=gen) + 0.3], -1),
+        box_raw=torch.cat(
+            [torch.rand(1, 16, 2, generator=gen), torch.rand(1, 16, 2, generator=gen) + 0.3], -1
+        ),
         obj_logits=torch.randn(1, 16, generator=gen),
         cls_logits=torch.randn(1, 16, num_classes, generator=gen),
         strides=(8,),
@@ -75,7 +77,8 @@ def reference_costs(outputs: HeadOutputs, boxes: torch.Tensor, labels: torch.Ten
         1,
     )
     ious = torchvision.ops.box_iou(
-        torchvision.ops.box_convert(boxes, "cxcywh", "xyxy"), torchvision.ops.box_convert(pred, "cxcywh", "xyxy")
+        torchvision.ops.box_convert(boxes, "cxcywh", "xyxy"),
+        torchvision.ops.box_convert(pred, "cxcywh", "xyxy"),
     )
     p = (outputs.cls_logits[0].sigmoid() * outputs.obj_logits[0, :, None].sigmoid()).sqrt()  # [A, C]
     num_classes = p.shape[1]
@@ -93,7 +96,9 @@ def reference_costs(outputs: HeadOutputs, boxes: torch.Tensor, labels: torch.Ten
             fg[g, a] = cls + 3.0 * -math.log(ious[g, a] + 1e-8) + (0 if inside[a] else 1e6)
         candidate_ious = sorted((float(ious[g, a]) for a in range(16) if inside[a]), reverse=True)
         k.append(max(1, int(sum(candidate_ious[:top_q]))))
-    bg = torch.stack([F.binary_cross_entropy(p[a], torch.zeros(num_classes), reduction="sum") for a in range(16)])
+    bg = torch.stack(
+        [F.binary_cross_entropy(p[a], torch.zeros(num_classes), reduction="sum") for a in range(16)]
+    )
     return fg, bg, k
 
 
@@ -112,10 +117,15 @@ def exact_assignment(fg: torch.Tensor, bg: torch.Tensor, k: list[int]) -> torch.
 def test_small_eps_matches_exact_assignment(seed: int) -> None:
     # Two images in one padded batch: three GTs, and two GTs plus a padding row.
     images = [grid_outputs(seed), grid_outputs(seed + 100)]
-    boxes = [torch.tensor([[12.0, 12, 20, 22], [20, 18, 18, 14], [26, 8, 10, 12]]), torch.tensor([[10.0, 20, 16, 20], [22, 10, 14, 16]])]
+    boxes = [
+        torch.tensor([[12.0, 12, 20, 22], [20, 18, 18, 14], [26, 8, 10, 12]]),
+        torch.tensor([[10.0, 20, 16, 20], [22, 10, 14, 16]]),
+    ]
     labels = [torch.tensor([0, 2, 1]), torch.tensor([1, 1])]
     batch = HeadOutputs(
-        *(torch.cat([getattr(o, f) for o in images]) for f in ("box_raw", "obj_logits", "cls_logits")), (8,), ((4, 4),)
+        *(torch.cat([getattr(o, f) for o in images]) for f in ("box_raw", "obj_logits", "cls_logits")),
+        (8,),
+        ((4, 4),),
     )
     result = ota_assign(batch, Targets.from_list(boxes, labels), eps=0.01, iterations=3000)
     for b in range(2):
@@ -124,7 +134,9 @@ def test_small_eps_matches_exact_assignment(seed: int) -> None:
         assert result.matched_gt[b].tolist() == expected.tolist()
         assert result.fg_mask[b].tolist() == (expected >= 0).tolist()
         positive = expected >= 0
-        torch.testing.assert_close(result.cost[b, positive], fg[expected[positive], positive.nonzero().flatten()])
+        torch.testing.assert_close(
+            result.cost[b, positive], fg[expected[positive], positive.nonzero().flatten()]
+        )
 
 
 def test_hand_case_best_anchor_wins_and_padding_is_harmless() -> None:
@@ -151,7 +163,10 @@ def test_empty_batch_and_image_without_gt() -> None:
     none = ota_assign(outputs, Targets.from_list([torch.zeros(0, 4)] * 2, [torch.zeros(0)] * 2))
     assert not none.fg_mask.any() and (none.matched_gt == -1).all()
     one = ota_assign(
-        outputs, Targets.from_list([torch.tensor([[16.0, 16, 20, 20]]), torch.zeros(0, 4)], [torch.tensor([1]), torch.zeros(0)])
+        outputs,
+        Targets.from_list(
+            [torch.tensor([[16.0, 16, 20, 20]]), torch.zeros(0, 4)], [torch.tensor([1]), torch.zeros(0)]
+        ),
     )
     assert one.fg_mask[0].any() and not one.fg_mask[1].any()
     assert set(one.matched_gt[0, one.fg_mask[0]].tolist()) == {0}
@@ -172,7 +187,9 @@ def test_gt_without_candidates_still_gets_its_cheapest_anchor() -> None:
 def test_half_precision_outputs() -> None:
     outputs = grid_outputs(0)
     half = outputs._replace(
-        box_raw=outputs.box_raw.half(), obj_logits=outputs.obj_logits.half(), cls_logits=outputs.cls_logits.half()
+        box_raw=outputs.box_raw.half(),
+        obj_logits=outputs.obj_logits.half(),
+        cls_logits=outputs.cls_logits.half(),
     )
     targets = Targets.from_list([torch.tensor([[12.0, 12, 20, 22]])], [torch.tensor([0])])
     result = ota_assign(half, targets)
@@ -180,4 +197,6 @@ def test_half_precision_outputs() -> None:
     assert torch.isfinite(result.cost).all()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         under_autocast = ota_assign(half, targets)
-    assert torch.equal(under_autocast.cost, result.cost) and torch.equal(under_autocast.fg_mask, result.fg_mask)
+    assert torch.equal(under_autocast.cost, result.cost) and torch.equal(
+        under_autocast.fg_mask, result.fg_mask
+    )

@@ -18,17 +18,40 @@ from yoloxdet.structures import Assignment, HeadOutputs
 
 def test_positive_rows_geometry() -> None:
     # Levels 2x2 (stride 8, anchors 0-3) and 1x1 (stride 16, anchor 4); positives at anchors 3 and 4.
-    outputs = HeadOutputs(torch.zeros(1, 5, 4), torch.zeros(1, 5), torch.zeros(1, 5, 2), (8, 16), ((2, 2), (1, 1)))
+    outputs = HeadOutputs(
+        torch.zeros(1, 5, 4), torch.zeros(1, 5), torch.zeros(1, 5, 2), (8, 16), ((2, 2), (1, 1))
+    )
     fg = torch.tensor([[False, False, False, True, True]])
     assignment = Assignment(
-        fg, torch.tensor([[-1, -1, -1, 1, 0]]), torch.tensor([[0, 0, 0, 0.5, 0.25]]), torch.tensor([[0, 0, 0, 2.0, 3.0]])
+        fg,
+        torch.tensor([[-1, -1, -1, 1, 0]]),
+        torch.tensor([[0, 0, 0, 0.5, 0.25]]),
+        torch.tensor([[0, 0, 0, 2.0, 3.0]]),
     )
     rows = positive_rows(assignment, outputs)
     assert rows == [
-        {"anchor": 3, "gt": 1, "stride": 8, "cell_xy": [1, 1], "center_xy": [12.0, 12.0], "cost": 2.0, "iou": 0.5},
-        {"anchor": 4, "gt": 0, "stride": 16, "cell_xy": [0, 0], "center_xy": [8.0, 8.0], "cost": 3.0, "iou": 0.25},
+        {
+            "anchor": 3,
+            "gt": 1,
+            "stride": 8,
+            "cell_xy": [1, 1],
+            "center_xy": [12.0, 12.0],
+            "cost": 2.0,
+            "iou": 0.5,
+        },
+        {
+            "anchor": 4,
+            "gt": 0,
+            "stride": 16,
+            "cell_xy": [0, 0],
+            "center_xy": [8.0, 8.0],
+            "cost": 3.0,
+            "iou": 0.25,
+        },
     ]
-    panel = draw_assignment(np.zeros((16, 16, 3), np.uint8), np.array([[0, 0, 15, 15], [4, 4, 14, 14]]), rows, "t")
+    panel = draw_assignment(
+        np.zeros((16, 16, 3), np.uint8), np.array([[0, 0, 15, 15], [4, 4, 14, 14]]), rows, "t"
+    )
     assert panel.shape[1] == 16 and panel.shape[0] > 16
     assert tuple(panel[-16 + 12, 12]) == gt_color(1)  # the stride-8 dot of GT 1 at its anchor centre
     assert side_by_side([panel, panel], gap=4).shape == (panel.shape[0], 36, 3)
@@ -48,8 +71,21 @@ def test_cli_writes_panels_sheet_and_json(tmp_path: Path, capsys: pytest.Capture
     cv2.imwrite(str(image_path), image)
     out = tmp_path / "viz"
     names = ["simota", "ota", "single", "center3x3"]
-    argv = ["assign-viz", "--image", str(image_path), "--boxes", "10,10,90,80,1;100,20,120,50,0",
-            "--size", "160", "--num-classes", "3", "--assigners", ",".join(names), "-o", str(out)]
+    argv = [
+        "assign-viz",
+        "--image",
+        str(image_path),
+        "--boxes",
+        "10,10,90,80,1;100,20,120,50,0",
+        "--size",
+        "160",
+        "--num-classes",
+        "3",
+        "--assigners",
+        ",".join(names),
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 0
     for name in names:
         assert cv2.imread(str(out / f"{name}.png")) is not None
@@ -73,8 +109,19 @@ def test_cli_dataset_sample(tmp_path: Path, coco128: Path) -> None:
         f"format: coco\nroot: {coco128}\ntrain: {{images: images, annotations: annotations/instances.json}}\n"
     )
     out = tmp_path / "viz"
-    argv = ["assign-viz", "--data", str(spec), "--index", "1", "--size", "320", "--assigners", "center3x3",
-            "-o", str(out)]
+    argv = [
+        "assign-viz",
+        "--data",
+        str(spec),
+        "--index",
+        "1",
+        "--size",
+        "320",
+        "--assigners",
+        "center3x3",
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 0
     report = json.loads((out / "center3x3.json").read_text())
     assert len(report["gts"]) > 0 and report["image"].endswith(".jpg")

@@ -75,7 +75,9 @@ def test_two_ranks_killed_and_resumed_finish_every_file_once_with_single_process
     first = _torchrun(2, source, output)
     while first.poll() is None and sum(result_file(output, f).exists() for f in files) < 2:
         time.sleep(0.005)
-    assert first.poll() is None, f"the first run ended before the kill: {first.stdout.read().decode()[-2000:]}"
+    assert first.poll() is None, (
+        f"the first run ended before the kill: {first.stdout.read().decode()[-2000:]}"
+    )
     ranks = psutil.Process(first.pid).children(
         recursive=True
     )  # the elastic agent gives them their own groups

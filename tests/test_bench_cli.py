@@ -11,7 +11,9 @@ from yoloxdet.cli import main
 
 
 def test_report_arithmetic_is_hand_checkable():
-    report = BenchReport("m", 640, batch=4, threads=2, parameters=1_000_000, gflops_per_image=10.0, peak_gflops=200.0)
+    report = BenchReport(
+        "m", 640, batch=4, threads=2, parameters=1_000_000, gflops_per_image=10.0, peak_gflops=200.0
+    )
     row = report.add("eager", [0.5, 0.1, 0.2])  # median 0.2 s per batch of 4
     assert row.ms_per_image == pytest.approx(50.0)
     assert row.images_per_s == pytest.approx(20.0)
@@ -24,8 +26,12 @@ def test_report_arithmetic_is_hand_checkable():
 
 def test_time_interleaved_alternates_the_order_every_round():
     calls = []
-    times = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=1, iters=4,
-                             sync=lambda: calls.append("|"))
+    times = time_interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+        warmup=1,
+        iters=4,
+        sync=lambda: calls.append("|"),
+    )
     assert [c for c in calls if c != "|"] == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]
     assert calls.count("|") == 16  # before and after each timed call
     assert {name: len(t) for name, t in times.items()} == {"a": 4, "b": 4}
@@ -42,6 +48,7 @@ def test_time_interleaved_bursts_drop_the_first_call_of_each_turn():
                 time.sleep(0.05)
             slow_first[name] = False
             slow_first["b" if name == "a" else "a"] = True
+
         return fn
 
     times = time_interleaved({"a": make("a"), "b": make("b")}, warmup=0, iters=2, burst=3)
@@ -52,8 +59,22 @@ def test_time_interleaved_bursts_drop_the_first_call_of_each_turn():
 
 def test_bench_prints_every_backend_and_the_matmul_peak(capsys, nano_onnx):
     code = main(
-        ["bench", "yolox-nano", "--size", "416", "--threads", "1", "--iters", "1", "--warmup", "0",
-         "--backends", "eager,fused,onnx", "--onnx", str(nano_onnx)]
+        [
+            "bench",
+            "yolox-nano",
+            "--size",
+            "416",
+            "--threads",
+            "1",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--backends",
+            "eager,fused,onnx",
+            "--onnx",
+            str(nano_onnx),
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0
@@ -87,8 +108,15 @@ def test_bench_model_times_the_matmul_yardstick_among_the_models(monkeypatch):
             return self.conv(x)
 
     seen = []
-    report = bench_model(Tiny(), model_name="tiny", input_size=32, backends=(), iters=3, warmup=0,
-                         others={"probe": lambda images: seen.append(images.shape)})
+    report = bench_model(
+        Tiny(),
+        model_name="tiny",
+        input_size=32,
+        backends=(),
+        iters=3,
+        warmup=0,
+        others={"probe": lambda images: seen.append(images.shape)},
+    )
     assert [r.backend for r in report.rows] == ["probe"] and len(seen) == 3  # the matmul is not a row
 
     # with the clock replaced, the peak must be the matmul's GFLOPs over the median of its own turns
@@ -99,7 +127,9 @@ def test_bench_model_times_the_matmul_yardstick_among_the_models(monkeypatch):
         return {name: [0.5, 0.1, 0.2] if name == MATMUL else [1.0] for name in fns}
 
     monkeypatch.setattr(perf, "time_interleaved", fake_clock)
-    report = bench_model(Tiny(), model_name="tiny", input_size=32, backends=(), iters=3, others={"probe": print})
+    report = bench_model(
+        Tiny(), model_name="tiny", input_size=32, backends=(), iters=3, others={"probe": print}
+    )
     assert rotations == [["probe", MATMUL]]
     assert report.peak_gflops == pytest.approx(matmul_probe()[1] / 0.2)
     with pytest.raises(ValueError, match="yardstick"):

@@ -29,8 +29,17 @@ def test_defaults_follow_the_official_base_experiment():
 
 
 def test_overrides_by_section_and_bare_key_parse_yaml_values():
-    config = apply_overrides(Config(), ["epochs=12", "model.head=coupled", "train.input_size=[320, 416]",
-                                        "train.amp=bf16", "data.cache=ram", "augment.mosaic_scale=[0.5, 1.5]"])
+    config = apply_overrides(
+        Config(),
+        [
+            "epochs=12",
+            "model.head=coupled",
+            "train.input_size=[320, 416]",
+            "train.amp=bf16",
+            "data.cache=ram",
+            "augment.mosaic_scale=[0.5, 1.5]",
+        ],
+    )
     assert config.train.epochs == 12
     assert config.model.head == "coupled"
     assert config.data.cache == "ram"
@@ -55,7 +64,10 @@ def test_unknown_keys_and_sections_get_a_suggestion():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model.head=decoupeld", r"model\.head: 'decoupeld' is not one of decoupled, coupled\. Did you mean 'decoupled'"),
+        (
+            "model.head=decoupeld",
+            r"model\.head: 'decoupeld' is not one of decoupled, coupled\. Did you mean 'decoupled'",
+        ),
         ("train.assigner=simot", r"train\.assigner: 'simot' is not one of .*Did you mean 'simota'"),
         ("amp=fp61", r"train\.amp: 'fp61' is not one of auto, fp16, bf16, off, fp32\. Did you mean 'fp16'"),
         ("data.cache=disc", r"data\.cache: 'disc' is not one of none, ram, disk\. Did you mean 'disk'"),
@@ -96,7 +108,9 @@ def test_choices_are_checked_on_every_way_of_building_a_section():
 def test_a_yaml_file_with_a_bad_choice_names_the_file(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("model:\n  name: yolox-nano\ntrain:\n  assigner: simota2021\n")
-    with pytest.raises(ConfigError, match=r"run\.yaml: train\.assigner: 'simota2021'.*Did you mean 'simota-2021'"):
+    with pytest.raises(
+        ConfigError, match=r"run\.yaml: train\.assigner: 'simota2021'.*Did you mean 'simota-2021'"
+    ):
         load_config(path)
     path.write_text("model:\n  name: yolox-nano\ntrain:\n  epochs: 5\n")
     config = load_config(path, ["epochs=7"])

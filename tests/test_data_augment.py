@@ -58,7 +58,9 @@ def test_boxes_stay_inside_after_mosaic_and_affine():
         center = (int(rng.uniform(0.5, 1.5) * hw[1]), int(rng.uniform(0.5, 1.5) * hw[0]))
         canvas, boxes, labels = mosaic(tiles, center, hw)
         assert canvas.shape == (2 * hw[0], 2 * hw[1], 3) and len(boxes) == len(labels)
-        assert (boxes >= 0).all() and (boxes[:, 0::2] <= 2 * hw[1]).all() and (boxes[:, 1::2] <= 2 * hw[0]).all()
+        assert (
+            (boxes >= 0).all() and (boxes[:, 0::2] <= 2 * hw[1]).all() and (boxes[:, 1::2] <= 2 * hw[0]).all()
+        )
         size_wh = (hw[1], hw[0])
         image, warped = apply_affine(canvas, boxes, affine_matrix(sample_affine(rng, AUG), size_wh), size_wh)
         assert image.shape == (hw[0], hw[1], 3)
@@ -117,8 +119,9 @@ def test_box_moves_with_its_pixels_under_affine():
         box = np.array([[x1, y1, x1 + rng.integers(8, 40), y1 + rng.integers(8, 30)]], np.float32)
         params = sample_affine(rng, ResolvedAugment(mosaic_scale=(0.7, 1.3)))
         params = AffineParams(params.angle, params.scale, params.shear_x, params.shear_y, 0.0, 0.0)
-        image, warped = apply_affine(filled_region((240, 320, 3), box[0]), box,
-                                     affine_matrix(params, size_wh), size_wh)
+        image, warped = apply_affine(
+            filled_region((240, 320, 3), box[0]), box, affine_matrix(params, size_wh), size_wh
+        )
         if not (image[..., 0] > 200).any():
             continue  # warped out of the window
         assert_box_covers(image, warped[0], tol=1.5)
@@ -140,28 +143,36 @@ def test_box_moves_with_its_pixels_in_mosaic_and_mixup():
         center = (int(rng.uniform(0.5, 1.5) * hw[1]), int(rng.uniform(0.5, 1.5) * hw[0]))
         canvas, boxes, _ = mosaic(fitted, center, hw)
         ys, xs = np.nonzero(canvas[..., 0] > 200)  # every filled pixel lies in some box, every box is filled
-        inside = ((xs[:, None] >= boxes[:, 0] - 1) & (xs[:, None] + 1 <= boxes[:, 2] + 1)
-                  & (ys[:, None] >= boxes[:, 1] - 1) & (ys[:, None] + 1 <= boxes[:, 3] + 1))
+        inside = (
+            (xs[:, None] >= boxes[:, 0] - 1)
+            & (xs[:, None] + 1 <= boxes[:, 2] + 1)
+            & (ys[:, None] >= boxes[:, 1] - 1)
+            & (ys[:, None] + 1 <= boxes[:, 3] + 1)
+        )
         assert inside.any(axis=1).all()
         for box in boxes:
-            inner = canvas[int(box[1]) + 2:int(box[3]) - 2, int(box[0]) + 2:int(box[2]) - 2, 0]
+            inner = canvas[int(box[1]) + 2 : int(box[3]) - 2, int(box[0]) + 2 : int(box[2]) - 2, 0]
             assert inner.size == 0 or inner.min() > 200
         base = (np.zeros((hw[0], hw[1], 3), np.uint8), np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
         other_box = np.array([[10, 8, 40, 30]], np.float32)
-        mixed, mixed_boxes, _ = mixup(base, (filled_region((hw[0], hw[1], 3), other_box[0]), other_box,
-                                             np.array([1])), rng, (0.5, 1.5))
+        mixed, mixed_boxes, _ = mixup(
+            base, (filled_region((hw[0], hw[1], 3), other_box[0]), other_box, np.array([1])), rng, (0.5, 1.5)
+        )
         if (mixed_boxes[0, 2:] - mixed_boxes[0, :2]).min() > 2:
             assert_box_covers(mixed * 2, mixed_boxes[0], tol=1.5)  # blended at half intensity
 
 
-@pytest.mark.parametrize("field, low, high, draw", [
-    ("angle", -10, 10, lambda p: p.angle),
-    ("scale", 0.1, 2.0, lambda p: p.scale),
-    ("shear", -2, 2, lambda p: p.shear_x),
-    ("shear", -2, 2, lambda p: p.shear_y),
-    ("translate", -0.1, 0.1, lambda p: p.translate_x),
-    ("translate", -0.1, 0.1, lambda p: p.translate_y),
-])
+@pytest.mark.parametrize(
+    "field, low, high, draw",
+    [
+        ("angle", -10, 10, lambda p: p.angle),
+        ("scale", 0.1, 2.0, lambda p: p.scale),
+        ("shear", -2, 2, lambda p: p.shear_x),
+        ("shear", -2, 2, lambda p: p.shear_y),
+        ("translate", -0.1, 0.1, lambda p: p.translate_x),
+        ("translate", -0.1, 0.1, lambda p: p.translate_y),
+    ],
+)
 def test_affine_parameter_ranges_are_official(field, low, high, draw):
     stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(4)
@@ -182,15 +193,25 @@ def test_affine_matrix_matches_its_definition():
 def test_resolve_augment_uses_model_defaults():
     from yoloxdet.models.zoo import get_spec
 
-    for name, mosaic_prob, mixup_on, scale in [("yolox-nano", 0.5, False, (0.5, 1.5)),
-                                               ("yolox-tiny", 1.0, False, (0.5, 1.5)),
-                                               ("yolox-s", 1.0, True, (0.1, 2.0))]:
+    for name, mosaic_prob, mixup_on, scale in [
+        ("yolox-nano", 0.5, False, (0.5, 1.5)),
+        ("yolox-tiny", 1.0, False, (0.5, 1.5)),
+        ("yolox-s", 1.0, True, (0.1, 2.0)),
+    ]:
         spec = get_spec(name)
-        aug = resolve_augment(AugmentConfig(), mosaic_prob=spec.mosaic_prob, enable_mixup=spec.enable_mixup,
-                              mosaic_scale=spec.mosaic_scale)
+        aug = resolve_augment(
+            AugmentConfig(),
+            mosaic_prob=spec.mosaic_prob,
+            enable_mixup=spec.enable_mixup,
+            mosaic_scale=spec.mosaic_scale,
+        )
         assert (aug.mosaic_prob, aug.enable_mixup, aug.mosaic_scale) == (mosaic_prob, mixup_on, scale)
-    forced = resolve_augment(AugmentConfig(mosaic_prob=0.2, enable_mixup=True, mosaic_scale=(1.0, 1.0)),
-                             mosaic_prob=0.5, enable_mixup=False, mosaic_scale=(0.5, 1.5))
+    forced = resolve_augment(
+        AugmentConfig(mosaic_prob=0.2, enable_mixup=True, mosaic_scale=(1.0, 1.0)),
+        mosaic_prob=0.5,
+        enable_mixup=False,
+        mosaic_scale=(0.5, 1.5),
+    )
     assert (forced.mosaic_prob, forced.enable_mixup, forced.mosaic_scale) == (0.2, True, (1.0, 1.0))
 
 
@@ -204,7 +225,9 @@ def test_train_transform_keeps_every_box_and_drops_degenerate_ones():
     assert out.image.shape == (500, 500, 3)
     assert len(out.boxes_cxcywh) == 597
     np.testing.assert_allclose(out.boxes_cxcywh[:, 2:], 10.0, rtol=1e-5)
-    negative = train_transform(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), (500, 500), rng, 1, 1)
+    negative = train_transform(
+        image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), (500, 500), rng, 1, 1
+    )
     assert negative.boxes_cxcywh.shape == (0, 4) and negative.image.shape == (500, 500, 3)
 
 

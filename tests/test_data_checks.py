@@ -41,15 +41,18 @@ def total_boxes(dataset) -> int:
     return sum(len(r.labels) for r in dataset.records)
 
 
-@pytest.mark.parametrize("row, message", [
-    ("0 0.5 0.5 0.2", "5 columns"),
-    ("zero 0.5 0.5 0.2 0.2", "non-numeric"),
-    ("7 0.5 0.5 0.2 0.2", "class id 7 out of range 0..2"),
-    ("1.5 0.5 0.5 0.2 0.2", "not an integer"),
-    ("1 nan 0.5 0.2 0.2", "NaN"),
-    ("1 0.5 0.5 0 0.2", "zero or negative size"),
-    ("1 0.5 0.5 -0.1 0.2", "zero or negative size"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("0 0.5 0.5 0.2", "5 columns"),
+        ("zero 0.5 0.5 0.2 0.2", "non-numeric"),
+        ("7 0.5 0.5 0.2 0.2", "class id 7 out of range 0..2"),
+        ("1.5 0.5 0.5 0.2 0.2", "not an integer"),
+        ("1 nan 0.5 0.2 0.2", "NaN"),
+        ("1 0.5 0.5 0 0.2", "zero or negative size"),
+        ("1 0.5 0.5 -0.1 0.2", "zero or negative size"),
+    ],
+)
 def test_yolo_bad_rows_name_file_and_line(tmp_path, row, message):
     yaml_path = write_yolo(tmp_path)
     label = tmp_path / "labels" / "train" / "a.txt"
@@ -82,9 +85,13 @@ def test_coco_bad_annotations_name_the_annotation_id(tmp_path):
     yaml_path = write_coco(tmp_path)
     ann_file = tmp_path / "annotations" / "instances.json"
     gt = json.loads(ann_file.read_text())
-    bad = [{"bbox": [1, 1, float("nan"), 3], "category_id": 3}, {"bbox": [5, 5, 0, 4], "category_id": 3},
-           {"bbox": [5, 5, 3, 4], "category_id": 99}, {"bbox": [50, 40, 30, 20], "category_id": 7},
-           {"bbox": [5, 5], "category_id": 3}]
+    bad = [
+        {"bbox": [1, 1, float("nan"), 3], "category_id": 3},
+        {"bbox": [5, 5, 0, 4], "category_id": 3},
+        {"bbox": [5, 5, 3, 4], "category_id": 99},
+        {"bbox": [50, 40, 30, 20], "category_id": 7},
+        {"bbox": [5, 5], "category_id": 3},
+    ]
     for k, ann in enumerate(bad):
         gt["annotations"].append({"id": 900 + k, "image_id": 100, "area": 12, "iscrowd": 0, **ann})
     gt["annotations"].append({"id": 950, "image_id": 4242, "bbox": [1, 1, 2, 2], "category_id": 3, "area": 4})
@@ -165,8 +172,23 @@ def test_check_data_and_show_aug_commands(tmp_path, capsys):
     assert main(["check-data", str(yaml_path), "--png", str(png)]) == 1
     assert "class id 9 out of range" in capsys.readouterr().out
     grid = tmp_path / "aug.png"
-    assert main(["show-aug", str(yaml_path), "--model", "yolox-nano", "--size", "64", "--num", "4",
-                 "--out", str(grid)]) == 0
+    assert (
+        main(
+            [
+                "show-aug",
+                str(yaml_path),
+                "--model",
+                "yolox-nano",
+                "--size",
+                "64",
+                "--num",
+                "4",
+                "--out",
+                str(grid),
+            ]
+        )
+        == 0
+    )
     assert Image.open(grid).size == (128, 128)
     assert main(["check-data", str(tmp_path / "absent.yaml")]) == 2
 

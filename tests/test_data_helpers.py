@@ -60,18 +60,30 @@ def write_coco(root: Path, items=ITEMS, names=NAMES, category_ids=(3, 7, 11)) ->
     images, annotations = [], []
     for k, item in enumerate(items):
         write_image(root / "images" / item.file_name, item.size_wh, k)
-        images.append({"id": 100 + k, "file_name": item.file_name, "width": item.size_wh[0],
-                       "height": item.size_wh[1]})
+        images.append(
+            {"id": 100 + k, "file_name": item.file_name, "width": item.size_wh[0], "height": item.size_wh[1]}
+        )
         for box, label in zip(item.boxes_xyxy, item.labels):
             w, h = box[2] - box[0], box[3] - box[1]
-            annotations.append({"id": len(annotations) + 1, "image_id": 100 + k, "category_id": category_ids[label],
-                                "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": 100 + k,
+                    "category_id": category_ids[label],
+                    "bbox": [box[0], box[1], w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
     categories = [{"id": c, "name": n} for c, n in reversed(list(zip(category_ids, names)))]
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / "instances.json").write_text(
-        json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-    return write_yaml(root / "data.yaml", {"format": "coco", "train": {"images": "images", "annotations":
-                                                                       "annotations/instances.json"}})
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+    return write_yaml(
+        root / "data.yaml",
+        {"format": "coco", "train": {"images": "images", "annotations": "annotations/instances.json"}},
+    )
 
 
 def voc_xml(item: Item, names=NAMES, difficult=()) -> str:
@@ -79,9 +91,12 @@ def voc_xml(item: Item, names=NAMES, difficult=()) -> str:
         f"<object><name>{names[label]}</name><difficult>{int(i in difficult)}</difficult><bndbox>"
         f"<xmin>{box[0] + 1}</xmin><ymin>{box[1] + 1}</ymin><xmax>{box[2] + 1}</xmax><ymax>{box[3] + 1}</ymax>"
         f"</bndbox></object>"
-        for i, (box, label) in enumerate(zip(item.boxes_xyxy, item.labels)))
-    return (f"<annotation><filename>{item.file_name}</filename><size><width>{item.size_wh[0]}</width>"
-            f"<height>{item.size_wh[1]}</height><depth>3</depth></size>{objects}</annotation>")
+        for i, (box, label) in enumerate(zip(item.boxes_xyxy, item.labels))
+    )
+    return (
+        f"<annotation><filename>{item.file_name}</filename><size><width>{item.size_wh[0]}</width>"
+        f"<height>{item.size_wh[1]}</height><depth>3</depth></size>{objects}</annotation>"
+    )
 
 
 def write_voc(root: Path, items=ITEMS, names=NAMES, with_names: bool = True, difficult=()) -> Path:
@@ -94,7 +109,8 @@ def write_voc(root: Path, items=ITEMS, names=NAMES, with_names: bool = True, dif
         stem = Path(item.file_name).stem
         (base / "Annotations" / f"{stem}.xml").write_text(voc_xml(item, names, difficult if k == 0 else ()))
     (base / "ImageSets" / "Main" / "trainval.txt").write_text(
-        "\n".join(Path(i.file_name).stem for i in items) + "\n")
+        "\n".join(Path(i.file_name).stem for i in items) + "\n"
+    )
     data = {"format": "voc", "train": {"dir": "VOC2007", "set": "trainval"}}
     if with_names:
         data["names"] = list(names)
@@ -106,11 +122,16 @@ def write_yolo(root: Path, items=ITEMS, names=NAMES) -> Path:
     for k, item in enumerate(items):
         write_image(root / "images" / "train" / item.file_name, item.size_wh, k)
         w, h = item.size_wh
-        rows = [f"{label} {(b[0] + b[2]) / 2 / w:.8f} {(b[1] + b[3]) / 2 / h:.8f} {(b[2] - b[0]) / w:.8f} "
-                f"{(b[3] - b[1]) / h:.8f}" for b, label in zip(item.boxes_xyxy, item.labels)]
+        rows = [
+            f"{label} {(b[0] + b[2]) / 2 / w:.8f} {(b[1] + b[3]) / 2 / h:.8f} {(b[2] - b[0]) / w:.8f} "
+            f"{(b[3] - b[1]) / h:.8f}"
+            for b, label in zip(item.boxes_xyxy, item.labels)
+        ]
         if rows:  # negatives get no label file, the common convention
             label = root / "labels" / "train" / f"{Path(item.file_name).stem}.txt"
             label.parent.mkdir(parents=True, exist_ok=True)
             label.write_text("\n".join(rows) + "\n")
-    return write_yaml(root / "data.yaml", {"path": ".", "train": "images/train", "val": "images/train",
-                                           "names": dict(enumerate(names))})
+    return write_yaml(
+        root / "data.yaml",
+        {"path": ".", "train": "images/train", "val": "images/train", "names": dict(enumerate(names))},
+    )

@@ -30,8 +30,12 @@ def epoch_batches(loader, epoch, mosaic=True):
 
 def test_same_seed_reproduces_exactly_whatever_the_workers(dataset):
     aug = ResolvedAugment()
-    a = epoch_batches(build_train_loader(dataset, batch_size=2, input_size=HW, augment=aug, seed=3, workers=0), 1)
-    b = epoch_batches(build_train_loader(dataset, batch_size=2, input_size=HW, augment=aug, seed=3, workers=2), 1)
+    a = epoch_batches(
+        build_train_loader(dataset, batch_size=2, input_size=HW, augment=aug, seed=3, workers=0), 1
+    )
+    b = epoch_batches(
+        build_train_loader(dataset, batch_size=2, input_size=HW, augment=aug, seed=3, workers=2), 1
+    )
     assert len(a) == len(b) == 2
     for (ia, ta), (ib, tb) in zip(a, b):
         assert ia.dtype == torch.float32 and ia.shape == (2, 3, *HW)
@@ -45,7 +49,7 @@ def test_no_aug_phase_is_plain_letterbox_and_negatives_are_used(dataset):
     aug = ResolvedAugment(hsv_prob=0.0, flip_prob=0.0)
     loader = build_train_loader(dataset, batch_size=4, input_size=HW, augment=aug, seed=0, workers=0)
     assert len(loader) == 1
-    (images, targets), = epoch_batches(loader, 0, mosaic=False)
+    ((images, targets),) = epoch_batches(loader, 0, mosaic=False)
     seen = set()
     for b in range(4):
         # find which sample this is by matching the letterboxed pixels
@@ -63,8 +67,17 @@ def test_distributed_shards_are_disjoint_and_complete(dataset):
     aug = ResolvedAugment()
     orders = []
     for rank in range(2):
-        loader = build_train_loader(dataset, batch_size=1, input_size=HW, augment=aug, seed=0, workers=0,
-                                    distributed=True, rank=rank, world_size=2)
+        loader = build_train_loader(
+            dataset,
+            batch_size=1,
+            input_size=HW,
+            augment=aug,
+            seed=0,
+            workers=0,
+            distributed=True,
+            rank=rank,
+            world_size=2,
+        )
         loader.set_epoch(0, True)
         orders.append([key[0] for batch in loader.sampler for key in batch])
         assert len(loader) == 2
@@ -73,8 +86,9 @@ def test_distributed_shards_are_disjoint_and_complete(dataset):
 
 def test_bad_image_is_skipped_with_a_warning(dataset, caplog):
     dataset.records[1].path.write_bytes(b"not an image at all")
-    loader = build_train_loader(dataset, batch_size=2, input_size=HW, augment=ResolvedAugment(), seed=0,
-                                workers=0)
+    loader = build_train_loader(
+        dataset, batch_size=2, input_size=HW, augment=ResolvedAugment(), seed=0, workers=0
+    )
     with caplog.at_level(logging.WARNING):
         batches = epoch_batches(loader, 0) + epoch_batches(loader, 1, mosaic=False)
     assert sum(len(images) for images, _ in batches) == 2 * len(ITEMS)
@@ -96,15 +110,23 @@ def test_val_loader_metas(dataset):
 def test_val_loader_shards_whole_batches_across_ranks(dataset):
     loader = build_val_loader(dataset, batch_size=2, input_size=HW, workers=0)
     whole = [[m["image_id"] for m in metas] for _, metas in loader]
-    shards = [[[m["image_id"] for m in metas] for _, metas in build_val_loader(
-        dataset, batch_size=2, input_size=HW, workers=0, rank=r, world_size=2)] for r in range(2)]
+    shards = [
+        [
+            [m["image_id"] for m in metas]
+            for _, metas in build_val_loader(
+                dataset, batch_size=2, input_size=HW, workers=0, rank=r, world_size=2
+            )
+        ]
+        for r in range(2)
+    ]
     assert shards == [whole[0::2], whole[1::2]]  # each rank reads only its own batches
 
 
 def test_train_loader_uint8_batches_match_float(dataset):
     def first(uint8):
-        loader = build_train_loader(dataset, batch_size=2, input_size=HW, augment=ResolvedAugment(), seed=0,
-                                    workers=0, uint8=uint8)
+        loader = build_train_loader(
+            dataset, batch_size=2, input_size=HW, augment=ResolvedAugment(), seed=0, workers=0, uint8=uint8
+        )
         return epoch_batches(loader, 0)[0][0]
 
     images = first(True)
@@ -126,6 +148,10 @@ def test_phase_switch_reaches_persistent_workers(dataset):
     aug = ResolvedAugment()
     runs = []
     for workers in (0, 2):
-        loader = build_train_loader(dataset, batch_size=4, input_size=HW, augment=aug, seed=1, workers=workers)
-        runs.append([epoch_batches(loader, 0, mosaic=True)[0][0], epoch_batches(loader, 1, mosaic=False)[0][0]])
+        loader = build_train_loader(
+            dataset, batch_size=4, input_size=HW, augment=aug, seed=1, workers=workers
+        )
+        runs.append(
+            [epoch_batches(loader, 0, mosaic=True)[0][0], epoch_batches(loader, 1, mosaic=False)[0][0]]
+        )
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])

@@ -14,8 +14,10 @@ from yoloxdet.data.spec import DatasetSpecError, load_dataset_spec, parse_datase
 
 
 def coco128_dataset(root: Path):
-    spec = parse_dataset_spec({"format": "coco", "train": {"images": "images", "annotations":
-                                                           "annotations/instances.json"}}, base=root)
+    spec = parse_dataset_spec(
+        {"format": "coco", "train": {"images": "images", "annotations": "annotations/instances.json"}},
+        base=root,
+    )
     return build_dataset(spec, "train")
 
 
@@ -35,7 +37,9 @@ def test_coco128_matches_official_conversion(coco128):
         x2 = min(width, x1 + max(0, ann["bbox"][2]))
         y2 = min(height, y1 + max(0, ann["bbox"][3]))
         if ann["area"] > 0 and x2 > x1 and y2 > y1:
-            expected.setdefault(ann["image_id"], []).append([x1, y1, x2, y2, cat_ids.index(ann["category_id"])])
+            expected.setdefault(ann["image_id"], []).append(
+                [x1, y1, x2, y2, cat_ids.index(ann["category_id"])]
+            )
     for i in range(len(ds)):
         boxes, labels = ds.annotations(i)
         want = np.asarray(expected.get(ds.records[i].image_id, np.zeros((0, 5))), np.float32).reshape(-1, 5)
@@ -58,8 +62,11 @@ def read(path: Path):
 
 
 def test_three_formats_give_the_same_tensors(tmp_path):
-    datasets = [read(write_coco(tmp_path / "coco")), read(write_voc(tmp_path / "voc")),
-                read(write_yolo(tmp_path / "yolo"))]
+    datasets = [
+        read(write_coco(tmp_path / "coco")),
+        read(write_voc(tmp_path / "voc")),
+        read(write_yolo(tmp_path / "yolo")),
+    ]
     for ds in datasets:
         assert ds.names == NAMES and len(ds) == len(ITEMS)
         assert not [i for i in ds.issues if i.severity == "error"]
@@ -67,8 +74,9 @@ def test_three_formats_give_the_same_tensors(tmp_path):
     for item in ITEMS:
         loaded = [ds.load(names[item.file_name]) for ds, names in zip(datasets, by_name)]
         for sample in loaded:
-            np.testing.assert_allclose(sample.boxes_xyxy, np.asarray(item.boxes_xyxy, np.float32).reshape(-1, 4),
-                                       atol=1e-4)
+            np.testing.assert_allclose(
+                sample.boxes_xyxy, np.asarray(item.boxes_xyxy, np.float32).reshape(-1, 4), atol=1e-4
+            )
             np.testing.assert_array_equal(sample.labels, np.asarray(item.labels, np.int64))
             np.testing.assert_array_equal(sample.image, loaded[0].image)
     assert datasets[0].category_ids == (3, 7, 11) and datasets[1].category_ids == (0, 1, 2)
@@ -94,14 +102,17 @@ def test_yolo_txt_list_and_missing_label_is_negative(tmp_path):
     assert [len(r.labels) for r in ds.records] == [2, 0]
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"format": "kitti", "train": "x"}, "format 'kitti'"),
-    ({"format": "coco", "train": {"images": "i"}}, "missing key(s) ['annotations']"),
-    ({"train": "images", "names": ["a", "a"]}, "duplicate class names"),
-    ({"train": "images"}, "'names' is required"),
-    ({"train": "images", "names": {0: "a", 2: "b"}}, "without gaps"),
-    ({"train": "images", "names": ["a"], "trian": 1}, "unknown key(s) ['trian']"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"format": "kitti", "train": "x"}, "format 'kitti'"),
+        ({"format": "coco", "train": {"images": "i"}}, "missing key(s) ['annotations']"),
+        ({"train": "images", "names": ["a", "a"]}, "duplicate class names"),
+        ({"train": "images"}, "'names' is required"),
+        ({"train": "images", "names": {0: "a", 2: "b"}}, "without gaps"),
+        ({"train": "images", "names": ["a"], "trian": 1}, "unknown key(s) ['trian']"),
+    ],
+)
 def test_spec_errors_name_the_file_and_key(tmp_path, data, message):
     path = write_yaml(tmp_path / "bad.yaml", data)
     with pytest.raises(DatasetSpecError) as info:
@@ -124,8 +135,9 @@ def test_to_coco_of_every_format_scores_perfect_detections_as_ap_1(tmp_path):
         ds = read(writer(tmp_path / fmt))
         results = []
         for rec in ds.records:
-            results += to_coco_results(rec.image_id, rec.boxes_xyxy, np.ones(len(rec.labels)), rec.labels,
-                                       ds.category_ids)
+            results += to_coco_results(
+                rec.image_id, rec.boxes_xyxy, np.ones(len(rec.labels)), rec.labels, ds.category_ids
+            )
         metrics = evaluate_coco(ds.to_coco(), results)
         assert metrics.stats[1] == pytest.approx(1.0), fmt  # AP50
         assert metrics.stats[0] == pytest.approx(1.0), fmt  # AP50:95

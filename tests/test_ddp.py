@@ -51,7 +51,9 @@ def test_ddp_matches_single_process_accumulation(tmp_path: Path) -> None:
     mp.spawn(_worker, args=(_free_port(), out), nprocs=WORLD, join=True)
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the workers: a different kernel split changes rounding, which SimOTA amplifies
+    torch.set_num_threads(
+        1
+    )  # as the workers: a different kernel split changes rounding, which SimOTA amplifies
     try:
         single = make_trainer(SyntheticLoader(split=WORLD), accumulate=WORLD, epochs=EPOCHS)
         single.fit()

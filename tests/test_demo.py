@@ -35,8 +35,22 @@ def test_demo_recipes_are_valid_configs_and_differ_only_where_documented():
 @pytest.mark.slow
 def test_fast_demo_writes_every_report_file(tmp_path):
     out = tmp_path / "demo"
-    assert main(["--minutes", "0.05", "--max-tiles", "4", "--calibration-images", "8", "--out", str(out),
-                 "train.eval_interval=1"]) == 0
+    assert (
+        main(
+            [
+                "--minutes",
+                "0.05",
+                "--max-tiles",
+                "4",
+                "--calibration-images",
+                "8",
+                "--out",
+                str(out),
+                "train.eval_interval=1",
+            ]
+        )
+        == 0
+    )
     report = out / "report"
     for name in ("report.md", "metrics.json", "pr_curve.png", "training_curves.png"):
         assert (report / name).is_file(), name

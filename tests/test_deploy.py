@@ -91,7 +91,9 @@ def test_int8_onnx_keeps_the_float_tail_and_keeps_the_ap(fp32_onnx, subset, fp32
     graph = onnx.load(str(out)).graph
     floats = set(float_node_names(out))
     weight_of = {n.name: n.input[1] for n in graph.node if n.op_type == "Conv"}
-    preds = {name for name, w in weight_of.items() if any(k in w for k in ("cls_preds", "obj_preds", "reg_preds"))}
+    preds = {
+        name for name, w in weight_of.items() if any(k in w for k in ("cls_preds", "obj_preds", "reg_preds"))
+    }
     assert len(preds) == 9 and preds <= floats
     assert {n.name for n in graph.node if n.op_type == "Exp"} <= floats
     assert sum(name not in floats for name in weight_of) >= 100  # the other 104 convs are quantised
@@ -104,7 +106,9 @@ def test_int8_onnx_keeps_the_float_tail_and_keeps_the_ap(fp32_onnx, subset, fp32
 
 @pytest.mark.slow
 @pytest.mark.skipif(missing_runtime("openvino") is not None, reason="openvino not installed")
-def test_openvino_fp32_matches_pytorch_and_int8_keeps_the_ap(nano, fp32_onnx, subset, fp32_ap, coco128, tmp_path):
+def test_openvino_fp32_matches_pytorch_and_int8_keeps_the_ap(
+    nano, fp32_onnx, subset, fp32_ap, coco128, tmp_path
+):
     from yoloxdet.export.openvino import export_openvino
     from yoloxdet.inference.openvino_backend import OpenVinoBackend
 
@@ -113,16 +117,30 @@ def test_openvino_fp32_matches_pytorch_and_int8_keeps_the_ap(nano, fp32_onnx, su
     meta = ExportMetadata.from_props({p.key: p.value for p in onnx.load(str(fp32_onnx)).metadata_props}, "x")
     fp32 = export_openvino(fp32_onnx, tmp_path / "nano.xml", meta)
     _assert_matches_pytorch(OpenVinoBackend(fp32, threads=2), model)
-    int8 = export_openvino(fp32_onnx, tmp_path / "nano_int8.xml", meta,
-                           calibration=CalibrationImages(calibration, SIZE), subset_size=16)
+    int8 = export_openvino(
+        fp32_onnx,
+        tmp_path / "nano_int8.xml",
+        meta,
+        calibration=CalibrationImages(calibration, SIZE),
+        subset_size=16,
+    )
     assert OpenVinoBackend(int8).precision == "int8"
     int8_ap = _ap(_eval_detector(int8), gt, coco128)
     assert fp32_ap - int8_ap <= AP_TOLERANCE, (fp32_ap, int8_ap)
     # `yoloxdet val` on the .xml alone (model, classes and size from its rt_info) gives the same AP
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     metrics = tmp_path / "metrics.json"
-    argv = ["val", str(int8), "--images", str(coco128 / "images"), "--annotations", str(tmp_path / "gt.json"),
-            "--no-progress", "-o", str(metrics)]
+    argv = [
+        "val",
+        str(int8),
+        "--images",
+        str(coco128 / "images"),
+        "--annotations",
+        str(tmp_path / "gt.json"),
+        "--no-progress",
+        "-o",
+        str(metrics),
+    ]
     assert main(argv) == 0
     assert json.loads(metrics.read_text())["AP"] == pytest.approx(int8_ap, abs=1e-9)
 
@@ -144,8 +162,25 @@ def test_export_cli_int8_onnx_on_a_dataset_folder(nano_onnx, coco128, tmp_path):
     """The CLI path end to end (onnxruntime quantizer, 4 images: the cheap one), and the sensitivity report."""
     out = tmp_path / "n_int8.onnx"
     report = tmp_path / "report.json"
-    argv = ["export", str(nano_onnx), "--model", "yolox-nano", "--size", "160", "--int8", "--calibrate",
-            str(coco128 / "images"), "--calib-images", "4", "--int8-quantizer", "ort", "--int8-report", str(report), "-o", str(out)]
+    argv = [
+        "export",
+        str(nano_onnx),
+        "--model",
+        "yolox-nano",
+        "--size",
+        "160",
+        "--int8",
+        "--calibrate",
+        str(coco128 / "images"),
+        "--calib-images",
+        "4",
+        "--int8-quantizer",
+        "ort",
+        "--int8-report",
+        str(report),
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 0
     detector = Detector.from_checkpoint(out)
     assert detector.info.model_name == "yolox-nano" and detector.input_size == (160, 160)
@@ -156,14 +191,19 @@ def test_export_cli_int8_onnx_on_a_dataset_folder(nano_onnx, coco128, tmp_path):
 @pytest.mark.skipif(missing_runtime("tensorrt") is None, reason="TensorRT and a CUDA device are present here")
 def test_tensorrt_without_its_runtime_fails_at_once_with_the_install_command(nano_onnx, tmp_path, capsys):
     out = tmp_path / "nano.engine"
-    assert main(["export", str(nano_onnx), "--model", "yolox-nano", "--format", "tensorrt", "-o", str(out)]) == 2
+    assert (
+        main(["export", str(nano_onnx), "--model", "yolox-nano", "--format", "tensorrt", "-o", str(out)]) == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install tensorrt" in err and "--format tensorrt" in err
     assert not out.exists()
 
 
 def test_int8_needs_calibration_images(nano_onnx, tmp_path, capsys):
-    assert main(["export", str(nano_onnx), "--model", "yolox-nano", "--int8", "-o", str(tmp_path / "x.onnx")]) == 2
+    assert (
+        main(["export", str(nano_onnx), "--model", "yolox-nano", "--int8", "-o", str(tmp_path / "x.onnx")])
+        == 2
+    )
     assert "--calibrate" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no calibration images"):
         CalibrationImages(tmp_path, SIZE)

@@ -79,7 +79,9 @@ def test_category_ids_map_contiguous_indices_through_sorted_ids():
         )
     assert {r["category_id"] for r in results} == {3, 7, 11}
     assert results[0]["bbox"] == pytest.approx([10, 10, 40, 30])
-    from_tensors = to_coco_results(1, torch.tensor([[10.0, 10, 50, 40]]), torch.tensor([0.5]), torch.tensor([0]), [3])
+    from_tensors = to_coco_results(
+        1, torch.tensor([[10.0, 10, 50, 40]]), torch.tensor([0.5]), torch.tensor([0]), [3]
+    )
     assert from_tensors == [{"image_id": 1, "category_id": 3, "bbox": [10.0, 10.0, 40.0, 30.0], "score": 0.5}]
     assert evaluate_coco(gt, results).ap == pytest.approx(1.0)
     # the list order of the categories (11, 7, 3) would be the wrong mapping

@@ -44,7 +44,9 @@ def random_model(name: str, seed: int = 5) -> torch.nn.Module:
         # a floor on the variance: nearly constant channels would otherwise amplify image-to-image noise
         bn.running_var.copy_(inputs[0].var(dim=(0, 2, 3)).clamp(min=1.0))
 
-    hooks = [m.register_forward_pre_hook(calibrate) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    hooks = [
+        m.register_forward_pre_hook(calibrate) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
+    ]
     with torch.no_grad():
         model(_images(2, 128, 128, seed=seed + 1))
     for hook in hooks:
@@ -93,7 +95,9 @@ def test_onnx_matches_pytorch_at_any_batch_and_size(nano, nano_onnx_export, batc
     with torch.no_grad():
         expected = decode(nano(images))
     got = backend(images)
-    assert got.shape == expected.shape == (batch, sum((size[0] // s) * (size[1] // s) for s in (8, 16, 32)), 85)
+    assert (
+        got.shape == expected.shape == (batch, sum((size[0] // s) * (size[1] // s) for s in (8, 16, 32)), 85)
+    )
     assert (got - expected).abs().max() < 1e-4 * max(1.0, float(expected.abs().max()) / 100)
     assert (got[..., 4:] - expected[..., 4:]).abs().max() < 1e-4  # scores: absolute
     assert_same_detections(got, expected)

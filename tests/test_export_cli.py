@@ -11,7 +11,16 @@ from yoloxdet.cli import main
 
 
 def _predict(weights, images, output, *extra) -> list[dict]:
-    argv = ["predict", str(weights), *map(str, images), "-o", str(output), "--no-save", "--no-progress", *extra]
+    argv = [
+        "predict",
+        str(weights),
+        *map(str, images),
+        "-o",
+        str(output),
+        "--no-save",
+        "--no-progress",
+        *extra,
+    ]
     assert main(argv) == 0
     report = json.loads((output / "detections.json").read_text())
     assert report["model"] == "yolox-nano" and len(report["class_names"]) == 80
@@ -37,7 +46,10 @@ def _official(coco128, nano_onnx, tmp_path):
 def test_torchscript_export_of_official_nano_predicts_the_same(coco128, nano_onnx, tmp_path, capsys):
     images, expected = _official(coco128, nano_onnx, tmp_path)
     out = tmp_path / "nano.torchscript"
-    assert main(["export", str(nano_onnx), "--model", "yolox-nano", "--format", "torchscript", "-o", str(out)]) == 0
+    assert (
+        main(["export", str(nano_onnx), "--model", "yolox-nano", "--format", "torchscript", "-o", str(out)])
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     _assert_same_predictions(_predict(out, images, tmp_path / "ts"), expected)
 
@@ -51,7 +63,10 @@ def test_onnx_export_of_official_nano_predicts_the_same(coco128, nano_onnx, tmp_
 
 
 def test_export_reports_bad_arguments_on_one_line(nano_onnx, tmp_path, capsys):
-    assert main(["export", str(nano_onnx), "--model", "yolox-nano", "--size", "100", "-o", str(tmp_path / "x")]) == 2
+    assert (
+        main(["export", str(nano_onnx), "--model", "yolox-nano", "--size", "100", "-o", str(tmp_path / "x")])
+        == 2
+    )
     assert "multiples of 32" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "missing.pth"), "--model", "yolox-nano"]) == 2
     assert "missing.pth" in capsys.readouterr().err

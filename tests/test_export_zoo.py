@@ -31,7 +31,9 @@ CASES = [
 def test_onnx_matches_pytorch_for_every_zoo_model(tmp_path, name, sizes, dynamic_size, simplify):
     model = random_model(name, seed=2)
     meta = ExportMetadata(name, NAMES, sizes[0])
-    path = export_onnx(fuse_model(model), tmp_path / "m.onnx", meta, dynamic_size=dynamic_size, simplify=simplify)
+    path = export_onnx(
+        fuse_model(model), tmp_path / "m.onnx", meta, dynamic_size=dynamic_size, simplify=simplify
+    )
     backend = OnnxBackend(path, threads=1)
     for size in sizes:
         for batch in (1, 3):

@@ -24,8 +24,11 @@ def test_frozen_backbone_keeps_weights_and_bn_statistics_while_the_rest_trains()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = build_optimizer(model, lr=0.1, momentum=0.9, weight_decay=5e-4)
     images = torch.rand(2, 3, 128, 128) * 255
-    targets = Targets(torch.tensor([[[40.0, 40, 30, 20]], [[80, 60, 20, 40]]]), torch.tensor([[0], [1]]),
-                      torch.ones(2, 1, dtype=torch.bool))
+    targets = Targets(
+        torch.tensor([[[40.0, 40, 30, 20]], [[80, 60, 20, 40]]]),
+        torch.tensor([[0], [1]]),
+        torch.ones(2, 1, dtype=torch.bool),
+    )
     for _ in range(2):
         optimizer.zero_grad()
         yolox_loss_fn()(model, images, targets, Phase(mosaic=True, l1=False))["total"].backward()
@@ -33,7 +36,9 @@ def test_frozen_backbone_keeps_weights_and_bn_statistics_while_the_rest_trains()
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert not any(k.startswith("backbone.backbone.") for k in changed)  # weights and running statistics
-    assert any(k.startswith("head.") for k in changed) and any(k.startswith("backbone.C3_p3.") for k in changed)
+    assert any(k.startswith("head.") for k in changed) and any(
+        k.startswith("backbone.C3_p3.") for k in changed
+    )
     assert model.training and model.backbone.backbone.stem.conv.bn.training is False  # held by the hook
 
 

@@ -83,8 +83,12 @@ def test_detector_from_checkpoint_folds_bn_by_default_and_matches_the_unfused_mo
 
     model = randomize_(create_model("yolox-nano")).eval()
     path = tmp_path / "nano.pt"
-    save_checkpoint(path, model, CheckpointInfo("yolox-nano", 80, tuple(f"c{i}" for i in range(80)), (160, 160)))
-    image = (torch.rand(120, 150, 3, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
+    save_checkpoint(
+        path, model, CheckpointInfo("yolox-nano", 80, tuple(f"c{i}" for i in range(80)), (160, 160))
+    )
+    image = (
+        (torch.rand(120, 150, 3, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
+    )
     fast = Detector.from_checkpoint(path, conf_threshold=0.01)
     plain = Detector.from_checkpoint(path, conf_threshold=0.01, fast=False)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.backend.model.modules())
@@ -92,4 +96,6 @@ def test_detector_from_checkpoint_folds_bn_by_default_and_matches_the_unfused_mo
     [got], [want] = fast.predict(image), plain.predict(image)
     assert len(want.xyxy) > 0
     torch.testing.assert_close(torch.as_tensor(got.xyxy), torch.as_tensor(want.xyxy), atol=1e-2, rtol=1e-4)
-    torch.testing.assert_close(torch.as_tensor(got.scores), torch.as_tensor(want.scores), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        torch.as_tensor(got.scores), torch.as_tensor(want.scores), atol=1e-4, rtol=1e-4
+    )

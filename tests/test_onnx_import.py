@@ -22,7 +22,9 @@ def _max_running_var(model) -> float:
 
 def _official_layout(outputs) -> torch.Tensor:
     """Our head outputs in the layout of the official ONNX output: raw box, sigmoid obj, sigmoid cls."""
-    return torch.cat([outputs.box_raw, outputs.obj_logits.sigmoid()[..., None], outputs.cls_logits.sigmoid()], -1)
+    return torch.cat(
+        [outputs.box_raw, outputs.obj_logits.sigmoid()[..., None], outputs.cls_logits.sigmoid()], -1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,17 +95,31 @@ def test_calibration_is_exact_in_float64(imported, test_images):
         assert (_official_layout(model(images)) - reference).abs().max() < 1e-9
 
 
-def test_import_weights_cli_onnx_with_calibration(nano_onnx, coco128, imported, test_images, tmp_path, capsys):
+def test_import_weights_cli_onnx_with_calibration(
+    nano_onnx, coco128, imported, test_images, tmp_path, capsys
+):
     out = tmp_path / "yolox_nano.pt"
-    argv = ["import-weights", str(nano_onnx), "--model", "yolox-nano", "-o", str(out),
-            "--calibrate", str(coco128 / "images" / "**" / "*.jpg"), "--calibrate-images", "4", "--batch-size", "2"]
+    argv = [
+        "import-weights",
+        str(nano_onnx),
+        "--model",
+        "yolox-nano",
+        "-o",
+        str(out),
+        "--calibrate",
+        str(coco128 / "images" / "**" / "*.jpg"),
+        "--calibrate-images",
+        "4",
+        "--batch-size",
+        "2",
+    ]
     assert main(argv) == 0
     assert "BN calibrated" in capsys.readouterr().out
     model, info = load_model(out)
     assert info == imported[1]
     assert _max_running_var(imported[0]) < 1 < _max_running_var(model)
     with torch.no_grad():
-        diff = (_official_layout(model(test_images[:1])) - _official_layout(imported[0](test_images[:1])))
+        diff = _official_layout(model(test_images[:1])) - _official_layout(imported[0](test_images[:1]))
     assert diff[..., 4:].abs().max() < 1e-4
 
 

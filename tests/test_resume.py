@@ -40,5 +40,6 @@ def test_resume_mid_epoch_is_bit_identical(tmp_path: Path) -> None:
     final = load_training_checkpoint(tmp_path / "cut" / "last.pt")
     _assert_same(final["model"], full.ema.module.state_dict())  # checkpoints carry the EMA weights as "model"
     # the weights really moved, so equality is not trivial
-    assert not torch.equal(payload["train_model"]["head.cls_preds.0.weight"],
-                           final["train_model"]["head.cls_preds.0.weight"])
+    assert not torch.equal(
+        payload["train_model"]["head.cls_preds.0.weight"], final["train_model"]["head.cls_preds.0.weight"]
+    )

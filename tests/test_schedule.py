@@ -14,8 +14,9 @@ from yoloxdet.models.zoo import create_model
 OFFICIAL = LRSchedule(base_lr=0.01, iters_per_epoch=1849, epochs=300)
 
 
-@pytest.mark.parametrize(("iteration", "expected"), [(4622, 0.0025), (9245, 0.01), (526964, 0.0005),
-                                                     (554700, 0.0005)])
+@pytest.mark.parametrize(
+    ("iteration", "expected"), [(4622, 0.0025), (9245, 0.01), (526964, 0.0005), (554700, 0.0005)]
+)
 def test_reference_values(iteration: int, expected: float) -> None:
     assert lr_at(iteration, OFFICIAL) == pytest.approx(expected, rel=1e-3)
 
@@ -61,7 +62,9 @@ def test_eval_due() -> None:
 
 
 def test_budget_progress_takes_the_later_position() -> None:
-    flat = LRSchedule(base_lr=0.01, iters_per_epoch=10, epochs=100, warmup_epochs=0, no_aug_epochs=0)  # 1000 steps
+    flat = LRSchedule(
+        base_lr=0.01, iters_per_epoch=10, epochs=100, warmup_epochs=0, no_aug_epochs=0
+    )  # 1000 steps
     assert progress_iters(50, flat) == 50.0
     assert progress_iters(50, flat, elapsed_s=30, budget_s=60) == 500.0
     assert progress_iters(800, flat, elapsed_s=30, budget_s=60) == 800.0

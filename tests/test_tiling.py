@@ -67,12 +67,16 @@ def test_windows_cover_the_image_with_the_overlap_and_full_size_tiles():
         covered[y0:y1, x0:x1] = True
     assert covered.all()
     xs = sorted({w[0] for w in windows})
-    assert all(b - a <= spec.stride for a, b in itertools.pairwise(xs))  # neighbours overlap by at least overlap_px
+    assert all(
+        b - a <= spec.stride for a, b in itertools.pairwise(xs)
+    )  # neighbours overlap by at least overlap_px
     assert xs[-1] + TILE == 500
 
 
 def test_small_objects_anywhere_are_mapped_back_exactly_once():
-    spec = TileSpec(size=TILE, overlap=0.25, full_pass=False)  # overlap 32 px: squares up to 32 px are whole somewhere
+    spec = TileSpec(
+        size=TILE, overlap=0.25, full_pass=False
+    )  # overlap 32 px: squares up to 32 px are whole somewhere
     height, width = 350, 530
     windows = tile_windows(height, width, spec)
     # squares centred on tile corners and edges (where cuts happen), plus random ones, kept apart from each other
@@ -86,7 +90,9 @@ def test_small_objects_anywhere_are_mapped_back_exactly_once():
         box = (cx - side // 2, cy - side // 2, cx - side // 2 + side, cy - side // 2 + side)
         if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:
             continue
-        if all(box[2] + 2 < b[0] or b[2] + 2 < box[0] or box[3] + 2 < b[1] or b[3] + 2 < box[1] for b in boxes):
+        if all(
+            box[2] + 2 < b[0] or b[2] + 2 < box[0] or box[3] + 2 < b[1] or b[3] + 2 < box[1] for b in boxes
+        ):
             boxes.append(box)
     assert len(boxes) > 20
     dets = predict_tiled(square_detector(), draw_squares(height, width, boxes), spec)
@@ -100,7 +106,9 @@ def test_an_object_larger_than_a_tile_comes_from_the_full_pass_once():
     image = draw_squares(height, width, [big, small])
     with_full = predict_tiled(square_detector(), image, TileSpec(size=TILE, overlap=0.25))
     without = predict_tiled(square_detector(), image, TileSpec(size=TILE, overlap=0.25, full_pass=False))
-    np.testing.assert_array_equal(without.xyxy, np.array([small], np.float32))  # every piece of the big one is cut
+    np.testing.assert_array_equal(
+        without.xyxy, np.array([small], np.float32)
+    )  # every piece of the big one is cut
     assert len(with_full) == 2
     found_big = with_full.xyxy[np.argmax(with_full.xyxy[:, 2] - with_full.xyxy[:, 0])]
     # the full pass sees the image shrunk to 128 px: its box is exact to the letterbox's scale
@@ -173,7 +181,16 @@ def test_predict_tile_maps_real_detections_back_onto_a_large_mosaic(coco128, nan
     mosaic = np.concatenate([np.concatenate(photos[:2], 1), np.concatenate(photos[2:], 1)], 0)
     cv2.imwrite(str(tmp_path / "first.png"), photos[0])
     cv2.imwrite(str(tmp_path / "mosaic.png"), mosaic)
-    common = ["predict", str(nano_onnx), "--model", "yolox-nano", "--no-progress", "--no-save", "--conf", "0.3"]
+    common = [
+        "predict",
+        str(nano_onnx),
+        "--model",
+        "yolox-nano",
+        "--no-progress",
+        "--no-save",
+        "--conf",
+        "0.3",
+    ]
     assert main([*common, str(tmp_path / "first.png"), "-o", str(tmp_path / "single")]) == 0
     assert main([*common, str(tmp_path / "mosaic.png"), "--tile", "416", "-o", str(tmp_path / "tiled")]) == 0
 
@@ -184,7 +201,9 @@ def test_predict_tile_maps_real_detections_back_onto_a_large_mosaic(coco128, nan
 
     single, single_cls = boxes("single")
     tiled, tiled_cls = boxes("tiled")
-    inside = (single[:, 2] < 413) & (single[:, 3] < 413)  # boxes at the photo's right/bottom edge are cut there
+    inside = (single[:, 2] < 413) & (
+        single[:, 3] < 413
+    )  # boxes at the photo's right/bottom edge are cut there
     assert inside.sum() >= 2
     iou = _iou(single[inside], tiled) * (single_cls[inside][:, None] == tiled_cls[None, :])
     assert (iou.max(axis=1) >= 0.8).all(), iou.max(axis=1)
@@ -199,10 +218,21 @@ def test_val_with_a_tile_covering_every_image_equals_untiled_val(coco128, nano_o
     gt["images"] = [i for i in gt["images"] if i["id"] in keep]
     gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
     (tmp_path / "subset.json").write_text(json.dumps(gt))
-    common = ["val", str(nano_onnx), "--model", "yolox-nano", "--no-progress", "--images", str(coco128 / "images"),
-              "--annotations", str(tmp_path / "subset.json")]
+    common = [
+        "val",
+        str(nano_onnx),
+        "--model",
+        "yolox-nano",
+        "--no-progress",
+        "--images",
+        str(coco128 / "images"),
+        "--annotations",
+        str(tmp_path / "subset.json"),
+    ]
     assert main([*common, "-o", str(tmp_path / "plain.json")]) == 0
     assert main([*common, "--tile", "640", "-o", str(tmp_path / "tiled.json")]) == 0
     plain, tiled = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("plain", "tiled"))
     assert plain["AP"] > 0.05
-    assert {k: v for k, v in tiled.items() if k != "timing_s"} == {k: v for k, v in plain.items() if k != "timing_s"}
+    assert {k: v for k, v in tiled.items() if k != "timing_s"} == {
+        k: v for k, v in plain.items() if k != "timing_s"
+    }

@@ -52,16 +52,42 @@ class Recorder:
         return {"total": out.square().mean() * self.value, "iou": out.detach().mean()}
 
 
-def tiny_trainer(loader: ListLoader, loss, *, epochs: int = 4, accumulate: int = 1, evaluate=None,
-                 run_dir: Path | None = None, callbacks=(), multiscale=None, **overrides) -> Trainer:
+def tiny_trainer(
+    loader: ListLoader,
+    loss,
+    *,
+    epochs: int = 4,
+    accumulate: int = 1,
+    evaluate=None,
+    run_dir: Path | None = None,
+    callbacks=(),
+    multiscale=None,
+    **overrides,
+) -> Trainer:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
-    config = TrainConfig(epochs=epochs, batch=2 * accumulate, accumulate=accumulate, warmup_epochs=1,
-                         no_aug_epochs=1, **overrides)
+    config = TrainConfig(
+        epochs=epochs,
+        batch=2 * accumulate,
+        accumulate=accumulate,
+        warmup_epochs=1,
+        no_aug_epochs=1,
+        **overrides,
+    )
     schedule = LRSchedule(0.1, iterations_per_epoch(len(loader), accumulate), epochs, 1, 1)
     optimizer = build_optimizer(model, lr=0.0, momentum=0.9, weight_decay=5e-4)
-    return Trainer(model, loader, optimizer, config=config, schedule=schedule, loss_fn=loss, evaluate=evaluate,
-                   run_dir=run_dir, callbacks=callbacks, multiscale=multiscale)
+    return Trainer(
+        model,
+        loader,
+        optimizer,
+        config=config,
+        schedule=schedule,
+        loss_fn=loss,
+        evaluate=evaluate,
+        run_dir=run_dir,
+        callbacks=callbacks,
+        multiscale=multiscale,
+    )
 
 
 class Logs(Callback):
@@ -104,8 +130,15 @@ def test_nonfinite_loss_skips_then_stops_with_a_message() -> None:
 
 def test_best_checkpoint_and_early_stopping(tmp_path: Path) -> None:
     aps = iter([0.1, 0.3, 0.2, 0.25, 0.9])
-    trainer = tiny_trainer(ListLoader(batches=2), Recorder(), epochs=5, evaluate=lambda m: {"AP": next(aps)},
-                           run_dir=tmp_path, eval_interval=1, patience=2)
+    trainer = tiny_trainer(
+        ListLoader(batches=2),
+        Recorder(),
+        epochs=5,
+        evaluate=lambda m: {"AP": next(aps)},
+        run_dir=tmp_path,
+        eval_interval=1,
+        patience=2,
+    )
     state = trainer.fit()
     assert state.epoch == 4 and (state.best_ap, state.best_epoch) == (0.3, 2)
     best = load_training_checkpoint(tmp_path / "best.pt")
@@ -117,8 +150,13 @@ def test_best_checkpoint_and_early_stopping(tmp_path: Path) -> None:
 
 def test_time_budget_ends_the_schedule_at_the_deadline() -> None:
     evaluated = []
-    trainer = tiny_trainer(ListLoader(batches=4), Recorder(sleep=0.05), epochs=1000, max_minutes=0.6 / 60,
-                           evaluate=lambda m: evaluated.append(1) or {"AP": 0.0})
+    trainer = tiny_trainer(
+        ListLoader(batches=4),
+        Recorder(sleep=0.05),
+        epochs=1000,
+        max_minutes=0.6 / 60,
+        evaluate=lambda m: evaluated.append(1) or {"AP": 0.0},
+    )
     state = trainer.fit()
     assert 0 < state.epoch < 20 and evaluated  # stopped early, with a final evaluation
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.05)  # cosine reached its floor

@@ -13,9 +13,24 @@ from yoloxdet.engine.session import train
 from yoloxdet.engine.trainer import Callback, Trainer
 
 SIZE, TRAIN_IMAGES = 160, 32
-RECIPE = ["model.name=yolox-nano", f"train.input_size={SIZE}", "train.batch=8", "epochs=30", "warmup_epochs=1",
-          "no_aug_epochs=5", "eval_interval=30", "precise_bn=4", "lr_per_image=0.00125", "multiscale_range=0", "workers=0",
-          "eval.batch=16", "augment.mosaic_prob=0", "augment.degrees=0", "augment.shear=0", "augment.hsv_prob=0"]
+RECIPE = [
+    "model.name=yolox-nano",
+    f"train.input_size={SIZE}",
+    "train.batch=8",
+    "epochs=30",
+    "warmup_epochs=1",
+    "no_aug_epochs=5",
+    "eval_interval=30",
+    "precise_bn=4",
+    "lr_per_image=0.00125",
+    "multiscale_range=0",
+    "workers=0",
+    "eval.batch=16",
+    "augment.mosaic_prob=0",
+    "augment.degrees=0",
+    "augment.shear=0",
+    "augment.hsv_prob=0",
+]
 
 
 class InitialMetrics(Callback):

@@ -154,16 +154,23 @@ def _coco_subset_as_voc(coco128, root, count: int):
     by_id = {c["id"]: c["name"] for c in gt["categories"]}
     for im in images:
         stem = im["file_name"].rsplit(".", 1)[0]
-        (voc / "JPEGImages" / im["file_name"]).write_bytes((coco128 / "images" / im["file_name"]).read_bytes())
+        (voc / "JPEGImages" / im["file_name"]).write_bytes(
+            (coco128 / "images" / im["file_name"]).read_bytes()
+        )
         objects = "".join(
             f"<object><name>{by_id[a['category_id']]}</name><difficult>0</difficult><bndbox>"
             f"<xmin>{a['bbox'][0] + 1:.0f}</xmin><ymin>{a['bbox'][1] + 1:.0f}</ymin>"
             f"<xmax>{a['bbox'][0] + a['bbox'][2] + 1:.0f}</xmax><ymax>{a['bbox'][1] + a['bbox'][3] + 1:.0f}</ymax>"
-            "</bndbox></object>" for a in anns if a["image_id"] == im["id"])
-        (voc / "Annotations" / f"{stem}.xml").write_text(f"<annotation><filename>{im['file_name']}</filename>"
-                                                         f"{objects}</annotation>")
+            "</bndbox></object>"
+            for a in anns
+            if a["image_id"] == im["id"]
+        )
+        (voc / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{im['file_name']}</filename>{objects}</annotation>"
+        )
     (voc / "ImageSets" / "Main" / "test.txt").write_text(
-        "".join(im["file_name"].rsplit(".", 1)[0] + "\n" for im in images))
+        "".join(im["file_name"].rsplit(".", 1)[0] + "\n" for im in images)
+    )
     data = root / "voc" / "data.yaml"
     data.write_text(json.dumps({"format": "voc", "val": {"dir": "VOC2007", "set": "test"}, "names": names}))
     return data
@@ -172,10 +179,28 @@ def _coco_subset_as_voc(coco128, root, count: int):
 def test_val_on_a_voc_dataset_file_reports_coco_and_voc_ap(coco128, nano_onnx, tmp_path):
     data = _coco_subset_as_voc(coco128, tmp_path, count=12)
     common = [str(nano_onnx), "--model", "yolox-nano", "--no-progress"]
-    assert main(["val", *common, "--images", str(coco128 / "images"), "--annotations", str(tmp_path / "subset.json"),
-                 "-o", str(tmp_path / "coco.json")]) == 0
-    assert main(["val", *common, "--data", str(data), "--split", "val", "-o", str(tmp_path / "voc.json")]) == 0
-    coco, voc = json.loads((tmp_path / "coco.json").read_text()), json.loads((tmp_path / "voc.json").read_text())
+    assert (
+        main(
+            [
+                "val",
+                *common,
+                "--images",
+                str(coco128 / "images"),
+                "--annotations",
+                str(tmp_path / "subset.json"),
+                "-o",
+                str(tmp_path / "coco.json"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["val", *common, "--data", str(data), "--split", "val", "-o", str(tmp_path / "voc.json")]) == 0
+    )
+    coco, voc = (
+        json.loads((tmp_path / "coco.json").read_text()),
+        json.loads((tmp_path / "voc.json").read_text()),
+    )
     assert coco["AP50"] > 0.3, "the official weights must detect on these images"
     # the same boxes through the VOC reader (integer, 0-based corners) score nearly the same COCO AP
     assert abs(voc["AP"] - coco["AP"]) < 0.02

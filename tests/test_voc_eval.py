@@ -13,13 +13,17 @@ def gt(boxes, labels, difficult=None):
 
 
 def det(boxes, scores, labels):
-    return VocDetections(np.asarray(boxes, float).reshape(-1, 4), np.asarray(scores, float), np.asarray(labels))
+    return VocDetections(
+        np.asarray(boxes, float).reshape(-1, 4), np.asarray(scores, float), np.asarray(labels)
+    )
 
 
 def test_perfect_and_empty():
     truth = {1: gt([[10, 10, 50, 60]], [0])}
     perfect = evaluate_voc({1: det([[10, 10, 50, 60]], [0.9], [0])}, truth, num_classes=1)
-    assert (perfect.ap50, perfect.ap50_voc07, perfect.ap50_95, perfect.ap50_95_voc07) == pytest.approx((1, 1, 1, 1))
+    assert (perfect.ap50, perfect.ap50_voc07, perfect.ap50_95, perfect.ap50_95_voc07) == pytest.approx(
+        (1, 1, 1, 1)
+    )
     none = evaluate_voc({}, truth, num_classes=1)
     assert (none.ap50, none.ap50_voc07, none.ap50_95) == (0.0, 0.0, 0.0)
 
@@ -27,8 +31,11 @@ def test_perfect_and_empty():
 def test_hand_computed_curve():
     # TP (0.9), FP on an image without objects (0.8), TP (0.7): recall .5 .5 1, precision 1 .5 2/3
     truth = {1: gt([[0, 0, 9, 9]], [0]), 2: gt([[20, 20, 39, 39]], [0]), 3: gt([], [])}
-    dets = {1: det([[0, 0, 9, 9]], [0.9], [0]), 3: det([[0, 0, 9, 9]], [0.8], [0]),
-            2: det([[20, 20, 39, 39]], [0.7], [0])}
+    dets = {
+        1: det([[0, 0, 9, 9]], [0.9], [0]),
+        3: det([[0, 0, 9, 9]], [0.8], [0]),
+        2: det([[20, 20, 39, 39]], [0.7], [0]),
+    }
     m = evaluate_voc(dets, truth, num_classes=1)
     assert m.ap50 == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
     assert m.ap50_voc07 == pytest.approx((6 * 1 + 5 * 2 / 3) / 11)
@@ -63,7 +70,9 @@ def test_wrong_class_and_missing_class():
 
 
 def test_voc_ap_matches_peer():
-    peer = pytest.importorskip("yolox.evaluators.voc_eval", reason="pixeltable-yolox (test extra) not installed")
+    peer = pytest.importorskip(
+        "yolox.evaluators.voc_eval", reason="pixeltable-yolox (test extra) not installed"
+    )
     rng = np.random.default_rng(0)
     for _ in range(50):
         n = int(rng.integers(1, 30))

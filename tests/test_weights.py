@@ -27,8 +27,11 @@ def _perturbed(model: nn.Module, seed: int = 0) -> nn.Module:
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
             if tensor.is_floating_point():
-                noise = torch.rand(tensor.shape, generator=gen) if "running_var" in name else torch.randn(
-                    tensor.shape, generator=gen)
+                noise = (
+                    torch.rand(tensor.shape, generator=gen)
+                    if "running_var" in name
+                    else torch.randn(tensor.shape, generator=gen)
+                )
                 tensor.add_(0.05 * noise)
     return model
 
@@ -96,10 +99,21 @@ def test_official_pth_needs_model_name_and_loads(tmp_path, nano):
 
 def test_training_checkpoint_is_read(tmp_path, nano):
     path = tmp_path / "best.pt"
-    config = {"model": {"name": "yolox-nano", "num_classes": 2, "head": "decoupled"},
-              "train": {"input_size": [320, 320]}, "eval": {"input_size": None}}
-    torch.save({"format": "yoloxdet-train/1", "model": nano.state_dict(), "config": config,
-                "class_names": ["cat", "dog"], "model_name": "yolox-nano"}, path)
+    config = {
+        "model": {"name": "yolox-nano", "num_classes": 2, "head": "decoupled"},
+        "train": {"input_size": [320, 320]},
+        "eval": {"input_size": None},
+    }
+    torch.save(
+        {
+            "format": "yoloxdet-train/1",
+            "model": nano.state_dict(),
+            "config": config,
+            "class_names": ["cat", "dog"],
+            "model_name": "yolox-nano",
+        },
+        path,
+    )
     model, info = load_model(path)
     assert info == CheckpointInfo("yolox-nano", 2, ("cat", "dog"), (320, 320))
     _assert_same_state(model, nano)
@@ -139,8 +153,13 @@ def test_unknown_source_is_a_clear_error():
 def _folded_toy(seed: int = 0) -> nn.Sequential:
     """Two Conv + identity-BN-with-bias blocks, as an ONNX import leaves them."""
     gen = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8, eps=1e-3), nn.SiLU(),
-                          nn.Conv2d(8, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4, eps=1e-3))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8, eps=1e-3),
+        nn.SiLU(),
+        nn.Conv2d(8, 4, 3, padding=1, bias=False),
+        nn.BatchNorm2d(4, eps=1e-3),
+    )
     with torch.no_grad():
         for conv in (model[0], model[3]):
             conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.1)

@@ -49,7 +49,9 @@ __all__ = ["COMMANDS", "CLIError", "build_parser", "main", "parse"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yoloxdet", description="YOLOX object detection: train, evaluate, predict, export.")
+    parser = argparse.ArgumentParser(
+        prog="yoloxdet", description="YOLOX object detection: train, evaluate, predict, export."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():

@@ -118,7 +118,9 @@ class TrainConfig(_Checked):
     weight_decay: float = 5e-4
     momentum: float = 0.9
     ema: bool = True
-    ema_ramp: float = 2000.0  # updates until the EMA decay nears its 0.9998 (official 2000); shorter for short runs
+    ema_ramp: float = (
+        2000.0  # updates until the EMA decay nears its 0.9998 (official 2000); shorter for short runs
+    )
     input_size: tuple[int, int] | None = None  # (h, w); None: the model's default
     multiscale_range: int = 5  # sizes 32 * randint(s/32 - r, s/32 + r); 0 disables
     multiscale_interval: int = 10  # iterations between size draws
@@ -133,9 +135,15 @@ class TrainConfig(_Checked):
     output_dir: str = "runs"
     name: str = ""  # run folder name; default derived from the model and time
     max_minutes: float = 0.0  # wall-clock budget; 0 disables. The lr schedule ends at the deadline.
-    precise_bn: int = 0  # re-estimate BN statistics on this many training batches before each evaluation (not official)
-    freeze: tuple[str, ...] = ()  # module paths held fixed (e.g. backbone.backbone), see engine/freeze.py; not official
-    channels_last: bool = True  # NHWC model and images: faster convolutions (oneDNN on CPU, tensor cores); same maths
+    precise_bn: int = (
+        0  # re-estimate BN statistics on this many training batches before each evaluation (not official)
+    )
+    freeze: tuple[
+        str, ...
+    ] = ()  # module paths held fixed (e.g. backbone.backbone), see engine/freeze.py; not official
+    channels_last: bool = (
+        True  # NHWC model and images: faster convolutions (oneDNN on CPU, tensor cores); same maths
+    )
     deterministic: bool = False  # deterministic algorithms, cuDNN benchmark off: exact reruns on GPU, slower
 
 
@@ -157,7 +165,9 @@ class PredictConfig:
     conf_threshold: float = 0.25
     nms_iou_threshold: float = 0.45
     batch: int = 8  # images per forward pass
-    tile_overlap: float = 0.25  # with tiling (large images): overlap of neighbouring tiles, a fraction of a tile
+    tile_overlap: float = (
+        0.25  # with tiling (large images): overlap of neighbouring tiles, a fraction of a tile
+    )
 
 
 @dataclass(frozen=True)
@@ -263,8 +273,12 @@ def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
             owners = [s for s, sub in data.items() if name in sub]
             if len(owners) != 1:
                 if owners:
-                    raise ConfigError(f"'{name}' is ambiguous: write one of {[f'{o}.{name}' for o in owners]}")
-                every = [f"{s}.{k}" for s, sub in data.items() for k in sub] + [k for sub in data.values() for k in sub]
+                    raise ConfigError(
+                        f"'{name}' is ambiguous: write one of {[f'{o}.{name}' for o in owners]}"
+                    )
+                every = [f"{s}.{k}" for s, sub in data.items() for k in sub] + [
+                    k for sub in data.values() for k in sub
+                ]
                 raise ConfigError(f"unknown config key '{name}'.{_suggest(name, every)}")
             section = owners[0]
         if section not in data:

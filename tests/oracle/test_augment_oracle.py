@@ -19,7 +19,9 @@ from yoloxdet.data.loader import _TrainView
 from yoloxdet.data.mosaic import make_train_sample, mosaic_tile
 from yoloxdet.data.spec import parse_dataset_spec
 
-peer_aug = pytest.importorskip("yolox.data.data_augment", reason="pixeltable-yolox (test extra) not installed")
+peer_aug = pytest.importorskip(
+    "yolox.data.data_augment", reason="pixeltable-yolox (test extra) not installed"
+)
 peer_mosaic = pytest.importorskip("yolox.data.datasets.mosaicdetection")
 
 INPUT_HW = (320, 352)
@@ -40,6 +42,7 @@ class Recorder:
                 value = fn(*args, **kwargs)
                 queue.append(value)
                 return value
+
             return wrapped
 
         monkeypatch.setattr(random, "random", rec(self.random, py_random))
@@ -91,10 +94,14 @@ class PeerDataset:
 
 @pytest.fixture(scope="module")
 def labelled(coco128: Path):
-    spec = parse_dataset_spec({"format": "coco", "train": {"images": "images", "annotations":
-                                                           "annotations/instances.json"}}, base=coco128)
+    spec = parse_dataset_spec(
+        {"format": "coco", "train": {"images": "images", "annotations": "annotations/instances.json"}},
+        base=coco128,
+    )
     ds = build_dataset(spec, "train")
-    ds.records = [r for r in ds.records if len(r.labels)][:24]  # the peer redraws MixUp partners without boxes
+    ds.records = [r for r in ds.records if len(r.labels)][
+        :24
+    ]  # the peer redraws MixUp partners without boxes
     return ds
 
 
@@ -102,10 +109,19 @@ def labelled(coco128: Path):
 def test_samples_match_peer_exactly(labelled, monkeypatch, mosaic_on):
     aug = ResolvedAugment(mosaic_prob=1.0, mixup_prob=0.7, mosaic_scale=(0.1, 2.0))
     peer = peer_mosaic.MosaicDetection(
-        PeerDataset(labelled, INPUT_HW), img_size=INPUT_HW, mosaic=mosaic_on,
+        PeerDataset(labelled, INPUT_HW),
+        img_size=INPUT_HW,
+        mosaic=mosaic_on,
         preproc=peer_aug.TrainTransform(max_labels=1000, flip_prob=aug.flip_prob, hsv_prob=aug.hsv_prob),
-        degrees=aug.degrees, translate=aug.translate, mosaic_scale=aug.mosaic_scale, mixup_scale=aug.mixup_scale,
-        shear=aug.shear, enable_mixup=True, mosaic_prob=aug.mosaic_prob, mixup_prob=aug.mixup_prob)
+        degrees=aug.degrees,
+        translate=aug.translate,
+        mosaic_scale=aug.mosaic_scale,
+        mixup_scale=aug.mixup_scale,
+        shear=aug.shear,
+        enable_mixup=True,
+        mosaic_prob=aug.mosaic_prob,
+        mixup_prob=aug.mixup_prob,
+    )
     pool = np.arange(len(labelled))
     view = _TrainView(labelled, INPUT_HW, aug, seed=0)
     loads = []
@@ -121,8 +137,9 @@ def test_samples_match_peer_exactly(labelled, monkeypatch, mosaic_on):
         random.seed(trial)
         np.random.seed(trial)
         peer_image, peer_labels, _, _ = peer[trial]
-        ours = make_train_sample(trial, load, len(labelled), pool, INPUT_HW, aug, Replay(recorder), mosaic_on,
-                                 peek=view.peek)
+        ours = make_train_sample(
+            trial, load, len(labelled), pool, INPUT_HW, aug, Replay(recorder), mosaic_on, peek=view.peek
+        )
         monkeypatch.undo()
         assert not (recorder.random or recorder.uniform or recorder.integers), "we drew less than the peer"
         np.testing.assert_array_equal(ours.image.transpose(2, 0, 1), peer_image)
@@ -140,8 +157,9 @@ def test_affine_matrix_matches_peer():
     aug = ResolvedAugment()
     for seed in range(20):
         random.seed(seed)
-        peer_matrix, _ = peer_aug.get_affine_matrix((640, 480), aug.degrees, aug.translate, aug.mosaic_scale,
-                                                   aug.shear)
+        peer_matrix, _ = peer_aug.get_affine_matrix(
+            (640, 480), aug.degrees, aug.translate, aug.mosaic_scale, aug.shear
+        )
         random.seed(seed)
 
         class PyRng:
@@ -178,16 +196,21 @@ def test_coco_reader_matches_peer_annotations(coco128: Path):
 
     coco_mod = pytest.importorskip("yolox.data.datasets.coco")
     with contextlib.redirect_stdout(io.StringIO()):
-        peer = coco_mod.CocoDataset(data_dir=str(coco128), json_file="instances.json", name="images",
-                                    img_size=INPUT_HW)
-    spec = parse_dataset_spec({"format": "coco", "train": {"images": "images", "annotations":
-                                                           "annotations/instances.json"}}, base=coco128)
+        peer = coco_mod.CocoDataset(
+            data_dir=str(coco128), json_file="instances.json", name="images", img_size=INPUT_HW
+        )
+    spec = parse_dataset_spec(
+        {"format": "coco", "train": {"images": "images", "annotations": "annotations/instances.json"}},
+        base=coco128,
+    )
     ours = build_dataset(spec, "train")
     assert ours.category_ids == tuple(peer.class_ids) and len(ours) == len(peer)
     compared = 0
     for i in range(len(ours)):
         labels, _, _, _ = peer.annotations[i]
-        peer_labels = labels[(labels[:, 2] > labels[:, 0]) & (labels[:, 3] > labels[:, 1])]  # we drop zero-size
+        peer_labels = labels[
+            (labels[:, 2] > labels[:, 0]) & (labels[:, 3] > labels[:, 1])
+        ]  # we drop zero-size
         image, boxes, classes = ours.load_resized(i, INPUT_HW)
         assert ours.records[i].image_id == peer.ids[i]
         np.testing.assert_allclose(boxes, peer_labels[:, :4], rtol=1e-5, atol=1e-3)

@@ -14,11 +14,23 @@ from .peer import peer_model, randomize_
 lr_scheduler = pytest.importorskip("yolox.utils.lr_scheduler")
 
 
-@pytest.mark.parametrize(("iters_per_epoch", "epochs", "warmup", "no_aug", "warmup_lr"),
-                         [(1849, 300, 5, 15, 0.0), (7, 20, 2, 3, 1e-4), (13, 5, 1, 1, 0.0)])
-def test_lr_matches_peer(iters_per_epoch: int, epochs: int, warmup: int, no_aug: int, warmup_lr: float) -> None:
-    peer = lr_scheduler.LRScheduler("yoloxwarmcos", 0.01, iters_per_epoch, epochs, warmup_epochs=warmup,
-                                    warmup_lr_start=warmup_lr, no_aug_epochs=no_aug, min_lr_ratio=0.05)
+@pytest.mark.parametrize(
+    ("iters_per_epoch", "epochs", "warmup", "no_aug", "warmup_lr"),
+    [(1849, 300, 5, 15, 0.0), (7, 20, 2, 3, 1e-4), (13, 5, 1, 1, 0.0)],
+)
+def test_lr_matches_peer(
+    iters_per_epoch: int, epochs: int, warmup: int, no_aug: int, warmup_lr: float
+) -> None:
+    peer = lr_scheduler.LRScheduler(
+        "yoloxwarmcos",
+        0.01,
+        iters_per_epoch,
+        epochs,
+        warmup_epochs=warmup,
+        warmup_lr_start=warmup_lr,
+        no_aug_epochs=no_aug,
+        min_lr_ratio=0.05,
+    )
     ours = LRSchedule(0.01, iters_per_epoch, epochs, warmup, no_aug, warmup_lr, 0.05)
     step = max(1, iters_per_epoch * epochs // 5000)
     for it in range(0, iters_per_epoch * epochs + 2, step):

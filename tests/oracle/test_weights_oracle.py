@@ -45,7 +45,9 @@ def test_other_class_count_reinitialises_only_class_predictors(official_pth, cap
     assert info.num_classes == 3 and len(info.class_names) == 3
     assert "re-initialised the class predictors" in caplog.text and "head.cls_preds.0.weight" in caplog.text
     ours = model.state_dict()
-    changed = sorted(k for k in ours if ours[k].shape != official[k].shape or not torch.equal(ours[k], official[k]))
+    changed = sorted(
+        k for k in ours if ours[k].shape != official[k].shape or not torch.equal(ours[k], official[k])
+    )
     assert changed == sorted(f"head.cls_preds.{i}.{p}" for i in range(3) for p in ("weight", "bias"))
     assert ours["head.cls_preds.0.weight"].shape == (3, 64, 1, 1)
     # the prior bias of a fresh head: every initial class score is 0.01
@@ -84,8 +86,11 @@ def test_conv_order_for_onnx_pairing_is_the_official_run_order(name):
     peer = peer_model(name).eval()
     names = {id(m): n for n, m in peer.named_modules()}
     official: list[str] = []
-    handles = [m.register_forward_pre_hook(lambda mod, _: official.append(names[id(mod)]))
-               for m in peer.modules() if isinstance(m, torch.nn.Conv2d)]
+    handles = [
+        m.register_forward_pre_hook(lambda mod, _: official.append(names[id(mod)]))
+        for m in peer.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
     with torch.no_grad():
         peer(torch.zeros(1, 3, 64, 64))
     for handle in handles:

@@ -88,7 +88,9 @@ def _fixed(outputs: HeadOutputs, targets: Targets, radius: int, cells_per_box: f
     # Price only the positives (a few per GT): the full [B, A, C] BCE would dominate the assigner's time.
     fg_b, fg_a = fg_mask.nonzero(as_tuple=True)
     labels = targets.labels[fg_b, matched[fg_b, fg_a]][:, None]  # [F, 1]
-    cls_cost = class_cost(outputs.cls_logits[fg_b, fg_a][:, None], outputs.obj_logits[fg_b, fg_a][:, None], labels)
+    cls_cost = class_cost(
+        outputs.cls_logits[fg_b, fg_a][:, None], outputs.obj_logits[fg_b, fg_a][:, None], labels
+    )
     cost = torch.zeros_like(ious)
     cost[fg_b, fg_a] = cls_cost[:, 0, 0] + IOU_COST_WEIGHT * -torch.log(ious[fg_b, fg_a] + IOU_COST_EPS)
     return Assignment(

@@ -79,23 +79,45 @@ class FormatsReport:
             if r.skipped is not None:
                 rows.append([r.format, r.precision, "", "", "", "", "", f"skipped: {r.skipped}"])
                 continue
-            drop = 100 * (torch_ref.ap - r.ap) if torch_ref and torch_ref.ap is not None and r.ap is not None else None
+            drop = (
+                100 * (torch_ref.ap - r.ap)
+                if torch_ref and torch_ref.ap is not None and r.ap is not None
+                else None
+            )
             ratio = r.ms_batch1 / onnx_ref.ms_batch1 if onnx_ref else None
-            rows.append([
-                r.format, r.precision, f"{r.size_mb:.1f}" if r.size_mb is not None else "-",
-                f"{100 * r.ap:.1f}" if r.ap is not None else "-", f"{drop:+.1f}" if drop is not None else "-", f"{r.ms_batch1:.1f}",
-                f"{r.ms_batch_n:.1f}", f"{ratio:.2f}" if ratio is not None else "-",
-            ])
+            rows.append(
+                [
+                    r.format,
+                    r.precision,
+                    f"{r.size_mb:.1f}" if r.size_mb is not None else "-",
+                    f"{100 * r.ap:.1f}" if r.ap is not None else "-",
+                    f"{drop:+.1f}" if drop is not None else "-",
+                    f"{r.ms_batch1:.1f}",
+                    f"{r.ms_batch_n:.1f}",
+                    f"{ratio:.2f}" if ratio is not None else "-",
+                ]
+            )
         return rows
 
     def headers(self) -> list[str]:
-        return ["format", "precision", "MB", "AP", "AP drop", "ms/img b1", f"ms/img b{self.batch}", "x onnx fp32"]
+        return [
+            "format",
+            "precision",
+            "MB",
+            "AP",
+            "AP drop",
+            "ms/img b1",
+            f"ms/img b{self.batch}",
+            "x onnx fp32",
+        ]
 
     def format_text(self) -> str:
         table = [self.headers(), *self.rows()]
         widths = [max(len(row[i]) for row in table if i < len(row)) for i in range(len(table[0]))]
-        lines = [f"{self.model_name} @ {self.input_size}, AP on {self.images} images, {self.threads} threads, "
-                 f"int8 calibrated on {self.calibration}"]
+        lines = [
+            f"{self.model_name} @ {self.input_size}, AP on {self.images} images, {self.threads} threads, "
+            f"int8 calibrated on {self.calibration}"
+        ]
         lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
         return "\n".join(lines)
 
@@ -110,8 +132,12 @@ def _file_mb(*paths: Path) -> float:
 
 
 def _export_all(
-    model: nn.Module, metadata: ExportMetadata, workdir: Path, calibration: CalibrationImages | None,
-    wanted: Sequence[str], threads: int,
+    model: nn.Module,
+    metadata: ExportMetadata,
+    workdir: Path,
+    calibration: CalibrationImages | None,
+    wanted: Sequence[str],
+    threads: int,
 ) -> list[FormatResult]:
     """Export to every wanted format whose runtime is here; the backend of each, or why it was skipped."""
     results = []
@@ -144,9 +170,13 @@ def _export_all(
             from ..export.openvino import export_openvino
             from ..inference.openvino_backend import OpenVinoBackend
 
-            xml = export_openvino(fp32_onnx, workdir / f"openvino_{precision}.xml", metadata,
-                                  calibration=calibration if precision == "int8" else None,
-                                  subset_size=len(calibration) if calibration is not None else 300)
+            xml = export_openvino(
+                fp32_onnx,
+                workdir / f"openvino_{precision}.xml",
+                metadata,
+                calibration=calibration if precision == "int8" else None,
+                subset_size=len(calibration) if calibration is not None else 300,
+            )
             result.backend = OpenVinoBackend(xml, threads=threads)
             result.size_mb = _file_mb(xml, xml.with_suffix(".bin"))
         elif fmt == "ncnn":
@@ -164,8 +194,9 @@ def _export_all(
             source = fp32_onnx
             if precision == "int8":
                 source = int8_onnx or quantize_onnx(fp32_onnx, workdir / "int8.onnx", calibration)
-            engine = build_engine(source, workdir / f"model_{precision}.engine", metadata,
-                                  fp16=True, int8=precision == "int8")
+            engine = build_engine(
+                source, workdir / f"model_{precision}.engine", metadata, fp16=True, int8=precision == "int8"
+            )
             result.backend, result.size_mb = TensorRTBackend(engine), _file_mb(engine)
     return results
 
@@ -205,8 +236,14 @@ def bench_formats(
         live = [r for r in results if r.skipped is None]
         for r in live if score else ():
             logger.info("scoring %s", r.name)
-            detector = Detector(r.backend, metadata.checkpoint_info(), conf_threshold=0.001,
-                                nms_iou_threshold=0.65, input_size=size, batch_size=batch)
+            detector = Detector(
+                r.backend,
+                metadata.checkpoint_info(),
+                conf_threshold=0.001,
+                nms_iou_threshold=0.65,
+                input_size=size,
+                batch_size=batch,
+            )
             r.ap = evaluate_coco(gt, predict_coco_results(detector, gt, samples(), progress=False)).ap
         gen = torch.Generator().manual_seed(0)
         for n, attr in ((1, "ms_batch1"), (batch, "ms_batch_n")):
@@ -217,5 +254,12 @@ def bench_formats(
                 setattr(r, attr, 1000 * median(times[r.name]) / n)
         for r in results:
             r.backend = None  # release sessions before the files go
-    return FormatsReport(metadata.model_name, size[0], batch, threads, len(gt["images"]),
-                         str(calibrate) if calibrate else "-", results)
+    return FormatsReport(
+        metadata.model_name,
+        size[0],
+        batch,
+        threads,
+        len(gt["images"]),
+        str(calibrate) if calibrate else "-",
+        results,
+    )

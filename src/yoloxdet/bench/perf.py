@@ -29,8 +29,14 @@ BACKENDS = ("eager", "fused", "compiled", "onnx")
 MATMUL = "matmul"  # the yardstick's entry among the timed runners
 
 
-def time_interleaved(fns: Mapping[str, Callable[[], object]], *, warmup: int = 2, iters: int = 10,
-                     sync: Callable[[], None] | None = None, burst: int = 1) -> dict[str, list[float]]:
+def time_interleaved(
+    fns: Mapping[str, Callable[[], object]],
+    *,
+    warmup: int = 2,
+    iters: int = 10,
+    sync: Callable[[], None] | None = None,
+    burst: int = 1,
+) -> dict[str, list[float]]:
     """Seconds of each timed call of each function over ``iters`` rounds. The functions take turns (the order
     reversed every round), so that load from elsewhere on a shared machine falls on all of them alike. ``sync``
     (e.g. ``torch.cuda.synchronize``) runs before each clock read.
@@ -140,7 +146,11 @@ class BenchReport:
 def _backend_runner(
     name: str, model: nn.Module, images: Tensor, threads: int, workdir: Path, onnx_path: Path | None
 ) -> Callable[[], Tensor]:
-    if name in ("eager", "fused", "compiled"):  # all three run under inference_mode and decode, as Detector does
+    if name in (
+        "eager",
+        "fused",
+        "compiled",
+    ):  # all three run under inference_mode and decode, as Detector does
         if name == "fused":
             model = optimize_for_inference(model)
             images = images.contiguous(memory_format=torch.channels_last)
@@ -156,7 +166,9 @@ def _backend_runner(
             # a fixed size exports several times faster; BN folded, as `yoloxdet export` does
             export_onnx(fuse_model(model), onnx_path, meta, dynamic_size=False)
         elif read_onnx_metadata(onnx_path) is None:
-            meta = replace(meta, output_layout="raw")  # an official export: raw layout, decoded by the backend
+            meta = replace(
+                meta, output_layout="raw"
+            )  # an official export: raw layout, decoded by the backend
         else:
             meta = None  # type: ignore[assignment]  # use the file's own
         backend = OnnxBackend(onnx_path, meta, threads=threads)
@@ -190,7 +202,9 @@ def bench_model(
         raise ValueError(f"{MATMUL!r} is the name of the matmul yardstick; give the runner another name")
     matmul, matmul_gflop = matmul_probe()
     with tempfile.TemporaryDirectory(prefix="yoloxdet-bench-") as workdir:
-        runners = {name: _backend_runner(name, model, images, threads, Path(workdir), onnx_path) for name in backends}
+        runners = {
+            name: _backend_runner(name, model, images, threads, Path(workdir), onnx_path) for name in backends
+        }
         for name, fn in (others or {}).items():
             runners[name] = lambda fn=fn: fn(images)
         # the matmul takes its turns with the models and is summarised by the same median, so that load from

@@ -12,11 +12,16 @@ HELP = "time inference (ms/image, images/s, GFLOP/s vs a measured matmul peak) f
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "model", nargs="?", default="yolox-s", help="zoo name (random weights; default yolox-s) or a checkpoint"
+        "model",
+        nargs="?",
+        default="yolox-s",
+        help="zoo name (random weights; default yolox-s) or a checkpoint",
     )
     parser.add_argument("--size", type=int, default=None, help="square input size (default: the model's)")
     parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and onnxruntime (default 1)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads for torch and onnxruntime (default 1)"
+    )
     parser.add_argument(
         "--backends",
         default="eager,fused,onnx",
@@ -24,8 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--onnx", type=Path, help="time this ONNX file instead of exporting the model")
     parser.add_argument("--iters", type=int, default=10, help="turns per backend (the backends take turns)")
-    parser.add_argument("--burst", type=int, default=3,
-                        help="calls per turn; all but the first are timed (median reported); default 3")
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=3,
+        help="calls per turn; all but the first are timed (median reported); default 3",
+    )
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls first")
     add_formats_arguments(parser)
 

@@ -8,17 +8,30 @@ from pathlib import Path
 
 def add_formats_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("deployment formats (--formats)")
-    group.add_argument("--formats", metavar="LIST",
-                       help="'all' or a comma-separated subset of pytorch,onnx,openvino,ncnn,tensorrt: export to "
-                       "each, then score (COCO AP on --data) and time it (batch 1 and --batch)")
-    group.add_argument("--model-name", help="zoo model name for official weights (.pth/.onnx), e.g. yolox-nano")
-    group.add_argument("--no-score", action="store_true",
-                       help="time only, no AP (random zoo weights: their AP means nothing)")
+    group.add_argument(
+        "--formats",
+        metavar="LIST",
+        help="'all' or a comma-separated subset of pytorch,onnx,openvino,ncnn,tensorrt: export to "
+        "each, then score (COCO AP on --data) and time it (batch 1 and --batch)",
+    )
+    group.add_argument(
+        "--model-name", help="zoo model name for official weights (.pth/.onnx), e.g. yolox-nano"
+    )
+    group.add_argument(
+        "--no-score",
+        action="store_true",
+        help="time only, no AP (random zoo weights: their AP means nothing)",
+    )
     group.add_argument("--data", metavar="DATA.yaml", help="dataset whose --split is scored (with --formats)")
     group.add_argument("--split", default="val", help="split of --data to score (default val)")
-    group.add_argument("--calibrate", metavar="DATA_OR_IMAGES",
-                       help="int8 calibration images (default: --data, its train split when it has one)")
-    group.add_argument("--calib-images", type=int, default=300, help="number of calibration images (default 300)")
+    group.add_argument(
+        "--calibrate",
+        metavar="DATA_OR_IMAGES",
+        help="int8 calibration images (default: --data, its train split when it has one)",
+    )
+    group.add_argument(
+        "--calib-images", type=int, default=300, help="number of calibration images (default 300)"
+    )
     group.add_argument("--table", default="runs/bench/formats.md", help="where to save the table (markdown)")
 
 
@@ -34,7 +47,9 @@ def run_formats(args: argparse.Namespace) -> int:
     from ..weights import CheckpointInfo, load_model
 
     known = tuple(dict.fromkeys(f for f, _, _ in FORMATS))
-    formats = known if args.formats == "all" else tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    formats = (
+        known if args.formats == "all" else tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    )
     unknown = [f for f in formats if f not in known]
     if unknown:
         raise ValueError(f"--formats: unknown {', '.join(unknown)}; choose from all, {', '.join(known)}")
@@ -48,12 +63,23 @@ def run_formats(args: argparse.Namespace) -> int:
     if size % 32:
         raise ValueError(f"--size {size} must be a multiple of 32")
     dataset = build_dataset(load_dataset_spec(args.data), args.split)
-    metadata = ExportMetadata(info.model_name, tuple(info.class_names), (size, size), strides=tuple(model.strides))
+    metadata = ExportMetadata(
+        info.model_name, tuple(info.class_names), (size, size), strides=tuple(model.strides)
+    )
     report = bench_formats(
-        fuse_model(model), metadata, dataset.to_coco(), lambda: decoded_images(dataset.records.image_files()),
-        formats=formats, calibrate=args.calibrate or args.data, calib_images=args.calib_images,
-        batch=args.batch if args.batch > 1 else 8, threads=args.threads, warmup=args.warmup, iters=args.iters,
-        burst=args.burst, score=not args.no_score,
+        fuse_model(model),
+        metadata,
+        dataset.to_coco(),
+        lambda: decoded_images(dataset.records.image_files()),
+        formats=formats,
+        calibrate=args.calibrate or args.data,
+        calib_images=args.calib_images,
+        batch=args.batch if args.batch > 1 else 8,
+        threads=args.threads,
+        warmup=args.warmup,
+        iters=args.iters,
+        burst=args.burst,
+        score=not args.no_score,
     )
     print(report.format_text())
     write_bytes_atomic(Path(args.table), (report.markdown() + "\n").encode())

@@ -12,12 +12,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="dataset description YAML (format: coco|voc|yolo, train, val, names)")
     parser.add_argument("--splits", nargs="+", default=None, help="splits to check (default: all described)")
     parser.add_argument("--png", default=None, help="statistics image (default: <dataset>-stats.png here)")
-    parser.add_argument("--max-list", type=int, default=200, help="print at most this many problems per split")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes checking images (default: the CPUs)")
-    parser.add_argument("--decode", action="store_true",
-                        help="decode every image fully (slow; finds corruption inside complete files too) "
-                        "instead of reading headers and end markers")
+    parser.add_argument(
+        "--max-list", type=int, default=200, help="print at most this many problems per split"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="processes checking images (default: the CPUs)"
+    )
+    parser.add_argument(
+        "--decode",
+        action="store_true",
+        help="decode every image fully (slow; finds corruption inside complete files too) "
+        "instead of reading headers and end markers",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
         _, report = check_split(spec, split, args.workers, decode=args.decode, progress=True)
         stats.update(report.stats)
         n_errors += len(report.errors)
-        print(f"== {split}: {len(report.errors)} error(s), {len(report.issues) - len(report.errors)} warning(s)")
+        print(
+            f"== {split}: {len(report.errors)} error(s), {len(report.issues) - len(report.errors)} warning(s)"
+        )
         for issue in report.issues[: args.max_list]:
             print(f"  {issue}")
         if len(report.issues) > args.max_list:

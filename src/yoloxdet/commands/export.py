@@ -13,14 +13,21 @@ from .export_deploy import add_deploy_arguments, is_deployment, run_deployment
 
 HELP = "export weights to ONNX (decoded output, dynamic batch and size) or TorchScript, with metadata inside"
 
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript", "openvino": ".xml", "ncnn": ".ncnn.param",
-            "tensorrt": ".engine"}
+SUFFIXES = {
+    "onnx": ".onnx",
+    "torchscript": ".torchscript",
+    "openvino": ".xml",
+    "ncnn": ".ncnn.param",
+    "tensorrt": ".engine",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("weights", help="our .pt checkpoint, an official .pth (with --model), or a zoo name")
     parser.add_argument("--model", help="zoo model name for official weights, e.g. yolox-s")
-    parser.add_argument("--format", choices=sorted(SUFFIXES), default="onnx", help="output format (default onnx)")
+    parser.add_argument(
+        "--format", choices=sorted(SUFFIXES), default="onnx", help="output format (default onnx)"
+    )
     parser.add_argument("-o", "--output", help="output file (default: WEIGHTS name with the format's suffix)")
     parser.add_argument(
         "--layout",
@@ -29,16 +36,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="decoded [B, A, 5+C] cxcywh boxes (default), the official raw layout (tx, ty, tw, th), or NMS inside "
         "the graph: [N, 7] (image, x1, y1, x2, y2, score, class)",
     )
-    parser.add_argument("--conf", type=float, default=PredictConfig.conf_threshold,
-                        help="score threshold inside the graph (--layout nms)")
-    parser.add_argument("--nms", type=float, default=PredictConfig.nms_iou_threshold,
-                        help="NMS IoU threshold inside the graph (--layout nms)")
+    parser.add_argument(
+        "--conf",
+        type=float,
+        default=PredictConfig.conf_threshold,
+        help="score threshold inside the graph (--layout nms)",
+    )
+    parser.add_argument(
+        "--nms",
+        type=float,
+        default=PredictConfig.nms_iou_threshold,
+        help="NMS IoU threshold inside the graph (--layout nms)",
+    )
     parser.add_argument("--size", type=int, nargs="+", metavar="PX", help="default input size recorded (H W)")
     parser.add_argument("--static-batch", action="store_true", help="fix the batch size to 1 (ONNX)")
-    parser.add_argument("--static-size", action="store_true", help="fix H and W to --size (ONNX; faster export)")
-    parser.add_argument("--opset", type=int, default=ExportConfig.opset, help=f"ONNX opset (default {ExportConfig.opset})")
+    parser.add_argument(
+        "--static-size", action="store_true", help="fix H and W to --size (ONNX; faster export)"
+    )
+    parser.add_argument(
+        "--opset", type=int, default=ExportConfig.opset, help=f"ONNX opset (default {ExportConfig.opset})"
+    )
     parser.add_argument("--simplify", action="store_true", help="simplify with onnxslim (ONNX)")
-    parser.add_argument("--no-fuse", action="store_true", help="keep BatchNorm layers instead of folding them")
+    parser.add_argument(
+        "--no-fuse", action="store_true", help="keep BatchNorm layers instead of folding them"
+    )
     add_deploy_arguments(parser)
 
 
@@ -82,5 +103,7 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         export_torchscript(model, output, metadata)
-    print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MB, {args.layout} layout, input {size[0]}x{size[1]})")
+    print(
+        f"wrote {output} ({output.stat().st_size / 2**20:.1f} MB, {args.layout} layout, input {size[0]}x{size[1]})"
+    )
     return 0

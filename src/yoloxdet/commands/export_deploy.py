@@ -20,19 +20,38 @@ DEPLOY_ONLY_FORMATS = ("openvino", "ncnn", "tensorrt")
 
 def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("deployment (int8, OpenVINO, ncnn, TensorRT)")
-    group.add_argument("--int8", action="store_true",
-                       help="post-training int8 (onnx, openvino, tensorrt); needs --calibrate")
-    group.add_argument("--calibrate", metavar="DATA_OR_IMAGES",
-                       help="calibration images: a folder, a glob, or a dataset YAML (its train split)")
-    group.add_argument("--calib-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
-                       help=f"number of calibration images (default {DEFAULT_CALIBRATION_IMAGES})")
-    group.add_argument("--int8-quantizer", choices=("nncf", "ort"), default="nncf",
-                       help="--format onnx --int8: NNCF post-training quantisation (default; keeps the AP) or "
-                       "onnxruntime's quantize_static (loses 17-20 AP on the official Nano)")
-    group.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax",
-                       help="onnxruntime calibrator for --int8-quantizer ort (default minmax)")
-    group.add_argument("--int8-report", metavar="JSON",
-                       help="write a per-layer int8 sensitivity report (SQNR per conv; --format onnx)")
+    group.add_argument(
+        "--int8", action="store_true", help="post-training int8 (onnx, openvino, tensorrt); needs --calibrate"
+    )
+    group.add_argument(
+        "--calibrate",
+        metavar="DATA_OR_IMAGES",
+        help="calibration images: a folder, a glob, or a dataset YAML (its train split)",
+    )
+    group.add_argument(
+        "--calib-images",
+        type=int,
+        default=DEFAULT_CALIBRATION_IMAGES,
+        help=f"number of calibration images (default {DEFAULT_CALIBRATION_IMAGES})",
+    )
+    group.add_argument(
+        "--int8-quantizer",
+        choices=("nncf", "ort"),
+        default="nncf",
+        help="--format onnx --int8: NNCF post-training quantisation (default; keeps the AP) or "
+        "onnxruntime's quantize_static (loses 17-20 AP on the official Nano)",
+    )
+    group.add_argument(
+        "--calib-method",
+        choices=("minmax", "entropy", "percentile"),
+        default="minmax",
+        help="onnxruntime calibrator for --int8-quantizer ort (default minmax)",
+    )
+    group.add_argument(
+        "--int8-report",
+        metavar="JSON",
+        help="write a per-layer int8 sensitivity report (SQNR per conv; --format onnx)",
+    )
     group.add_argument("--fp16", action="store_true", help="fp16 engine (--format tensorrt)")
 
 
@@ -40,7 +59,9 @@ def is_deployment(args: argparse.Namespace) -> bool:
     return args.format in DEPLOY_ONLY_FORMATS or args.int8
 
 
-def run_deployment(args: argparse.Namespace, model: nn.Module, metadata: ExportMetadata, output: Path) -> Path:
+def run_deployment(
+    args: argparse.Namespace, model: nn.Module, metadata: ExportMetadata, output: Path
+) -> Path:
     from ..export.formats import Int8Options, export_deployment
 
     if args.int8 and not args.calibrate:

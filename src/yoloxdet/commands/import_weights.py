@@ -14,18 +14,26 @@ HELP = "convert official YOLOX weights (.pth, BN-folded .onnx, or a zoo name) in
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", help="official .pth or .onnx file, our .pt, or a zoo name (downloaded once)")
+    parser.add_argument(
+        "source", help="official .pth or .onnx file, our .pt, or a zoo name (downloaded once)"
+    )
     parser.add_argument("--model", help="zoo model name, e.g. yolox-nano (needed for official files)")
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
-    parser.add_argument("--calibrate", metavar="IMAGES",
-                        help="folder or glob of images to re-estimate BatchNorm statistics on (for ONNX imports)")
-    parser.add_argument("--calibrate-images", type=int, default=64, help="how many images to use (default 64)")
+    parser.add_argument(
+        "--calibrate",
+        metavar="IMAGES",
+        help="folder or glob of images to re-estimate BatchNorm statistics on (for ONNX imports)",
+    )
+    parser.add_argument(
+        "--calibrate-images", type=int, default=64, help="how many images to use (default 64)"
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="calibration batch size (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the image choice and random flips")
 
 
-def calibration_batches(images: str, size_hw: tuple[int, int], count: int, batch_size: int,
-                        seed: int = 0) -> Iterator:
+def calibration_batches(
+    images: str, size_hw: tuple[int, int], count: int, batch_size: int, seed: int = 0
+) -> Iterator:
     """Up to ``count`` images from a folder or glob, letterboxed to ``size_hw``, half of them flipped
     horizontally (seeded), as float BGR batches ``[B, 3, H, W]``."""
     import numpy as np
@@ -41,7 +49,7 @@ def calibration_batches(images: str, size_hw: tuple[int, int], count: int, batch
     chosen = [files[i] for i in sorted(rng.permutation(len(files))[:count])]
     for start in range(0, len(chosen), batch_size):
         arrays = []
-        for path in chosen[start:start + batch_size]:
+        for path in chosen[start : start + batch_size]:
             image = read_image(path)
             if rng.random() < 0.5:
                 image = np.ascontiguousarray(image[:, ::-1])
@@ -57,13 +65,18 @@ def run(args: argparse.Namespace) -> int:
     model, info = load_model(args.source, model_name=args.model)
     extra = {"source": str(args.source), "bn_calibrated": False}
     if args.calibrate:
-        batches = calibration_batches(args.calibrate, info.input_size, args.calibrate_images, args.batch_size,
-                                      args.seed)
+        batches = calibration_batches(
+            args.calibrate, info.input_size, args.calibrate_images, args.batch_size, args.seed
+        )
         calibrate_batchnorm(model, batches)
         extra["bn_calibrated"] = True
     elif Path(args.source).suffix.lower() == ".onnx":
-        print("note: BN is folded in ONNX imports; pass --calibrate IMAGES before fine-tuning with train-mode BN")
+        print(
+            "note: BN is folded in ONNX imports; pass --calibrate IMAGES before fine-tuning with train-mode BN"
+        )
     save_checkpoint(args.output, model, info, extra)
-    print(f"wrote {args.output}: {info.model_name}, {info.num_classes} classes, input {info.input_size[0]}x"
-          f"{info.input_size[1]}{', BN calibrated' if args.calibrate else ''}")
+    print(
+        f"wrote {args.output}: {info.model_name}, {info.num_classes} classes, input {info.input_size[0]}x"
+        f"{info.input_size[1]}{', BN calibrated' if args.calibrate else ''}"
+    )
     return 0

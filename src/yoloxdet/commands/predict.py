@@ -42,22 +42,46 @@ def add_detector_arguments(
     parser.add_argument("--nms", type=float, default=nms, help=f"NMS IoU threshold (default {nms})")
     parser.add_argument("--class-agnostic", action="store_true", help="one NMS over all classes")
     parser.add_argument("--batch", type=int, default=batch, help=f"images per forward pass (default {batch})")
-    parser.add_argument("--device", default="auto",
-                        help="torch device, e.g. cpu or cuda:0 (default auto: CUDA when present, else cpu)")
-    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
-                        help="network precision on CUDA: float32 (default), float16 or bfloat16")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="torch device, e.g. cpu or cuda:0 (default auto: CUDA when present, else cpu)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        default="float32",
+        help="network precision on CUDA: float32 (default), float16 or bfloat16",
+    )
     parser.add_argument("--half", action="store_const", const="float16", dest="dtype", help="--dtype float16")
-    parser.add_argument("--no-fuse", action="store_true",
-                        help="run the PyTorch model as trained (by default BN is folded into the convs)")
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the PyTorch model (faster after ~15 s of compiling per input shape)")
-    parser.add_argument("--tile", type=int, metavar="PX",
-                        help="cut each image into overlapping PX-square tiles and merge their boxes (large images)")
-    parser.add_argument("--overlap", type=float, default=PredictConfig.tile_overlap,
-                        help="with --tile: overlap between neighbouring tiles, a fraction of the tile "
-                             f"(default {PredictConfig.tile_overlap})")
-    parser.add_argument("--no-full-pass", action="store_true",
-                        help="with --tile: skip the whole-image pass that finds objects larger than the overlap")
+    parser.add_argument(
+        "--no-fuse",
+        action="store_true",
+        help="run the PyTorch model as trained (by default BN is folded into the convs)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the PyTorch model (faster after ~15 s of compiling per input shape)",
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        metavar="PX",
+        help="cut each image into overlapping PX-square tiles and merge their boxes (large images)",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=float,
+        default=PredictConfig.tile_overlap,
+        help="with --tile: overlap between neighbouring tiles, a fraction of the tile "
+        f"(default {PredictConfig.tile_overlap})",
+    )
+    parser.add_argument(
+        "--no-full-pass",
+        action="store_true",
+        help="with --tile: skip the whole-image pass that finds objects larger than the overlap",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

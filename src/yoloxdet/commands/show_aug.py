@@ -38,10 +38,15 @@ def run(args: argparse.Namespace) -> int:
     model = get_spec(args.model)
     size = args.size or model.input_size
     dataset = build_dataset(load_dataset_spec(args.dataset), args.split)
-    augment = resolve_augment(AugmentConfig(), mosaic_prob=model.mosaic_prob, enable_mixup=model.enable_mixup,
-                              mosaic_scale=model.mosaic_scale)
-    loader = build_train_loader(dataset, batch_size=args.num, input_size=(size, size), augment=augment,
-                                seed=args.seed, workers=0)
+    augment = resolve_augment(
+        AugmentConfig(),
+        mosaic_prob=model.mosaic_prob,
+        enable_mixup=model.enable_mixup,
+        mosaic_scale=model.mosaic_scale,
+    )
+    loader = build_train_loader(
+        dataset, batch_size=args.num, input_size=(size, size), augment=augment, seed=args.seed, workers=0
+    )
     loader.set_epoch(args.epoch, mosaic=not args.no_aug)
     images, targets = next(iter(loader))
     tiles = []
@@ -56,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     grid = np.full((rows * size, cols * size, 3), 255, np.uint8)
     for k, tile in enumerate(tiles):
         r, c = divmod(k, cols)
-        grid[r * size:(r + 1) * size, c * size:(c + 1) * size] = tile
+        grid[r * size : (r + 1) * size, c * size : (c + 1) * size] = tile
     ok, png = cv2.imencode(".png", grid)
     if not ok:
         raise ValueError(f"{args.out}: could not encode the PNG")

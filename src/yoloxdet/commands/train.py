@@ -16,14 +16,26 @@ from . import CLIError
 HELP = "train a model on a dataset description (COCO, VOC or YOLO txt); key=value overrides, --resume"
 TRAILING_ITEMS = "items"  # key=value items may also follow the options (see cli.parse)
 # short forms for the train command; batch and input_size exist in train and eval, and here mean train
-ALIASES = {"model": "model.name", "data": "data.dataset", "dataset": "data.dataset", "weights": "train.weights",
-           "batch": "train.batch", "input_size": "train.input_size"}
+ALIASES = {
+    "model": "model.name",
+    "data": "data.dataset",
+    "dataset": "data.dataset",
+    "weights": "train.weights",
+    "batch": "train.batch",
+    "input_size": "train.input_size",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("items", nargs="*", metavar="DATASET.yaml | key=value",
-                        help="the dataset description and config overrides, e.g. epochs=100 batch=32")
-    parser.add_argument("--config", metavar="FILE", help="YAML config (sections model, data, augment, train, eval)")
+    parser.add_argument(
+        "items",
+        nargs="*",
+        metavar="DATASET.yaml | key=value",
+        help="the dataset description and config overrides, e.g. epochs=100 batch=32",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML config (sections model, data, augment, train, eval)"
+    )
     parser.add_argument("--resume", metavar="CHECKPOINT", help="continue from a run's last.pt")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -58,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         raise CLIError(str(exc)) from exc
     if current().is_main:
-        best = f"best AP {state.best_ap:.4f} at epoch {state.best_epoch}" if state.best_epoch > 0 else "no evaluation"
+        best = (
+            f"best AP {state.best_ap:.4f} at epoch {state.best_epoch}"
+            if state.best_epoch > 0
+            else "no evaluation"
+        )
         print(f"trained {state.epoch} epoch(s), {state.iteration} steps; {best}; run folder {run_dir}")
     return 0

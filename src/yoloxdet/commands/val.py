@@ -29,8 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_detector_arguments(parser, EvalConfig.conf_threshold, EvalConfig.nms_iou_threshold, EvalConfig.batch)
     parser.add_argument("--images", help="folder holding the images named in the annotations")
     parser.add_argument("--annotations", help="COCO instances JSON (ground truth)")
-    parser.add_argument("--data", metavar="DATASET.yaml", help="a dataset description (COCO, VOC or YOLO txt) "
-                        "instead of --images/--annotations")
+    parser.add_argument(
+        "--data",
+        metavar="DATASET.yaml",
+        help="a dataset description (COCO, VOC or YOLO txt) instead of --images/--annotations",
+    )
     parser.add_argument("--split", default="val", help="split of --data to evaluate (default val)")
     parser.add_argument("-o", "--output", default="runs/val/metrics.json", help="metrics JSON to write")
     parser.add_argument(
@@ -39,8 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine", default="faster", choices=["faster", "pycocotools"], help="COCOeval backend"
     )
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes decoding images while the model runs (default: the CPUs but one)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes decoding images while the model runs (default: the CPUs but one)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,11 +69,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not (args.images and args.annotations):
             raise CLIError("give --images and --annotations (a COCO instances JSON), or --data DATASET.yaml")
-        spec, dataset, gt, source = None, None, _load_ground_truth(Path(args.annotations)), str(args.annotations)
+        spec, dataset, gt, source = (
+            None,
+            None,
+            _load_ground_truth(Path(args.annotations)),
+            str(args.annotations),
+        )
         if not Path(args.images).is_dir():
             raise FileNotFoundError(f"{args.images}: image folder not found")
-        files = [(info["id"], Path(args.images) / info.get("file_name", f"{int(info['id']):012}.jpg"))
-                 for info in gt["images"]]
+        files = [
+            (info["id"], Path(args.images) / info.get("file_name", f"{int(info['id']):012}.jpg"))
+            for info in gt["images"]
+        ]
     timings["ground_truth"] = time.perf_counter() - start
     detector = detector_from_args(args)
     num_categories = len(category_names(gt))
@@ -98,9 +112,13 @@ def run(args: argparse.Namespace) -> int:
     if dataset is not None and spec.format == "voc":
         voc = _voc_metrics(dataset, results)
         print(voc.summary(dataset.names))
-        report["voc"] = {"AP50_voc07": voc.ap50_voc07, "AP50": voc.ap50, "AP50_95_voc07": voc.ap50_95_voc07,
-                         "AP50_95": voc.ap50_95,
-                         "per_class_AP50": {dataset.names[c]: ap for c, ap in voc.per_class_ap50.items()}}
+        report["voc"] = {
+            "AP50_voc07": voc.ap50_voc07,
+            "AP50": voc.ap50,
+            "AP50_95_voc07": voc.ap50_95_voc07,
+            "AP50_95": voc.ap50_95,
+            "per_class_AP50": {dataset.names[c]: ap for c, ap in voc.per_class_ap50.items()},
+        }
     write_json_atomic(args.output, report)
     print(f"metrics -> {args.output}")
     return 0
@@ -135,6 +153,9 @@ def _voc_metrics(dataset: DetectionDataset, results: list[dict]) -> VocMetrics:
     for image_id, rows in per_image.items():
         boxes = np.array([r["bbox"] for r in rows], dtype=float).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
-        detections[image_id] = VocDetections(boxes, np.array([r["score"] for r in rows], dtype=float),
-                                             np.array([label_of[r["category_id"]] for r in rows], dtype=int))
+        detections[image_id] = VocDetections(
+            boxes,
+            np.array([r["score"] for r in rows], dtype=float),
+            np.array([label_of[r["category_id"]] for r in rows], dtype=int),
+        )
     return evaluate_voc(detections, ground_truth_from_dataset(dataset), dataset.num_classes)

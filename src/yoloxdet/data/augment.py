@@ -39,8 +39,9 @@ class ResolvedAugment:
     rot90_prob: float = 0.0
 
 
-def resolve_augment(config: AugmentConfig, *, mosaic_prob: float, enable_mixup: bool,
-                    mosaic_scale: tuple[float, float]) -> ResolvedAugment:
+def resolve_augment(
+    config: AugmentConfig, *, mosaic_prob: float, enable_mixup: bool, mosaic_scale: tuple[float, float]
+) -> ResolvedAugment:
     """Fill ``None`` fields of ``config`` with the model's defaults, passed as plain values (from
     ``ModelSpec``), so ``data`` never imports ``models``."""
     return ResolvedAugment(
@@ -111,8 +112,9 @@ def warp_boxes(boxes_xyxy: np.ndarray, matrix: np.ndarray, size_wh: tuple[int, i
     return out.astype(np.float32)
 
 
-def apply_affine(image: np.ndarray, boxes_xyxy: np.ndarray, matrix: np.ndarray,
-                 size_wh: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def apply_affine(
+    image: np.ndarray, boxes_xyxy: np.ndarray, matrix: np.ndarray, size_wh: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Warp into the top-left ``size_wh`` window (official HEAD), border 114; boxes follow and are clipped."""
     warped = cv2.warpAffine(image, matrix, dsize=size_wh, borderValue=(PAD_VALUE,) * 3)
     return warped, warp_boxes(boxes_xyxy, matrix, size_wh)
@@ -128,8 +130,18 @@ def hsv_offsets(rng: np.random.Generator, gains: tuple[int, int, int] = HSV_GAIN
 def apply_hsv(image: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """H += dh mod 180, S and V += ds, dv clipped to 0..255; one per-channel LUT instead of int16 arithmetic."""
     values = np.arange(256, dtype=np.int16)
-    lut = np.stack([(values + offsets[0]) % 180, np.clip(values + offsets[1], 0, 255),
-                    np.clip(values + offsets[2], 0, 255)], axis=1).astype(np.uint8).reshape(256, 1, 3)
+    lut = (
+        np.stack(
+            [
+                (values + offsets[0]) % 180,
+                np.clip(values + offsets[1], 0, 255),
+                np.clip(values + offsets[2], 0, 255),
+            ],
+            axis=1,
+        )
+        .astype(np.uint8)
+        .reshape(256, 1, 3)
+    )
     hsv = cv2.LUT(cv2.cvtColor(image, cv2.COLOR_BGR2HSV), lut)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
 
@@ -163,8 +175,9 @@ def rot90(image: np.ndarray, boxes_xyxy: np.ndarray, turns: int) -> tuple[np.nda
     return image, boxes_xyxy
 
 
-def overhead_views(image: np.ndarray, boxes_xyxy: np.ndarray, rng: np.random.Generator, vflip_prob: float,
-                   rot90_prob: float) -> tuple[np.ndarray, np.ndarray]:
+def overhead_views(
+    image: np.ndarray, boxes_xyxy: np.ndarray, rng: np.random.Generator, vflip_prob: float, rot90_prob: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Not official: vertical flip (p) and a random quarter turn (p), for imagery with no "up". Draws nothing from
     ``rng`` when both probabilities are 0, so the official random stream is unchanged."""
     if vflip_prob > 0 and rng.random() < vflip_prob:
@@ -188,9 +201,17 @@ class TrainSample:
     labels: np.ndarray  # [G] int64
 
 
-def train_transform(image: np.ndarray, boxes_xyxy: np.ndarray, labels: np.ndarray, input_hw: tuple[int, int],
-                    rng: np.random.Generator, hsv_prob: float, flip_prob: float, vflip_prob: float = 0.0,
-                    rot90_prob: float = 0.0) -> TrainSample:
+def train_transform(
+    image: np.ndarray,
+    boxes_xyxy: np.ndarray,
+    labels: np.ndarray,
+    input_hw: tuple[int, int],
+    rng: np.random.Generator,
+    hsv_prob: float,
+    flip_prob: float,
+    vflip_prob: float = 0.0,
+    rot90_prob: float = 0.0,
+) -> TrainSample:
     """Official ``TrainTransform``: HSV (p), flip (p), letterbox to ``input_hw``, keep boxes with min side > 1;
     the optional overhead views (:func:`overhead_views`) come after the flip.
 
@@ -212,7 +233,9 @@ def train_transform(image: np.ndarray, boxes_xyxy: np.ndarray, labels: np.ndarra
     return sample
 
 
-def _fit(image: np.ndarray, boxes_xyxy: np.ndarray, labels: np.ndarray, input_hw: tuple[int, int]) -> TrainSample:
+def _fit(
+    image: np.ndarray, boxes_xyxy: np.ndarray, labels: np.ndarray, input_hw: tuple[int, int]
+) -> TrainSample:
     if image.shape[:2] == tuple(input_hw):
         canvas, ratio = image, 1.0  # the mosaic path: letterbox would be an identity copy
     else:

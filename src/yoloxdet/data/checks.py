@@ -51,8 +51,10 @@ class SplitStats:
         if len(sizes):
             small, large = (sizes < 32 / 640).mean(), (sizes > 96 / 640).mean()
             q = np.percentile(sizes, [5, 50, 95])
-            lines.append(f"box size sqrt(wh)/sqrt(WH): p5 {q[0]:.3f}  median {q[1]:.3f}  p95 {q[2]:.3f}  "
-                         f"(~small {small:.0%}, ~large {large:.0%} at 640)")
+            lines.append(
+                f"box size sqrt(wh)/sqrt(WH): p5 {q[0]:.3f}  median {q[1]:.3f}  p95 {q[2]:.3f}  "
+                f"(~small {small:.0%}, ~large {large:.0%} at 640)"
+            )
         lines += [f"  {name:>20s} {n}" for name, n in self.boxes_per_class.items()]
         return "\n".join(lines)
 
@@ -68,8 +70,9 @@ class CheckReport:
         return [i for i in self.issues if i.severity == "error"]
 
 
-def image_problems(path: Path, expected_wh: tuple[int, int] | None = None,
-                   decode: bool = True) -> list[Issue]:
+def image_problems(
+    path: Path, expected_wh: tuple[int, int] | None = None, decode: bool = True
+) -> list[Issue]:
     """Check one image: corrupt and truncated files are errors; EXIF rotation and a size that differs from the
     annotations' are warnings.
 
@@ -93,11 +96,22 @@ def image_problems(path: Path, expected_wh: tuple[int, int] | None = None,
         reason = "truncated" if "truncated" in str(exc) else "corrupt or not an image"
         return [Issue(path, f"{reason} ({exc}); skipped")]
     if orientation not in (1, None):
-        issues.append(Issue(path, f"EXIF orientation {orientation}: pixels are rotated on reading, so its "
-                                  "boxes must be given for the rotated image", severity="warning"))
+        issues.append(
+            Issue(
+                path,
+                f"EXIF orientation {orientation}: pixels are rotated on reading, so its "
+                "boxes must be given for the rotated image",
+                severity="warning",
+            )
+        )
     if expected_wh is not None and tuple(size) != tuple(expected_wh):
-        issues.append(Issue(path, f"image is {size[0]}x{size[1]} but the annotations say "
-                                  f"{expected_wh[0]}x{expected_wh[1]}", severity="warning"))
+        issues.append(
+            Issue(
+                path,
+                f"image is {size[0]}x{size[1]} but the annotations say {expected_wh[0]}x{expected_wh[1]}",
+                severity="warning",
+            )
+        )
     return issues
 
 
@@ -118,8 +132,9 @@ def _ends_cleanly(path: Path, image_format: str | None) -> bool:
 FileStat = tuple[int, int, int]  # (size, device, inode)
 
 
-def _check_chunk(paths: list[str], sizes_wh: list[tuple[int, int] | None],
-                 decode: bool) -> list[tuple[list[Issue], FileStat | None]]:
+def _check_chunk(
+    paths: list[str], sizes_wh: list[tuple[int, int] | None], decode: bool
+) -> list[tuple[list[Issue], FileStat | None]]:
     """Checks of consecutive images (one task of the process pool): issues and the file's identity."""
     out = []
     for path, size in zip(paths, sizes_wh):
@@ -167,8 +182,11 @@ def _duplicates(paths: list[str], identities: list[FileStat | None], workers: in
         owner = first_of_inode[ident[1:]]
         key = content.get(owner) or ident[1:]
         if key in first:
-            issues.append(Issue(Path(paths[k]), f"duplicate of {Path(paths[first[key]])} (same bytes)",
-                                severity="warning"))
+            issues.append(
+                Issue(
+                    Path(paths[k]), f"duplicate of {Path(paths[first[key]])} (same bytes)", severity="warning"
+                )
+            )
         else:
             first[key] = k
     return issues
@@ -181,9 +199,14 @@ def default_check_workers() -> int:
         return os.cpu_count() or 1
 
 
-def check_files(paths: Sequence[str | Path], sizes_wh: Sequence[tuple[int, int] | None] | None = None, *,
-                workers: int | None = None, decode: bool = False,
-                progress: bool = False) -> tuple[list[Issue], np.ndarray]:
+def check_files(
+    paths: Sequence[str | Path],
+    sizes_wh: Sequence[tuple[int, int] | None] | None = None,
+    *,
+    workers: int | None = None,
+    decode: bool = False,
+    progress: bool = False,
+) -> tuple[list[Issue], np.ndarray]:
     """Check every image (see :func:`image_problems`) and find duplicates by content, in a process pool of
     ``workers`` (default: the CPUs) fed with chunks of images. Returns the issues in file order (exactly
     those of a serial run) and a mask of the unreadable files."""
@@ -200,8 +223,10 @@ def check_files(paths: Sequence[str | Path], sizes_wh: Sequence[tuple[int, int] 
                 bar.update(b - a)
         else:
             with ProcessPoolExecutor(workers, mp_context=_pool_context()) as pool:
-                futures = {pool.submit(_check_chunk, paths[a:b], sizes[a:b], decode): j
-                           for j, (a, b) in enumerate(spans)}
+                futures = {
+                    pool.submit(_check_chunk, paths[a:b], sizes[a:b], decode): j
+                    for j, (a, b) in enumerate(spans)
+                }
                 for future in as_completed(futures):
                     j = futures[future]
                     results[j] = future.result()
@@ -219,14 +244,18 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def check_images(paths: Iterable[Path], workers: int | None = None,
-                 sizes_wh: Iterable[tuple[int, int] | None] | None = None,
-                 decode: bool = True) -> tuple[list[Issue], set[Path]]:
+def check_images(
+    paths: Iterable[Path],
+    workers: int | None = None,
+    sizes_wh: Iterable[tuple[int, int] | None] | None = None,
+    decode: bool = True,
+) -> tuple[list[Issue], set[Path]]:
     """Check every image (fully decoded unless ``decode=False``) and find duplicates; returns issues and the
     unreadable files."""
     paths = list(paths)
-    issues, unreadable = check_files(paths, None if sizes_wh is None else list(sizes_wh), workers=workers,
-                                     decode=decode)
+    issues, unreadable = check_files(
+        paths, None if sizes_wh is None else list(sizes_wh), workers=workers, decode=decode
+    )
     return issues, {Path(p) for p, bad in zip(paths, unreadable) if bad}
 
 
@@ -237,20 +266,27 @@ def split_stats(dataset: DetectionDataset) -> SplitStats:
     image_area = np.repeat(index.sizes_wh.prod(axis=1), index.box_counts).astype(np.float64)
     sizes = np.sqrt(wh.prod(axis=1)) / np.sqrt(image_area)
     return SplitStats(
-        images=len(dataset), negatives=int((index.box_counts == 0).sum()),
+        images=len(dataset),
+        negatives=int((index.box_counts == 0).sum()),
         boxes_per_class={name: counts.get(i, 0) for i, name in enumerate(dataset.names)},
-        box_sizes=sizes.tolist())
+        box_sizes=sizes.tolist(),
+    )
 
 
-def check_split(spec: DatasetSpec, split: str, workers: int | None = None, *, decode: bool = False,
-                progress: bool = False) -> tuple[DetectionDataset, CheckReport]:
+def check_split(
+    spec: DatasetSpec, split: str, workers: int | None = None, *, decode: bool = False, progress: bool = False
+) -> tuple[DetectionDataset, CheckReport]:
     """All checks for one split (image headers, or every pixel with ``decode``). Raises only when the
     description or an annotation file is unreadable."""
     dataset = build_dataset(spec, split)
     index = dataset.records
-    image_issues, bad = check_files([index.paths[i] for i in range(len(index))],
-                                    [index.size_wh(i) for i in range(len(index))], workers=workers,
-                                    decode=decode, progress=progress)
+    image_issues, bad = check_files(
+        [index.paths[i] for i in range(len(index))],
+        [index.size_wh(i) for i in range(len(index))],
+        workers=workers,
+        decode=decode,
+        progress=progress,
+    )
     unreadable = {index.path(int(i)) for i in np.flatnonzero(bad)}
     report = CheckReport(dataset.issues + image_issues, {split: split_stats(dataset)}, unreadable)
     return dataset, report
@@ -258,7 +294,9 @@ def check_split(spec: DatasetSpec, split: str, workers: int | None = None, *, de
 
 def content_hash(spec: DatasetSpec, split: str) -> str:
     """Hash of what the checks depend on: the description, annotation files' bytes, image names/sizes/mtimes."""
-    digest = hashlib.sha1(f"v{CHECK_VERSION}|{spec.format}|{split}|{spec.names}|{spec.keep_difficult}".encode())
+    digest = hashlib.sha1(
+        f"v{CHECK_VERSION}|{spec.format}|{split}|{spec.names}|{spec.keep_difficult}".encode()
+    )
     files: list[str] = []
     for source in spec.split(split):
         if source.annotations is not None:
@@ -288,8 +326,9 @@ def _walk_files(root: str) -> Iterator[str]:
                 yield path
 
 
-def checked_dataset(spec: DatasetSpec, split: str, cache_dir: str | Path, workers: int | None = None,
-                    progress: bool = True) -> DetectionDataset:
+def checked_dataset(
+    spec: DatasetSpec, split: str, cache_dir: str | Path, workers: int | None = None, progress: bool = True
+) -> DetectionDataset:
     """The dataset with unreadable images removed, checking at most once per content hash.
 
     The first time, image headers are checked in a process pool of ``workers`` (default: the CPUs), with a
@@ -303,8 +342,12 @@ def checked_dataset(spec: DatasetSpec, split: str, cache_dir: str | Path, worker
     saved = _read_saved(cache) if saved_index.is_file() else None
     index = RecordIndex.load(saved_index) if saved is not None else None
     if saved is not None and index is not None:
-        dataset = DetectionDataset(index, tuple(saved["names"]), tuple(saved["category_ids"]),
-                                   coco_file=Path(saved["coco_file"]) if saved["coco_file"] else None)
+        dataset = DetectionDataset(
+            index,
+            tuple(saved["names"]),
+            tuple(saved["category_ids"]),
+            coco_file=Path(saved["coco_file"]) if saved["coco_file"] else None,
+        )
         n_unreadable, n_issues = len(saved["unreadable"]), saved["issues"]
     else:
         dataset, report = check_split(spec, split, workers, progress=progress)
@@ -313,13 +356,26 @@ def checked_dataset(spec: DatasetSpec, split: str, cache_dir: str | Path, worker
             keep = [i for i in range(len(dataset)) if dataset.records.path(i) not in report.unreadable]
             dataset.records = dataset.records.take(np.asarray(keep, np.int64))
         write_bytes_atomic(saved_index, dataset.records.to_bytes())  # first: the JSON marks a complete entry
-        write_json_atomic(cache, {"issues": n_issues, "unreadable": sorted(map(str, report.unreadable)),
-                                  "names": list(dataset.names), "category_ids": list(dataset.category_ids),
-                                  "coco_file": str(dataset.coco_file) if dataset.coco_file else None,
-                                  "list": [str(i) for i in report.issues]})
+        write_json_atomic(
+            cache,
+            {
+                "issues": n_issues,
+                "unreadable": sorted(map(str, report.unreadable)),
+                "names": list(dataset.names),
+                "category_ids": list(dataset.category_ids),
+                "coco_file": str(dataset.coco_file) if dataset.coco_file else None,
+                "list": [str(i) for i in report.issues],
+            },
+        )
     if n_issues:
-        logger.warning("%s (%s split): %d data problem(s), %d unreadable image(s) skipped; details in %s",
-                       spec.source or spec.root, split, n_issues, n_unreadable, cache)
+        logger.warning(
+            "%s (%s split): %d data problem(s), %d unreadable image(s) skipped; details in %s",
+            spec.source or spec.root,
+            split,
+            n_issues,
+            n_unreadable,
+            cache,
+        )
     return dataset
 
 

@@ -48,8 +48,14 @@ class DetectionDataset:
     ``records`` is a :class:`RecordIndex` (numpy arrays, shared by forked loader workers without copies);
     assigning a list of :class:`Record` converts it. ``coco_file`` is read again only by :meth:`to_coco`."""
 
-    def __init__(self, records: Sequence[Record], names: tuple[str, ...], category_ids: tuple[int, ...],
-                 issues: list[Issue] | None = None, coco_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        records: Sequence[Record],
+        names: tuple[str, ...],
+        category_ids: tuple[int, ...],
+        issues: list[Issue] | None = None,
+        coco_file: Path | None = None,
+    ) -> None:
         self.records = records  # type: ignore[assignment]  # the setter builds the index
         self.names = names
         self.category_ids = category_ids
@@ -104,7 +110,9 @@ class DetectionDataset:
             self._store(index, size_hw, image)
         w, h = self._index.size_wh(index)
         boxes, labels = self._index.boxes(index)
-        if image.shape[0] != int(h * min(size_hw[0] / h, size_hw[1] / w)):  # header size disagrees with pixels
+        if image.shape[0] != int(
+            h * min(size_hw[0] / h, size_hw[1] / w)
+        ):  # header size disagrees with pixels
             h, w = self._original_hw(index)
         ratio = min(size_hw[0] / h, size_hw[1] / w)
         return image, boxes * np.float32(ratio), labels
@@ -113,8 +121,9 @@ class DetectionDataset:
         return read_image(self._index.path(index)).shape[:2]
 
     # ------------------------------------------------------------ cache
-    def enable_cache(self, mode: str, size_hw: tuple[int, int], cache_dir: str | Path | None = None,
-                     workers: int = 4) -> None:
+    def enable_cache(
+        self, mode: str, size_hw: tuple[int, int], cache_dir: str | Path | None = None, workers: int = 4
+    ) -> None:
         """Cache decoded, resized images: "ram" fills memory now (before loader workers fork, so they share it),
         "disk" writes ``.npy`` files to ``cache_dir`` lazily and reuses them across runs."""
         if mode not in CACHE_MODES:
@@ -126,6 +135,7 @@ class DetectionDataset:
             self._cache_dir = Path(cache_dir)
             self._cache_dir.mkdir(parents=True, exist_ok=True)
         elif mode == "ram":
+
             def fill(i: int) -> None:
                 try:
                     self.load_resized(i, size_hw)
@@ -175,17 +185,28 @@ class DetectionDataset:
                 self._coco_gt = json.loads(self.coco_file.read_text())
             gt = self._coco_gt
             ids = set(self._index.image_ids.tolist())
-            return {"images": [im for im in gt["images"] if int(im["id"]) in ids],
-                    "annotations": [a for a in gt["annotations"] if int(a.get("image_id", -1)) in ids],
-                    "categories": gt["categories"]}
+            return {
+                "images": [im for im in gt["images"] if int(im["id"]) in ids],
+                "annotations": [a for a in gt["annotations"] if int(a.get("image_id", -1)) in ids],
+                "categories": gt["categories"],
+            }
         images, annotations = [], []
         for rec in self.records:
-            images.append({"id": rec.image_id, "file_name": str(rec.path), "width": rec.width, "height": rec.height})
+            images.append(
+                {"id": rec.image_id, "file_name": str(rec.path), "width": rec.width, "height": rec.height}
+            )
             for box, label in zip(rec.boxes_xyxy.tolist(), rec.labels.tolist()):
                 w, h = box[2] - box[0], box[3] - box[1]
-                annotations.append({"id": len(annotations) + 1, "image_id": rec.image_id, "iscrowd": 0,
-                                    "category_id": self.category_ids[label], "bbox": [box[0], box[1], w, h],
-                                    "area": w * h})
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": rec.image_id,
+                        "iscrowd": 0,
+                        "category_id": self.category_ids[label],
+                        "bbox": [box[0], box[1], w, h],
+                        "area": w * h,
+                    }
+                )
         return {"images": images, "annotations": annotations, "categories": categories}
 
     def class_counts(self) -> Counter:
@@ -207,10 +228,17 @@ def build_dataset(spec: DatasetSpec, split: str) -> DetectionDataset:
     result = read_split(spec, split)
     errors = [i for i in result.issues if i.severity == "error"]
     if result.issues:
-        logger.warning("%s (%s split): %d problem(s) in the annotations (%d dropped a box or image); first: %s. "
-                       "Run `yoloxdet check-data` for the full list.", spec.source or spec.root, split,
-                       len(result.issues), len(errors), result.issues[0])
+        logger.warning(
+            "%s (%s split): %d problem(s) in the annotations (%d dropped a box or image); first: %s. "
+            "Run `yoloxdet check-data` for the full list.",
+            spec.source or spec.root,
+            split,
+            len(result.issues),
+            len(errors),
+            result.issues[0],
+        )
     if not len(result.records):
         raise ValueError(f"{spec.source or spec.root}: split '{split}' has no usable images")
-    return DetectionDataset(result.records, result.names, result.category_ids, result.issues,
-                            result.coco_file)
+    return DetectionDataset(
+        result.records, result.names, result.category_ids, result.issues, result.coco_file
+    )

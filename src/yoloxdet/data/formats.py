@@ -103,8 +103,11 @@ def _load_coco(ann_path: Path) -> _CocoFile:
             raise DatasetSpecError(f"{ann_path}: cannot read COCO annotations: {exc}") from None
         raw = raw if isinstance(raw, dict) else {}
         gt = _CocoFile(*(raw.get(key) for key in ("images", "annotations", "categories")))
-        for key, kind in (("images", _CocoImage), ("annotations", _CocoAnnotation),
-                          ("categories", _CocoCategory)):
+        for key, kind in (
+            ("images", _CocoImage),
+            ("annotations", _CocoAnnotation),
+            ("categories", _CocoCategory),
+        ):
             items = getattr(gt, key)
             if isinstance(items, list):
                 fields = set(kind.__struct_fields__)
@@ -128,7 +131,9 @@ def read_coco(source: SplitSource, names: tuple[str, ...] | None = None) -> Read
     by_id = {int(c.id): str(c.name) for c in gt.categories}
     file_names = tuple(by_id[i] for i in category_ids)
     if names is not None and tuple(names) != file_names:
-        raise DatasetSpecError(f"{ann_path}: category names {file_names[:3]}... differ from the description's 'names'")
+        raise DatasetSpecError(
+            f"{ann_path}: category names {file_names[:3]}... differ from the description's 'names'"
+        )
     issues: list[Issue] = []
     position: dict[int, int] = {}  # image id -> record position
     missing: set[int] = set()
@@ -149,20 +154,33 @@ def read_coco(source: SplitSource, names: tuple[str, ...] | None = None) -> Read
         paths.append(path)
         sizes.append((int(im.width), int(im.height)))
     sizes_wh = np.asarray(sizes, np.int64).reshape(-1, 2)
-    boxes, labels, image_of, ann_issues = _coco_boxes(gt.annotations, position, missing, category_ids,
-                                                      sizes_wh, ann_path)
+    boxes, labels, image_of, ann_issues = _coco_boxes(
+        gt.annotations, position, missing, category_ids, sizes_wh, ann_path
+    )
     order = np.argsort(image_of, kind="stable")  # group by image, file order within each image
     offsets = np.zeros(len(paths) + 1, np.int64)
     np.cumsum(np.bincount(image_of, minlength=len(paths)), out=offsets[1:])
-    index = RecordIndex(StringArray.of(paths), np.asarray(list(position), np.int64).reshape(-1), sizes_wh,
-                        offsets, boxes[order], labels[order], StringArray.of([str(ann_path)]),
-                        np.zeros(len(paths), np.int64))
+    index = RecordIndex(
+        StringArray.of(paths),
+        np.asarray(list(position), np.int64).reshape(-1),
+        sizes_wh,
+        offsets,
+        boxes[order],
+        labels[order],
+        StringArray.of([str(ann_path)]),
+        np.zeros(len(paths), np.int64),
+    )
     return ReadResult(index, file_names, category_ids, issues + ann_issues, coco_file=ann_path)
 
 
-def _coco_boxes(anns: list[_CocoAnnotation], position: dict[int, int], missing: set[int],
-                category_ids: tuple[int, ...], sizes_wh: np.ndarray,
-                ann_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Issue]]:
+def _coco_boxes(
+    anns: list[_CocoAnnotation],
+    position: dict[int, int],
+    missing: set[int],
+    category_ids: tuple[int, ...],
+    sizes_wh: np.ndarray,
+    ann_path: Path,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Issue]]:
     """Usable boxes (clipped xyxy float32), their class index and record position, and the issues, in
     annotation order. Rules in the order the official loader applies them."""
     found: list[tuple[int, int, Issue]] = []  # (annotation, rule, issue), sorted at the end
@@ -173,8 +191,11 @@ def _coco_boxes(anns: list[_CocoAnnotation], position: dict[int, int], missing: 
 
     image_ids = [int(a.image_id) for a in anns]
     pos = np.asarray([position.get(i, -1) for i in image_ids], np.int64)
-    report(np.flatnonzero((pos < 0) & ~np.isin(image_ids, list(missing))), 0,
-           lambda k: f"refers to unknown image id {image_ids[k]}")  # a missing file was reported once
+    report(
+        np.flatnonzero((pos < 0) & ~np.isin(image_ids, list(missing))),
+        0,
+        lambda k: f"refers to unknown image id {image_ids[k]}",
+    )  # a missing file was reported once
     alive = (pos >= 0) & ~np.asarray([bool(a.iscrowd) for a in anns], bool).reshape(-1)  # crowd: eval only
     index_of = {cid: i for i, cid in enumerate(category_ids)}
     cls = np.asarray([index_of.get(a.category_id, -1) for a in anns], np.int64)
@@ -199,14 +220,23 @@ def _coco_boxes(anns: list[_CocoAnnotation], position: dict[int, int], missing: 
     report(np.flatnonzero(no_area), 3, lambda k: f"area {anns[k].area} <= 0; dropped")
     alive &= ~no_area
     size_w, size_h = (sizes_wh[pos].T if len(pos) else np.zeros((2, 0))).astype(np.float64)
-    outside = alive & ((raw[:, 0] < -1) | (raw[:, 1] < -1)
-                       | (raw[:, 2] > size_w + 1) | (raw[:, 3] > size_h + 1))  # tolerance 1 px, as is_outside
-    report(np.flatnonzero(outside), 4, lambda k: f"box {[round(v, 1) for v in raw_list[k]]} reaches outside "
-                                                 f"the {int(size_w[k])}x{int(size_h[k])} image; clipped",
-           "warning")
+    outside = alive & (
+        (raw[:, 0] < -1) | (raw[:, 1] < -1) | (raw[:, 2] > size_w + 1) | (raw[:, 3] > size_h + 1)
+    )  # tolerance 1 px, as is_outside
+    report(
+        np.flatnonzero(outside),
+        4,
+        lambda k: (
+            f"box {[round(v, 1) for v in raw_list[k]]} reaches outside "
+            f"the {int(size_w[k])}x{int(size_h[k])} image; clipped"
+        ),
+        "warning",
+    )
     x1, y1 = np.maximum(0.0, x), np.maximum(0.0, y)
-    clipped = np.stack([x1, y1, np.minimum(size_w, x1 + np.maximum(0.0, w)),
-                        np.minimum(size_h, y1 + np.maximum(0.0, h))], axis=1)
+    clipped = np.stack(
+        [x1, y1, np.minimum(size_w, x1 + np.maximum(0.0, w)), np.minimum(size_h, y1 + np.maximum(0.0, h))],
+        axis=1,
+    )
     gone = alive & ((clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1]))
     report(np.flatnonzero(gone), 5, lambda _: "box lies entirely outside the image; dropped")
     keep = np.flatnonzero(alive & ~gone)
@@ -233,7 +263,9 @@ def _coco_xywh(bboxes: list) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------- Pascal VOC
-def read_voc(sources: Iterable[SplitSource], names: tuple[str, ...] | None, keep_difficult: bool = True) -> ReadResult:
+def read_voc(
+    sources: Iterable[SplitSource], names: tuple[str, ...] | None, keep_difficult: bool = True
+) -> ReadResult:
     """Pascal VOC: ``<dir>/Annotations/<id>.xml``, ``JPEGImages/<id>.jpg``, ids from ``ImageSets/Main/<set>.txt``.
 
     Coordinates become 0-based as official (``int(float(v)) - 1``). Without ``names`` the classes are the sorted
@@ -266,8 +298,15 @@ def read_voc(sources: Iterable[SplitSource], names: tuple[str, ...] | None, keep
                 boxes.append(clip_box(box, width, height))
                 labels.append(index_of[name])
                 difficult.append(is_difficult)
-        rec = Record(image_path, len(records), width, height, *empty_boxes(), label_file=xml,
-                     extra={"difficult": np.asarray(difficult, bool)})
+        rec = Record(
+            image_path,
+            len(records),
+            width,
+            height,
+            *empty_boxes(),
+            label_file=xml,
+            extra={"difficult": np.asarray(difficult, bool)},
+        )
         if boxes:
             rec.boxes_xyxy, rec.labels = np.asarray(boxes, np.float32), np.asarray(labels, np.int64)
         records.append(rec)
@@ -317,8 +356,14 @@ def _check_box(box: tuple, width: int, height: int, path: Path, where: str, issu
         issues.append(Issue(path, f"{problem}; dropped", where))
         return False
     if is_outside(box, width, height):
-        issues.append(Issue(path, f"box {[round(v, 1) for v in box]} reaches outside the {width}x{height} "
-                                  "image; clipped", where, "warning"))
+        issues.append(
+            Issue(
+                path,
+                f"box {[round(v, 1) for v in box]} reaches outside the {width}x{height} image; clipped",
+                where,
+                "warning",
+            )
+        )
     return True
 
 
@@ -366,8 +411,9 @@ def read_yolo(sources: Iterable[SplitSource], names: tuple[str, ...]) -> ReadRes
     return ReadResult(records, tuple(names), tuple(range(len(names))), issues)
 
 
-def _parse_yolo_labels(path: Path, width: int, height: int, num_classes: int,
-                       issues: list[Issue]) -> tuple[np.ndarray, np.ndarray]:
+def _parse_yolo_labels(
+    path: Path, width: int, height: int, num_classes: int, issues: list[Issue]
+) -> tuple[np.ndarray, np.ndarray]:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:

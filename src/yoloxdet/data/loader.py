@@ -70,7 +70,9 @@ class _TrainView(Dataset):
             except (ImageReadError, OSError, ValueError, cv2.error) as exc:
                 self.bad.add(i)
                 logger.warning("skipping bad sample (%d so far in this worker): %s", len(self.bad), exc)
-        raise RuntimeError(f"{MAX_SUBSTITUTES} consecutive unreadable images from index {index}; see warnings")
+        raise RuntimeError(
+            f"{MAX_SUBSTITUTES} consecutive unreadable images from index {index}; see warnings"
+        )
 
     def peek(self, index: int) -> Tile:
         """A mosaic tile from the annotations alone; the image is decoded only if the tile can be seen."""
@@ -78,14 +80,27 @@ class _TrainView(Dataset):
             return Tile.of(self.load(index))
         (width, height), (boxes, labels) = self.dataset.size_wh(index), self.dataset.annotations(index)
         ratio = min(self.input_hw[0] / height, self.input_hw[1] / width)
-        return Tile((int(width * ratio), int(height * ratio)), boxes * np.float32(ratio), labels,
-                    lambda: self.load(index))
+        return Tile(
+            (int(width * ratio), int(height * ratio)),
+            boxes * np.float32(ratio),
+            labels,
+            lambda: self.load(index),
+        )
 
     def __getitem__(self, key: tuple[int, int, bool]) -> TrainSample:
         index, epoch, mosaic_enabled = key
         rng = np.random.default_rng([self.seed, epoch, index])
-        return make_train_sample(index, self.load, len(self.dataset), self.mixup_pool, self.input_hw,
-                                 self.aug, rng, mosaic_enabled, peek=self.peek)
+        return make_train_sample(
+            index,
+            self.load,
+            len(self.dataset),
+            self.mixup_pool,
+            self.input_hw,
+            self.aug,
+            rng,
+            mosaic_enabled,
+            peek=self.peek,
+        )
 
 
 class _PhaseSampler(Sampler):
@@ -104,16 +119,17 @@ class _PhaseSampler(Sampler):
         order = torch.randperm(self.size, generator=gen).tolist()
         per_rank = math.ceil(self.size / self.world_size)
         order = (order * (1 + self.world_size))[: per_rank * self.world_size]  # pad so ranks get equal shares
-        mine = order[self.rank:: self.world_size]
+        mine = order[self.rank :: self.world_size]
         for start in range(0, len(mine), self.batch_size):
-            yield [(i, self.epoch, self.mosaic) for i in mine[start: start + self.batch_size]]
+            yield [(i, self.epoch, self.mosaic) for i in mine[start : start + self.batch_size]]
 
 
 def collate_train(samples: list[TrainSample]) -> tuple[torch.Tensor, Targets]:
     """uint8 images [B, 3, H, W] (converted to float in the main process: 4x less to move between processes)."""
     images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2)
-    targets = Targets.from_list([torch.from_numpy(s.boxes_cxcywh) for s in samples],
-                                [torch.from_numpy(s.labels) for s in samples])
+    targets = Targets.from_list(
+        [torch.from_numpy(s.boxes_cxcywh) for s in samples], [torch.from_numpy(s.labels) for s in samples]
+    )
     return images, targets
 
 
@@ -139,10 +155,20 @@ class TrainLoader:
             yield (images if self.uint8 else images.float()), targets
 
 
-def build_train_loader(dataset: DetectionDataset, *, batch_size: int, input_size: tuple[int, int],
-                       augment: ResolvedAugment, seed: int, workers: int | None = None, distributed: bool = False,
-                       rank: int = 0, world_size: int = 1, pin_memory: bool = False,
-                       uint8: bool = False) -> TrainLoader:
+def build_train_loader(
+    dataset: DetectionDataset,
+    *,
+    batch_size: int,
+    input_size: tuple[int, int],
+    augment: ResolvedAugment,
+    seed: int,
+    workers: int | None = None,
+    distributed: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+    uint8: bool = False,
+) -> TrainLoader:
     """Augmented training batches; ``batch_size`` is per process; ``len`` is iterations per epoch
     (no samples dropped, as official ``drop_last=False``)."""
     if not distributed:
@@ -150,9 +176,16 @@ def build_train_loader(dataset: DetectionDataset, *, batch_size: int, input_size
     workers = default_workers(batch_size) if workers is None else workers
     view = _TrainView(dataset, tuple(input_size), augment, seed)
     sampler = _PhaseSampler(len(dataset), batch_size, seed, rank, world_size)
-    loader = DataLoader(view, batch_sampler=sampler, num_workers=workers, collate_fn=collate_train,
-                        persistent_workers=workers > 0, pin_memory=pin_memory,
-                        worker_init_fn=_seed_worker, generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        view,
+        batch_sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_train,
+        persistent_workers=workers > 0,
+        pin_memory=pin_memory,
+        worker_init_fn=_seed_worker,
+        generator=torch.Generator().manual_seed(seed),
+    )
     return TrainLoader(loader, sampler, uint8)
 
 
@@ -178,7 +211,12 @@ class _ValView(Dataset):
             logger.warning("validation: skipping unreadable image: %s", exc)
             return None
         canvas, ratio = letterbox(sample.image, self.input_hw)
-        meta = {"image_id": sample.image_id, "ratio": ratio, "orig_hw": sample.image.shape[:2], "path": sample.path}
+        meta = {
+            "image_id": sample.image_id,
+            "ratio": ratio,
+            "orig_hw": sample.image.shape[:2],
+            "path": sample.path,
+        }
         return canvas, meta
 
 
@@ -205,16 +243,28 @@ class ValLoader:
                 yield images.float(), metas
 
 
-def build_val_loader(dataset: DetectionDataset, *, batch_size: int, input_size: tuple[int, int],
-                     workers: int | None = None, rank: int = 0, world_size: int = 1) -> ValLoader:
+def build_val_loader(
+    dataset: DetectionDataset,
+    *,
+    batch_size: int,
+    input_size: tuple[int, int],
+    workers: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> ValLoader:
     """Letterboxed batches in dataset order: ``(images float32 [B, 3, H, W], metas)``; each meta has
     ``image_id``, ``ratio`` (divide boxes by it), ``orig_hw`` and ``path``. Unreadable images are skipped.
     With ``world_size`` > 1 only every ``world_size``-th batch from ``rank`` on is read (sharded
     evaluation)."""
     workers = default_workers(batch_size) if workers is None else workers
     mine = [i for i in range(len(dataset)) if (i // batch_size) % world_size == rank]
-    loader = DataLoader(_ValView(dataset, tuple(input_size)), batch_size=batch_size, sampler=mine,
-                        num_workers=workers, collate_fn=_collate_val)
+    loader = DataLoader(
+        _ValView(dataset, tuple(input_size)),
+        batch_size=batch_size,
+        sampler=mine,
+        num_workers=workers,
+        collate_fn=_collate_val,
+    )
     return ValLoader(loader)
 
 
@@ -240,8 +290,10 @@ def _as_is(item: Any) -> Any:
     return item  # module level, so that a spawned worker can unpickle it
 
 
-def decoded_images(items: list[tuple[int, str | os.PathLike]], workers: int | None = None,
-                   ) -> Iterator[tuple[int, np.ndarray | None]]:
+def decoded_images(
+    items: list[tuple[int, str | os.PathLike]],
+    workers: int | None = None,
+) -> Iterator[tuple[int, np.ndarray | None]]:
     """``(image_id, BGR image)`` in the order of ``items`` (``(image_id, path)`` pairs), decoded by
     ``workers`` loader processes (default: the CPUs but one) while the caller works on the previous images."""
     workers = default_workers(64) if workers is None else workers

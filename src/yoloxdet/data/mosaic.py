@@ -28,8 +28,9 @@ Loaded = tuple[np.ndarray, np.ndarray, np.ndarray]  # image [h, w, 3] uint8, box
 LoadFn = Callable[[int], Loaded]
 
 
-def mosaic_tile(index: int, center_xy: tuple[int, int], tile_wh: tuple[int, int],
-                input_hw: tuple[int, int]) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+def mosaic_tile(
+    index: int, center_xy: tuple[int, int], tile_wh: tuple[int, int], input_hw: tuple[int, int]
+) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
     """Where tile ``index`` (0 TL, 1 TR, 2 BL, 3 BR) goes on the 2H x 2W canvas around the centre.
 
     Returns the canvas rectangle and the matching rectangle of the tile, both ``(x1, y1, x2, y2)``.
@@ -87,8 +88,12 @@ def visible_region(matrix: np.ndarray, size_wh: tuple[int, int], margin: float =
     return x1 - margin, y1 - margin, x2 + margin, y2 + margin
 
 
-def mosaic(tiles: Sequence[Tile | Loaded], center_xy: tuple[int, int], input_hw: tuple[int, int],
-           visible_xyxy: tuple[float, ...] | None = None) -> Loaded:
+def mosaic(
+    tiles: Sequence[Tile | Loaded],
+    center_xy: tuple[int, int],
+    input_hw: tuple[int, int],
+    visible_xyxy: tuple[float, ...] | None = None,
+) -> Loaded:
     """Paste 4 tiles around ``center_xy`` on a 2H x 2W canvas of 114; boxes shift and clip to the canvas.
 
     Tiles entirely outside ``visible_xyxy`` (see :func:`visible_region`) are not decoded: their pixels could
@@ -100,8 +105,12 @@ def mosaic(tiles: Sequence[Tile | Loaded], center_xy: tuple[int, int], input_hw:
         tile = tile if isinstance(tile, Tile) else Tile.of(tile)
         size_wh, boxes, labels = tile.size_wh, tile.boxes_xyxy, tile.labels
         (dx1, dy1, dx2, dy2), _ = mosaic_tile(i, center_xy, _refit_size(size_wh, input_hw)[0], input_hw)
-        seen = visible_xyxy is None or (dx1 < visible_xyxy[2] and dx2 > visible_xyxy[0]
-                                        and dy1 < visible_xyxy[3] and dy2 > visible_xyxy[1])
+        seen = visible_xyxy is None or (
+            dx1 < visible_xyxy[2]
+            and dx2 > visible_xyxy[0]
+            and dy1 < visible_xyxy[3]
+            and dy2 > visible_xyxy[1]
+        )
         image = None
         if seen:
             image, boxes, labels = tile.load()
@@ -139,7 +148,7 @@ def mixup(base: Loaded, other: Loaded, rng: np.random.Generator, scale_range: tu
     # official pads with zeros to at least the base size and crops a random base-sized window
     y_off = int(rng.integers(0, jh - target_h)) if jh > target_h else 0
     x_off = int(rng.integers(0, jw - target_w)) if jw > target_w else 0
-    crop = jittered[y_off: y_off + target_h, x_off: x_off + target_w]
+    crop = jittered[y_off : y_off + target_h, x_off : x_off + target_w]
     if crop.shape[:2] == (target_h, target_w):
         window = crop
     else:
@@ -162,9 +171,17 @@ def mixup(base: Loaded, other: Loaded, rng: np.random.Generator, scale_range: tu
     return blended, np.concatenate([boxes, moved]), np.concatenate([labels, other_labels]).astype(np.int64)
 
 
-def make_train_sample(index: int, load: LoadFn, num_images: int, mixup_pool: Sequence[int],
-                      input_hw: tuple[int, int], aug: ResolvedAugment, rng: np.random.Generator,
-                      mosaic_enabled: bool, peek: Callable[[int], Tile] | None = None) -> TrainSample:
+def make_train_sample(
+    index: int,
+    load: LoadFn,
+    num_images: int,
+    mixup_pool: Sequence[int],
+    input_hw: tuple[int, int],
+    aug: ResolvedAugment,
+    rng: np.random.Generator,
+    mosaic_enabled: bool,
+    peek: Callable[[int], Tile] | None = None,
+) -> TrainSample:
     """One training sample, official order: [mosaic -> random affine -> mixup] (p = mosaic_prob, only in the
     mosaic phase) -> TrainTransform (HSV, flip, letterbox, drop boxes with min side <= 1).
 
@@ -188,5 +205,6 @@ def make_train_sample(index: int, load: LoadFn, num_images: int, mixup_pool: Seq
             image, boxes, labels = mixup((image, boxes, labels), other, rng, aug.mixup_scale)
     else:
         image, boxes, labels = load(index)
-    return train_transform(image, boxes, labels, input_hw, rng, aug.hsv_prob, aug.flip_prob, aug.vflip_prob,
-                           aug.rot90_prob)
+    return train_transform(
+        image, boxes, labels, input_hw, rng, aug.hsv_prob, aug.flip_prob, aug.vflip_prob, aug.rot90_prob
+    )

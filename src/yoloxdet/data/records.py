@@ -62,4 +62,9 @@ def is_outside(box: tuple[float, float, float, float], width: float, height: flo
 
 def clip_box(box: tuple[float, float, float, float], width: float, height: float) -> tuple[float, ...]:
     x1, y1, x2, y2 = box
-    return (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+    return (
+        min(max(x1, 0.0), width),
+        min(max(y1, 0.0), height),
+        min(max(x2, 0.0), width),
+        min(max(y2, 0.0), height),
+    )

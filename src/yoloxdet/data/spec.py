@@ -125,8 +125,10 @@ def _parse_names(value: Any, where: str) -> tuple[str, ...] | None:
 
 def _parse_split(fmt: str, value: Any, root: Path, where: str) -> tuple[SplitSource, ...]:
     items = value if isinstance(value, list) else [value]
-    return tuple(_parse_source(fmt, item, root, f"{where}[{i}]" if len(items) > 1 else where)
-                 for i, item in enumerate(items))
+    return tuple(
+        _parse_source(fmt, item, root, f"{where}[{i}]" if len(items) > 1 else where)
+        for i, item in enumerate(items)
+    )
 
 
 def _parse_source(fmt: str, item: Any, root: Path, where: str) -> SplitSource:

@@ -20,7 +20,9 @@ def _image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[Label]
     image = (base + rng.normal(0, 18, (size, size, 3))).clip(0, 255).astype(np.uint8)
     for _ in range(6):  # texture: faint random lines, so the background is not trivially flat
         p1, p2 = rng.integers(0, size, 2), rng.integers(0, size, 2)
-        cv2.line(image, tuple(int(v) for v in p1), tuple(int(v) for v in p2), tuple(int(v) for v in base + 30), 1)
+        cv2.line(
+            image, tuple(int(v) for v in p1), tuple(int(v) for v in p2), tuple(int(v) for v in base + 30), 1
+        )
     labels = []
     for _ in range(rng.integers(1, 4)):
         cls = int(rng.integers(0, len(CLASSES)))
@@ -35,7 +37,9 @@ def _image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[Label]
     return image, labels
 
 
-def write_shapes_dataset(root: str | Path, *, train: int = 48, val: int = 16, size: int = 160, seed: int = 0) -> Path:
+def write_shapes_dataset(
+    root: str | Path, *, train: int = 48, val: int = 16, size: int = 160, seed: int = 0
+) -> Path:
     """Write images/{train,val}, labels/{train,val} and data.yaml under ``root``; returns the YAML path."""
     root = Path(root)
     rng = np.random.default_rng(seed)

@@ -9,7 +9,9 @@ import numpy as np
 PAD_VALUE = 114
 
 
-def letterbox(image: np.ndarray, size_hw: tuple[int, int], pad_value: int = PAD_VALUE) -> tuple[np.ndarray, float]:
+def letterbox(
+    image: np.ndarray, size_hw: tuple[int, int], pad_value: int = PAD_VALUE
+) -> tuple[np.ndarray, float]:
     """Resize keeping aspect ratio and paste at the top-left of a ``size_hw`` canvas filled with ``pad_value``.
 
     As the official ``preproc``: ratio ``r = min(H / h, W / w)``, ``cv2.resize`` to ``(int(w * r), int(h * r))``

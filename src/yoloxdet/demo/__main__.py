@@ -27,15 +27,26 @@ SCRATCH_RECIPE = Path(__file__).with_name("recipe_scratch.yaml")  # when no weig
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m yoloxdet.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=float(os.environ.get("DEMO_MINUTES", 10)),
-                        help="wall-clock training budget in minutes (default 10, env DEMO_MINUTES)")
-    parser.add_argument("--weights", default=os.environ.get("DEMO_WEIGHTS"),
-                        help="initial weights (.pth/.onnx/.pt); default: the official YOLOX-Nano release "
-                             "(downloaded once), else ../shared/weights/yolox_nano.onnx; 'none' trains from scratch")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=float(os.environ.get("DEMO_MINUTES", 10)),
+        help="wall-clock training budget in minutes (default 10, env DEMO_MINUTES)",
+    )
+    parser.add_argument(
+        "--weights",
+        default=os.environ.get("DEMO_WEIGHTS"),
+        help="initial weights (.pth/.onnx/.pt); default: the official YOLOX-Nano release "
+        "(downloaded once), else ../shared/weights/yolox_nano.onnx; 'none' trains from scratch",
+    )
     parser.add_argument("--out", default=os.environ.get("DEMO_OUT", "demo_out"), help="output folder")
     parser.add_argument("--max-tiles", type=int, default=0, help="use only this many training tiles (0: all)")
-    parser.add_argument("--calibration-images", type=int, default=64,
-                        help="training images used to re-estimate BatchNorm statistics of ONNX weights")
+    parser.add_argument(
+        "--calibration-images",
+        type=int,
+        default=64,
+        help="training images used to re-estimate BatchNorm statistics of ONNX weights",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="extra training config overrides")
     return parser.parse_args(argv)
@@ -60,12 +71,34 @@ def main(argv: list[str] | None = None) -> int:
 
     initial = resolve_initial_weights(args.weights, paths.cache)
     recipe = RECIPE if initial is not None else SCRATCH_RECIPE
-    train_args = [str(dataset_yaml), "--config", str(recipe), f"max_minutes={args.minutes}", f"seed={args.seed}",
-                  f"output_dir={paths.runs}", "train.name=treecrowns", *args.overrides]
+    train_args = [
+        str(dataset_yaml),
+        "--config",
+        str(recipe),
+        f"max_minutes={args.minutes}",
+        f"seed={args.seed}",
+        f"output_dir={paths.runs}",
+        "train.name=treecrowns",
+        *args.overrides,
+    ]
     if initial is not None:
-        step("import weights", ["import-weights", str(initial), "--model", "yolox-nano", "-o", str(paths.init),
-                                "--calibrate", str(paths.train_images), "--calibrate-images", str(args.calibration_images),
-                                "--seed", str(args.seed)])
+        step(
+            "import weights",
+            [
+                "import-weights",
+                str(initial),
+                "--model",
+                "yolox-nano",
+                "-o",
+                str(paths.init),
+                "--calibrate",
+                str(paths.train_images),
+                "--calibrate-images",
+                str(args.calibration_images),
+                "--seed",
+                str(args.seed),
+            ],
+        )
         train_args.append(f"weights={paths.init}")
     else:
         print("demo: no pretrained weights available; training YOLOX-Nano from scratch", flush=True)
@@ -73,17 +106,58 @@ def main(argv: list[str] | None = None) -> int:
 
     final = paths.final_checkpoint()
     for split in ("val", "test"):  # OSBS (another site) and the held-out YELL strip
-        step(f"val {split}", ["val", str(final), "--data", str(dataset_yaml), "--split", split,
-                              "-o", str(paths.metrics(split)), "--no-progress"])
-        step(f"predict {split}", ["predict", str(final), *map(str, paths.split_images(split)), "--conf", str(EvalConfig.conf_threshold),
-                                  "--no-save", "-o", str(paths.predictions(split)), "--no-progress"])
+        step(
+            f"val {split}",
+            [
+                "val",
+                str(final),
+                "--data",
+                str(dataset_yaml),
+                "--split",
+                split,
+                "-o",
+                str(paths.metrics(split)),
+                "--no-progress",
+            ],
+        )
+        step(
+            f"predict {split}",
+            [
+                "predict",
+                str(final),
+                *map(str, paths.split_images(split)),
+                "--conf",
+                str(EvalConfig.conf_threshold),
+                "--no-save",
+                "-o",
+                str(paths.predictions(split)),
+                "--no-progress",
+            ],
+        )
     # The whole 2472 x 2299 px YELL image: tiles at the training tiles' scale vs one pass shrunk to the input size.
     whole = [str(p) for p in paths.split_images("whole")]
-    for name, tiling in (("whole_tiled", ["--tile", str(treecrowns.TileSettings().tile)]), ("whole_single", [])):
-        step(f"predict {name}", ["predict", str(final), *whole, *tiling, "--conf", "0.001", "--no-save",
-                                 "-o", str(paths.predictions(name)), "--no-progress"])
-    report = build_report(paths, dataset_yaml, initial, minutes=args.minutes,
-                          wall_minutes=(time.monotonic() - started) / 60)
+    for name, tiling in (
+        ("whole_tiled", ["--tile", str(treecrowns.TileSettings().tile)]),
+        ("whole_single", []),
+    ):
+        step(
+            f"predict {name}",
+            [
+                "predict",
+                str(final),
+                *whole,
+                *tiling,
+                "--conf",
+                "0.001",
+                "--no-save",
+                "-o",
+                str(paths.predictions(name)),
+                "--no-progress",
+            ],
+        )
+    report = build_report(
+        paths, dataset_yaml, initial, minutes=args.minutes, wall_minutes=(time.monotonic() - started) / 60
+    )
     print(f"\ndemo report: {report}")
     return 0
 

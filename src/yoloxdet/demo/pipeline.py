@@ -121,8 +121,9 @@ def _detections(predict_dir: Path, stems: list[str]) -> dict[int, VocDetections]
     return out
 
 
-def build_report(paths: DemoPaths, dataset_yaml: Path, initial: Path | None, *, minutes: float,
-                 wall_minutes: float) -> Path:
+def build_report(
+    paths: DemoPaths, dataset_yaml: Path, initial: Path | None, *, minutes: float, wall_minutes: float
+) -> Path:
     """Metrics, PR curve, curves from the run folder, GT-vs-prediction pictures and report.md."""
     out = paths.report_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -137,14 +138,23 @@ def build_report(paths: DemoPaths, dataset_yaml: Path, initial: Path | None, *, 
         point = curve.best_f1()
         coco = json.loads(paths.metrics(split).read_text())
         curves[SPLIT_TITLES[split]] = curve
-        summary[split] = {"images": len(dataset), "boxes": curve.num_gt, "AP50": coco["AP50"],
-                          "AP50_95": coco["AP"], "threshold": point.threshold, "precision": point.precision,
-                          "recall": point.recall, "F1": point.f1}
+        summary[split] = {
+            "images": len(dataset),
+            "boxes": curve.num_gt,
+            "AP50": coco["AP50"],
+            "AP50_95": coco["AP"],
+            "threshold": point.threshold,
+            "precision": point.precision,
+            "recall": point.recall,
+            "F1": point.f1,
+        }
         for image_id, stem in enumerate(stems[:3]):
             sample = dataset.load(image_id)
             dets = detections[image_id]
             keep = dets.scores >= point.threshold
-            picture = report.draw_gt_vs_pred(read_image(sample.path), sample.boxes_xyxy, dets.boxes_xyxy[keep])
+            picture = report.draw_gt_vs_pred(
+                read_image(sample.path), sample.boxes_xyxy, dets.boxes_xyxy[keep]
+            )
             report.save_png(out / f"pred_{split}_{stem}.png", picture)
     summary["whole"] = _whole_image(paths, out)
     report.plot_pr(curves, out / "pr_curve.png")
@@ -163,14 +173,27 @@ def _whole_image(paths: DemoPaths, out: Path) -> dict:
     tiled, single = (_detections(paths.predictions(name), [stem]) for name in ("whole_tiled", "whole_single"))
     point = report.pr_curve(tiled, ground_truth).best_f1()
     keep = tiled[0].scores >= point.threshold
-    picture = report.draw_gt_vs_pred(read_image(paths.train_images / f"{stem}.png"), boxes, tiled[0].boxes_xyxy[keep])
-    report.save_png(out / "whole_tiled.png", cv2.resize(picture, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
-    return {"images": 1, "boxes": len(boxes), "AP50_tiled": evaluate_voc(tiled, ground_truth, 1).ap50,
-            "AP50_single": evaluate_voc(single, ground_truth, 1).ap50, "threshold": point.threshold,
-            "precision": point.precision, "recall": point.recall, "F1": point.f1}
+    picture = report.draw_gt_vs_pred(
+        read_image(paths.train_images / f"{stem}.png"), boxes, tiled[0].boxes_xyxy[keep]
+    )
+    report.save_png(
+        out / "whole_tiled.png", cv2.resize(picture, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    )
+    return {
+        "images": 1,
+        "boxes": len(boxes),
+        "AP50_tiled": evaluate_voc(tiled, ground_truth, 1).ap50,
+        "AP50_single": evaluate_voc(single, ground_truth, 1).ap50,
+        "threshold": point.threshold,
+        "precision": point.precision,
+        "recall": point.recall,
+        "F1": point.f1,
+    }
 
 
-def _markdown(summary: dict, initial: Path | None, minutes: float, wall_minutes: float, out: Path) -> list[str]:
+def _markdown(
+    summary: dict, initial: Path | None, minutes: float, wall_minutes: float, out: Path
+) -> list[str]:
     rows = "\n".join(
         f"| {SPLIT_TITLES[s]} | {m['images']} | {m['boxes']} | {m['AP50']:.3f} | {m['AP50_95']:.3f} | "
         f"{m['threshold']:.2f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['F1']:.3f} |"
@@ -179,7 +202,9 @@ def _markdown(summary: dict, initial: Path | None, minutes: float, wall_minutes:
     )
     whole = summary["whole"]
     pictures = "\n".join(f"![{p.stem}]({p.name})" for p in sorted(out.glob("pred_*.png")))
-    start = f"fine-tuned from `{initial}`" if initial else "trained from scratch (no pretrained weights found)"
+    start = (
+        f"fine-tuned from `{initial}`" if initial else "trained from scratch (no pretrained weights found)"
+    )
     return [
         "# yoloxdet demo: tree crowns from the air",
         f"YOLOX-Nano {start}, {minutes:g}-minute training budget ({wall_minutes:.1f} min end to end).",

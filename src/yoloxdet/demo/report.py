@@ -41,7 +41,9 @@ class PRCurve:
             return OperatingPoint(1.0, 0.0, 0.0, 0.0)
         f1 = 2 * self.precision * self.recall / np.maximum(self.precision + self.recall, 1e-12)
         i = int(np.argmax(f1))
-        return OperatingPoint(float(self.scores[i]), float(self.precision[i]), float(self.recall[i]), float(f1[i]))
+        return OperatingPoint(
+            float(self.scores[i]), float(self.precision[i]), float(self.recall[i]), float(f1[i])
+        )
 
 
 def pr_curve(
@@ -49,7 +51,9 @@ def pr_curve(
 ) -> PRCurve:
     """Precision and recall after each detection in descending score order, single class 0."""
     recall, precision, num_gt = class_pr(detections, ground_truth, 0, iou_threshold)
-    scores = np.sort(np.concatenate([d.scores[d.labels == 0] for d in detections.values()] or [np.zeros(0)]))[::-1]
+    scores = np.sort(np.concatenate([d.scores[d.labels == 0] for d in detections.values()] or [np.zeros(0)]))[
+        ::-1
+    ]
     return PRCurve(scores.astype(float), precision, recall, num_gt)
 
 
@@ -62,9 +66,13 @@ def plot_pr(curves: dict[str, PRCurve], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5, 4.2), dpi=120)
     for name, curve in curves.items():
         point = curve.best_f1()
-        ax.plot(curve.recall, curve.precision, label=f"{name} (best F1 {point.f1:.2f} at {point.threshold:.2f})")
+        ax.plot(
+            curve.recall, curve.precision, label=f"{name} (best F1 {point.f1:.2f} at {point.threshold:.2f})"
+        )
         ax.scatter([point.recall], [point.precision], s=18)
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="Precision-recall, IoU 0.5")
+    ax.set(
+        xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="Precision-recall, IoU 0.5"
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()

@@ -28,7 +28,9 @@ WHEEL_SPEC = "deepforest==2.1.0"
 TRAIN_IMAGES = ("2019_YELL_2_528000_4978000_image_crop2", "2019_YELL_2_541000_4977000_image_crop")
 STRIP_IMAGE = TRAIN_IMAGES[0]  # the bottom of this image is held out as a same-site test strip
 OSBS_IMAGE = "OSBS_029"
-EXPECTED = tuple(f"deepforest/data/{name}.{ext}" for name in (*TRAIN_IMAGES, OSBS_IMAGE) for ext in ("png", "xml"))
+EXPECTED = tuple(
+    f"deepforest/data/{name}.{ext}" for name in (*TRAIN_IMAGES, OSBS_IMAGE) for ext in ("png", "xml")
+)
 CLASS_NAMES = ("Tree",)
 
 
@@ -46,7 +48,17 @@ def fetch_wheel(cache_dir: Path) -> Path:
     wheels = sorted(cache_dir.glob("deepforest-2.1.0-*.whl"))
     if not wheels:
         logger.info("downloading %s (no dependencies) into %s", WHEEL_SPEC, cache_dir)
-        cmd = [sys.executable, "-m", "pip", "download", WHEEL_SPEC, "--no-deps", "--quiet", "-d", str(cache_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            WHEEL_SPEC,
+            "--no-deps",
+            "--quiet",
+            "-d",
+            str(cache_dir),
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True)
         wheels = sorted(cache_dir.glob("deepforest-2.1.0-*.whl"))
         if result.returncode != 0 or not wheels:
@@ -107,7 +119,11 @@ def _voc_xml(filename: str, width: int, height: int, boxes: np.ndarray) -> str:
 
 def build_dataset(wheel: Path, out_dir: Path, settings: TileSettings = TileSettings()) -> Path:
     """Write the VOC-layout dataset (tiles, held-out strip, OSBS) and its YAML; return the YAML path."""
-    images_dir, ann_dir, sets_dir = out_dir / "JPEGImages", out_dir / "Annotations", out_dir / "ImageSets" / "Main"
+    images_dir, ann_dir, sets_dir = (
+        out_dir / "JPEGImages",
+        out_dir / "Annotations",
+        out_dir / "ImageSets" / "Main",
+    )
     for d in (images_dir, ann_dir, sets_dir):
         d.mkdir(parents=True, exist_ok=True)
     splits: dict[str, list[str]] = {"train": [], "test_osbs": [], "test_strip": [], "whole": []}
@@ -127,7 +143,12 @@ def build_dataset(wheel: Path, out_dir: Path, settings: TileSettings = TileSetti
                 for x0 in tile_origins(w, t, s):
                     th, tw = min(t, train_h - y0), min(t, w - x0)
                     crop = image[y0 : y0 + th, x0 : x0 + tw]
-                    write(f"{name}_{y0}_{x0}", crop, crop_boxes(boxes, x0, y0, tw, th, settings.min_visible), "train")
+                    write(
+                        f"{name}_{y0}_{x0}",
+                        crop,
+                        crop_boxes(boxes, x0, y0, tw, th, settings.min_visible),
+                        "train",
+                    )
             if name == STRIP_IMAGE:
                 write(f"{name}_whole", image, boxes, "whole")
                 y0 = train_h
@@ -143,7 +164,6 @@ def build_dataset(wheel: Path, out_dir: Path, settings: TileSettings = TileSetti
         (sets_dir / f"{split}.txt").write_text("".join(f"{stem}\n" for stem in stems))
     logger.info("tree crowns: %s", ", ".join(f"{k} {len(v)} images" for k, v in splits.items()))
     return out_dir
-
 
 
 def write_dataset_yaml(data_dir: Path, train_set: str = "train") -> Path:

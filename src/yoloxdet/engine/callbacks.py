@@ -31,23 +31,37 @@ class ProgressBar(Callback):
         from tqdm import tqdm
 
         mode = "mosaic" if phase.mosaic else "no-aug+L1"
-        self.bar = tqdm(total=len(trainer.loader), initial=trainer.state.batch_in_epoch, unit="batch",
-                        desc=f"epoch {epoch + 1}/{trainer.config.epochs} ({mode})", dynamic_ncols=True)
+        self.bar = tqdm(
+            total=len(trainer.loader),
+            initial=trainer.state.batch_in_epoch,
+            unit="batch",
+            desc=f"epoch {epoch + 1}/{trainer.config.epochs} ({mode})",
+            dynamic_ncols=True,
+        )
 
     def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
         if self.bar is None:
             return
         shown = {k: f"{logs[k]:.3f}" for k in LOSS_KEYS if k in logs}
-        shown.update(lr=f"{logs.get('lr', 0.0):.2e}", data=f"{logs.get('data_s', 0.0):.2f}s",
-                     step=f"{logs.get('compute_s', 0.0):.2f}s")
+        shown.update(
+            lr=f"{logs.get('lr', 0.0):.2e}",
+            data=f"{logs.get('data_s', 0.0):.2f}s",
+            step=f"{logs.get('compute_s', 0.0):.2f}s",
+        )
         self.bar.set_postfix(shown, refresh=False)
         self.bar.update(trainer.config.accumulate)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
         self._close()
         if "AP" in logs:
-            logger.info("epoch %d: AP %.4f AP50 %.4f (best %.4f at epoch %d)", epoch + 1, logs["AP"],
-                        logs.get("AP50", float("nan")), trainer.state.best_ap, trainer.state.best_epoch)
+            logger.info(
+                "epoch %d: AP %.4f AP50 %.4f (best %.4f at epoch %d)",
+                epoch + 1,
+                logs["AP"],
+                logs.get("AP50", float("nan")),
+                trainer.state.best_ap,
+                trainer.state.best_epoch,
+            )
 
     def on_train_end(self, trainer: Trainer) -> None:
         self._close()

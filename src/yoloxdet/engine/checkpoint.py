@@ -40,8 +40,10 @@ def load_training_checkpoint(path: str | Path, map_location: str | torch.device 
     except Exception as exc:  # pickle/zip errors come in many types
         raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != TRAIN_FORMAT:
-        raise ValueError(f"{path}: not a yoloxdet training checkpoint (no '{TRAIN_FORMAT}' format tag); "
-                         "use it as initial weights (train.weights=...) instead of --resume")
+        raise ValueError(
+            f"{path}: not a yoloxdet training checkpoint (no '{TRAIN_FORMAT}' format tag); "
+            "use it as initial weights (train.weights=...) instead of --resume"
+        )
     return payload
 
 

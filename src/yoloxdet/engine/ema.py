@@ -31,7 +31,9 @@ def unwrap(model: nn.Module) -> nn.Module:
 class ModelEMA:
     """An eval-mode, gradient-free copy of ``model`` tracking its moving average."""
 
-    def __init__(self, model: nn.Module, decay: float = EMA_DECAY, updates: int = 0, ramp: float = EMA_RAMP) -> None:
+    def __init__(
+        self, model: nn.Module, decay: float = EMA_DECAY, updates: int = 0, ramp: float = EMA_RAMP
+    ) -> None:
         self.module = copy.deepcopy(unwrap(model)).eval()
         self.decay = decay
         self.updates = updates

@@ -39,8 +39,9 @@ class MultiScale:
         return STRIDE * units, STRIDE * int(units * aspect)
 
 
-def multiscale_for(base_hw: tuple[int, int], range_units: int, random_size: tuple[int, int] | None,
-                   interval: int, seed: int) -> MultiScale | None:
+def multiscale_for(
+    base_hw: tuple[int, int], range_units: int, random_size: tuple[int, int] | None, interval: int, seed: int
+) -> MultiScale | None:
     """The official range: ``random_size`` if the model sets one, else ``base/32 ± range``; None when disabled."""
     if range_units <= 0 or interval <= 0:
         return None

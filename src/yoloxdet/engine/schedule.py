@@ -56,10 +56,14 @@ def lr_at(iteration: float, s: LRSchedule) -> float:
     if iteration >= s.total_iters - s.no_aug_iters:
         return min_lr
     span = s.total_iters - s.warmup_iters - s.no_aug_iters
-    return min_lr + 0.5 * (s.base_lr - min_lr) * (1.0 + math.cos(math.pi * (iteration - s.warmup_iters) / span))
+    return min_lr + 0.5 * (s.base_lr - min_lr) * (
+        1.0 + math.cos(math.pi * (iteration - s.warmup_iters) / span)
+    )
 
 
-def progress_iters(iteration: int, schedule: LRSchedule, elapsed_s: float = 0.0, budget_s: float = 0.0) -> float:
+def progress_iters(
+    iteration: int, schedule: LRSchedule, elapsed_s: float = 0.0, budget_s: float = 0.0
+) -> float:
     """Schedule position: the iteration count, or further along if a wall-clock budget is running out faster.
 
     The warm-up is a number of steps whatever the budget: laying it over the clock as well would shrink a warm-up of

@@ -65,8 +65,10 @@ class Layout:
 def batch_layout(global_batch: int, world_size: int, accumulate: int) -> Layout:
     per_step = world_size * max(accumulate, 1)
     if global_batch < per_step or global_batch % per_step:
-        raise ConfigError(f"train.batch={global_batch} must be a multiple of processes ({world_size}) × "
-                          f"train.accumulate ({accumulate})")
+        raise ConfigError(
+            f"train.batch={global_batch} must be a multiple of processes ({world_size}) × "
+            f"train.accumulate ({accumulate})"
+        )
     return Layout(global_batch // per_step, world_size, max(accumulate, 1))
 
 
@@ -125,9 +127,15 @@ def sync_bn_then_freeze(model: nn.Module, config: TrainConfig, *, distributed: b
     return model
 
 
-def build_trainer(config: Config, *, resume: dict[str, Any] | None = None, run_dir: Path | None = None,
-                  progress: bool = True, extra_callbacks: tuple[Callback, ...] = (),
-                  loss_fn: LossFn | None = None) -> Trainer:
+def build_trainer(
+    config: Config,
+    *,
+    resume: dict[str, Any] | None = None,
+    run_dir: Path | None = None,
+    progress: bool = True,
+    extra_callbacks: tuple[Callback, ...] = (),
+    loss_fn: LossFn | None = None,
+) -> Trainer:
     """Everything a run needs, wired into a :class:`Trainer` (resumed from ``resume`` if given).
 
     ``loss_fn``: replaces the default ``yolox_loss_fn(config.train.assigner)`` (e.g. ablations time assignment).
@@ -145,12 +153,25 @@ def build_trainer(config: Config, *, resume: dict[str, Any] | None = None, run_d
     if config.data.cache != "none":
         train_set.enable_cache(config.data.cache, input_hw, cache_dir=cache_root / "images")
     config = with_changes(config, model=with_changes(config.model, num_classes=train_set.num_classes))
-    augment = resolve_augment(config.augment, mosaic_prob=spec.mosaic_prob, enable_mixup=spec.enable_mixup,
-                              mosaic_scale=spec.mosaic_scale)
-    loader = build_train_loader(train_set, batch_size=layout.micro_batch, input_size=input_hw, augment=augment,
-                                seed=config.train.seed, workers=config.data.workers, distributed=info.distributed,
-                                rank=info.rank, world_size=info.world_size, pin_memory=device.type == "cuda",
-                                uint8=device.type == "cuda")
+    augment = resolve_augment(
+        config.augment,
+        mosaic_prob=spec.mosaic_prob,
+        enable_mixup=spec.enable_mixup,
+        mosaic_scale=spec.mosaic_scale,
+    )
+    loader = build_train_loader(
+        train_set,
+        batch_size=layout.micro_batch,
+        input_size=input_hw,
+        augment=augment,
+        seed=config.train.seed,
+        workers=config.data.workers,
+        distributed=info.distributed,
+        rank=info.rank,
+        world_size=info.world_size,
+        pin_memory=device.type == "cuda",
+        uint8=device.type == "cuda",
+    )
     torch.manual_seed(config.train.seed)
     model = create_model(spec.name, num_classes=train_set.num_classes, head=config.model.head).to(device)
     if config.train.weights and resume is None:
@@ -160,23 +181,47 @@ def build_trainer(config: Config, *, resume: dict[str, Any] | None = None, run_d
         model = model.to(memory_format=torch.channels_last)
     model = dist_utils.wrap_model(model, info)
     t = config.train
-    schedule = LRSchedule(base_lr(t.lr_per_image, t.batch), iterations_per_epoch(len(loader), layout.accumulate),
-                          t.epochs, t.warmup_epochs, t.no_aug_epochs, t.warmup_lr, t.min_lr_ratio)
-    optimizer = build_optimizer(unwrap(model), lr=t.warmup_lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    schedule = LRSchedule(
+        base_lr(t.lr_per_image, t.batch),
+        iterations_per_epoch(len(loader), layout.accumulate),
+        t.epochs,
+        t.warmup_epochs,
+        t.no_aug_epochs,
+        t.warmup_lr,
+        t.min_lr_ratio,
+    )
+    optimizer = build_optimizer(
+        unwrap(model), lr=t.warmup_lr, momentum=t.momentum, weight_decay=t.weight_decay
+    )
     evaluate = None
     if val_set is not None:
         eval_hw = eval_input_size(config, spec.input_size)
-        evaluate = coco_evaluate_fn(val_set, input_size=eval_hw, config=config.eval, workers=config.data.workers)
+        evaluate = coco_evaluate_fn(
+            val_set, input_size=eval_hw, config=config.eval, workers=config.data.workers
+        )
     callbacks: list[Callback] = list(extra_callbacks)
     if info.is_main and run_dir is not None:
         if progress:
             callbacks.append(ProgressBar())
-        callbacks += [CsvLogger(run_dir / "results.csv"), TensorBoardLogger(run_dir / "tensorboard"),
-                      CurvePlotter(run_dir / "curves.png")]
+        callbacks += [
+            CsvLogger(run_dir / "results.csv"),
+            TensorBoardLogger(run_dir / "tensorboard"),
+            CurvePlotter(run_dir / "curves.png"),
+        ]
     meta = {"config": to_dict(config), "class_names": list(train_set.names), "model_name": spec.name}
-    trainer = Trainer(model, loader, optimizer, config=t, schedule=schedule, loss_fn=loss_fn or yolox_loss_fn(t.assigner),
-                      evaluate=evaluate, multiscale=_multiscale(input_hw, spec, config),
-                      callbacks=callbacks, run_dir=run_dir, meta=meta)
+    trainer = Trainer(
+        model,
+        loader,
+        optimizer,
+        config=t,
+        schedule=schedule,
+        loss_fn=loss_fn or yolox_loss_fn(t.assigner),
+        evaluate=evaluate,
+        multiscale=_multiscale(input_hw, spec, config),
+        callbacks=callbacks,
+        run_dir=run_dir,
+        meta=meta,
+    )
     if resume is not None:
         trainer.resume(resume)
     return trainer
@@ -199,8 +244,14 @@ class ResumePoint:
         return apply_overrides(from_dict(Config, self.payload["config"]), overrides)
 
 
-def train(config: Config, *, resume_from: str | Path | ResumePoint | None = None, progress: bool = True,
-          extra_callbacks: tuple[Callback, ...] = (), loss_fn: LossFn | None = None) -> tuple[TrainState, Path]:
+def train(
+    config: Config,
+    *,
+    resume_from: str | Path | ResumePoint | None = None,
+    progress: bool = True,
+    extra_callbacks: tuple[Callback, ...] = (),
+    loss_fn: LossFn | None = None,
+) -> tuple[TrainState, Path]:
     """Run (or resume) training; returns the final state and the run folder (resolved config, CSV, TensorBoard,
     curves, ``last.pt`` / ``best.pt``). ``resume_from``: a checkpoint path, or a :class:`ResumePoint` already read
     (``yoloxdet train --resume`` reads it once for its config). ``loss_fn``: see :func:`build_trainer`."""
@@ -211,12 +262,20 @@ def train(config: Config, *, resume_from: str | Path | ResumePoint | None = None
     if not info.is_main:
         logging.getLogger("yoloxdet").setLevel(logging.WARNING)  # rank-0 logging; warnings from every rank
         progress = False
-    run_dir = Path(dist_utils.broadcast_object(str(make_run_dir(config, resume_from.path if resume_from else None))))
+    run_dir = Path(
+        dist_utils.broadcast_object(str(make_run_dir(config, resume_from.path if resume_from else None)))
+    )
     if dist_utils.current().is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False).encode())
-    trainer = build_trainer(config, resume=payload, run_dir=run_dir, progress=progress,
-                            extra_callbacks=extra_callbacks, loss_fn=loss_fn)
+    trainer = build_trainer(
+        config,
+        resume=payload,
+        run_dir=run_dir,
+        progress=progress,
+        extra_callbacks=extra_callbacks,
+        loss_fn=loss_fn,
+    )
     logger.info("run folder: %s", run_dir)
     state = trainer.fit()
     return state, run_dir

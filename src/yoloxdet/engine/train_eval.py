@@ -23,33 +23,63 @@ from yoloxdet.ops.nms import postprocess
 
 
 @torch.no_grad()
-def predict_val_results(model: nn.Module, dataset: DetectionDataset, *, input_size: tuple[int, int],
-                        config: EvalConfig, workers: int | None = 0, rank: int = 0,
-                        world_size: int = 1) -> list[dict[str, Any]]:
+def predict_val_results(
+    model: nn.Module,
+    dataset: DetectionDataset,
+    *,
+    input_size: tuple[int, int],
+    config: EvalConfig,
+    workers: int | None = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> list[dict[str, Any]]:
     """COCO result dicts (original pixels, not clipped) for this process's share of ``dataset``."""
     device = next(model.parameters()).device
     cat_ids = category_ids(dataset.to_coco())
     results: list[dict[str, Any]] = []
-    batches = build_val_loader(dataset, batch_size=config.batch, input_size=input_size, workers=workers,
-                               rank=rank, world_size=world_size)
+    batches = build_val_loader(
+        dataset,
+        batch_size=config.batch,
+        input_size=input_size,
+        workers=workers,
+        rank=rank,
+        world_size=world_size,
+    )
     for images, metas in batches:
         decoded = decode(model(images.to(device)))
-        kept = postprocess(decoded.float(), config.conf_threshold, config.nms_iou_threshold, config.class_agnostic)
+        kept = postprocess(
+            decoded.float(), config.conf_threshold, config.nms_iou_threshold, config.class_agnostic
+        )
         for det, meta in zip(kept, metas):
-            results.extend(to_coco_results(meta["image_id"], det.boxes_xyxy.cpu().numpy() / meta["ratio"],
-                                           det.scores.cpu().numpy(), det.class_ids.cpu().numpy(), cat_ids))
+            results.extend(
+                to_coco_results(
+                    meta["image_id"],
+                    det.boxes_xyxy.cpu().numpy() / meta["ratio"],
+                    det.scores.cpu().numpy(),
+                    det.class_ids.cpu().numpy(),
+                    cat_ids,
+                )
+            )
     return results
 
 
-def coco_evaluate_fn(dataset: DetectionDataset, *, input_size: tuple[int, int], config: EvalConfig,
-                     workers: int | None = 0) -> Callable[[nn.Module], dict[str, float]]:
+def coco_evaluate_fn(
+    dataset: DetectionDataset, *, input_size: tuple[int, int], config: EvalConfig, workers: int | None = 0
+) -> Callable[[nn.Module], dict[str, float]]:
     """The trainer's ``evaluate`` hook: ``eval_model -> {"AP", "AP50", "AP75"}`` over the whole val split."""
     gt = dataset.to_coco()
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         info = dist_utils.current()
-        mine = predict_val_results(model, dataset, input_size=input_size, config=config, workers=workers,
-                                   rank=info.rank, world_size=info.world_size)
+        mine = predict_val_results(
+            model,
+            dataset,
+            input_size=input_size,
+            config=config,
+            workers=workers,
+            rank=info.rank,
+            world_size=info.world_size,
+        )
         results = dist_utils.gather_lists(mine)
         metrics = None
         if info.is_main:

@@ -123,10 +123,21 @@ class Trainer:
         meta: extra entries for every checkpoint (the resolved config, class names).
     """
 
-    def __init__(self, model: nn.Module, loader: TrainLoaderLike, optimizer: torch.optim.Optimizer, *,
-                 config: TrainConfig, schedule: LRSchedule, loss_fn: LossFn, evaluate: EvaluateFn | None = None,
-                 multiscale: MultiScale | None = None, callbacks: Sequence[Callback] = (),
-                 run_dir: str | Path | None = None, meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loader: TrainLoaderLike,
+        optimizer: torch.optim.Optimizer,
+        *,
+        config: TrainConfig,
+        schedule: LRSchedule,
+        loss_fn: LossFn,
+        evaluate: EvaluateFn | None = None,
+        multiscale: MultiScale | None = None,
+        callbacks: Sequence[Callback] = (),
+        run_dir: str | Path | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         self.model, self.loader, self.optimizer = model, loader, optimizer
         self.config, self.schedule, self.loss_fn, self.evaluate = config, schedule, loss_fn, evaluate
         self.multiscale, self.callbacks = multiscale, list(callbacks)
@@ -176,7 +187,8 @@ class Trainer:
         # one agreement per step: non-finite loss anywhere, a stop requested anywhere, the budget clock of the
         # slowest process (so every process takes the same lr and the same end-of-budget decision)
         nonfinite, stop, self._step_elapsed_s = dist_utils.max_over_ranks(
-            (~torch.isfinite(totals["total"]), self.stop, self.elapsed_s()), self.device)
+            (~torch.isfinite(totals["total"]), self.stop, self.elapsed_s()), self.device
+        )
         if stop and self.dist.distributed:
             self.optimizer.zero_grad(set_to_none=True)
             self.stop = True
@@ -214,8 +226,11 @@ class Trainer:
     def _skip_nonfinite(self, totals: dict[str, float]) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.state.nonfinite_streak += 1
-        logger.warning("non-finite loss at iteration %d (%s); step skipped", self.state.iteration,
-                       ", ".join(f"{k} {v:.4g}" for k, v in totals.items()))
+        logger.warning(
+            "non-finite loss at iteration %d (%s); step skipped",
+            self.state.iteration,
+            ", ".join(f"{k} {v:.4g}" for k, v in totals.items()),
+        )
         if self.state.nonfinite_streak >= NONFINITE_LIMIT:
             lr = self.optimizer.param_groups[0]["lr"]
             raise TrainingDiverged(
@@ -288,8 +303,10 @@ class Trainer:
         eval_model = self.ema.module if self.ema is not None else unwrap(self.model)
         dist_utils.all_reduce_norm_(eval_model)  # the EMA copy averages each process's statistics: align them
         if self.config.precise_bn > 0:
-            batches = (self._to_device(images, targets)[0]
-                       for _, (images, targets) in zip(range(self.config.precise_bn), self.loader))
+            batches = (
+                self._to_device(images, targets)[0]
+                for _, (images, targets) in zip(range(self.config.precise_bn), self.loader)
+            )
             recompute_bn_stats(eval_model, batches)
             dist_utils.all_reduce_norm_(eval_model)
         eval_model.eval()
@@ -302,8 +319,12 @@ class Trainer:
         else:
             self.state.evals_since_best += 1
             if 0 < self.config.patience <= self.state.evals_since_best:
-                logger.info("early stopping: no AP improvement in %d evaluations (best %.4f at epoch %d)",
-                            self.state.evals_since_best, self.state.best_ap, self.state.best_epoch)
+                logger.info(
+                    "early stopping: no AP improvement in %d evaluations (best %.4f at epoch %d)",
+                    self.state.evals_since_best,
+                    self.state.best_ap,
+                    self.state.best_epoch,
+                )
                 self.stop = True
         return metrics
 
@@ -332,10 +353,17 @@ class Trainer:
         state = asdict(self.state)
         state["elapsed_s"] = self.elapsed_s()
         inference = self.ema.module if self.ema is not None else unwrap(self.model)
-        return {"format": ckpt.TRAIN_FORMAT, "model": inference.state_dict(), "train_model": unwrap(self.model).state_dict(),
-                "ema": self.ema.state_dict() if self.ema is not None else None,
-                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                "state": state, "rng": ckpt.rng_state(), **self.meta}
+        return {
+            "format": ckpt.TRAIN_FORMAT,
+            "model": inference.state_dict(),
+            "train_model": unwrap(self.model).state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "state": state,
+            "rng": ckpt.rng_state(),
+            **self.meta,
+        }
 
     def save(self, name: str) -> None:
         """Rank 0 writes ``name``; a collective (every process's RNG state goes in): call it on every
@@ -420,12 +448,15 @@ class Trainer:
                 signal.signal(s, handler)
 
 
-def yolox_loss_fn(assigner: str = TrainConfig.assigner, on_assign_s: Callable[[float], None] | None = None) -> LossFn:
+def yolox_loss_fn(
+    assigner: str = TrainConfig.assigner, on_assign_s: Callable[[float], None] | None = None
+) -> LossFn:
     """The official loss: assignment (no grad) then :func:`yoloxdet.loss.yolox_loss` with the phase's L1 switch.
 
     ``on_assign_s`` (ablations) receives the assignment's wall time per call; timing synchronises CUDA around it,
     so the default path (None) stays free of host syncs.
     """
+
     def loss_fn(model: nn.Module, images: Tensor, targets: Targets, phase: Phase) -> dict[str, Tensor]:
         outputs = model(images)
         if on_assign_s is None:
@@ -462,4 +493,3 @@ def _sync(device: torch.device) -> None:
 def iterations_per_epoch(num_batches: int, accumulate: int) -> int:
     """Optimizer steps per epoch (the last, possibly short, group counts)."""
     return math.ceil(num_batches / max(accumulate, 1))
-

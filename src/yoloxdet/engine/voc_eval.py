@@ -44,8 +44,10 @@ class VocMetrics:
     per_class_ap50: dict[int, float] = field(default_factory=dict)  # all-point, IoU 0.5
 
     def summary(self, names: tuple[str, ...] | None = None) -> str:
-        lines = [f"VOC AP50 (all-point) {self.ap50:.4f}   AP50 (VOC07 11-point) {self.ap50_voc07:.4f}",
-                 f"VOC AP50:95 (all-point) {self.ap50_95:.4f}   AP50:95 (VOC07 11-point) {self.ap50_95_voc07:.4f}"]
+        lines = [
+            f"VOC AP50 (all-point) {self.ap50:.4f}   AP50 (VOC07 11-point) {self.ap50_voc07:.4f}",
+            f"VOC AP50:95 (all-point) {self.ap50_95:.4f}   AP50:95 (VOC07 11-point) {self.ap50_95_voc07:.4f}",
+        ]
         for c, ap in sorted(self.per_class_ap50.items()):
             lines.append(f"  {names[c] if names and c < len(names) else c:>20s}  AP50 {ap:.4f}")
         return "\n".join(lines)
@@ -71,23 +73,35 @@ def _iou_plus_one(box: np.ndarray, gts: np.ndarray) -> np.ndarray:
     iw = np.maximum(np.minimum(gts[:, 2], box[2]) - np.maximum(gts[:, 0], box[0]) + 1.0, 0.0)
     ih = np.maximum(np.minimum(gts[:, 3], box[3]) - np.maximum(gts[:, 1], box[1]) + 1.0, 0.0)
     inter = iw * ih
-    union = (box[2] - box[0] + 1.0) * (box[3] - box[1] + 1.0) + \
-        (gts[:, 2] - gts[:, 0] + 1.0) * (gts[:, 3] - gts[:, 1] + 1.0) - inter
+    union = (
+        (box[2] - box[0] + 1.0) * (box[3] - box[1] + 1.0)
+        + (gts[:, 2] - gts[:, 0] + 1.0) * (gts[:, 3] - gts[:, 1] + 1.0)
+        - inter
+    )
     return inter / union
 
 
-def class_pr(detections: Mapping[int, VocDetections], ground_truth: Mapping[int, VocGroundTruth], label: int,
-             iou_threshold: float) -> tuple[np.ndarray, np.ndarray, int]:
+def class_pr(
+    detections: Mapping[int, VocDetections],
+    ground_truth: Mapping[int, VocGroundTruth],
+    label: int,
+    iou_threshold: float,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Recall and precision curves of one class and its number of non-difficult ground truths."""
     gts, npos = {}, 0
     for image_id, gt in ground_truth.items():
         keep = gt.labels == label
-        difficult = (np.zeros(len(gt.labels), bool) if gt.difficult is None else np.asarray(gt.difficult, bool))[keep]
+        difficult = (
+            np.zeros(len(gt.labels), bool) if gt.difficult is None else np.asarray(gt.difficult, bool)
+        )[keep]
         gts[image_id] = (np.asarray(gt.boxes_xyxy, float)[keep], difficult, np.zeros(int(keep.sum()), bool))
         npos += int((~difficult).sum())
-    entries = [(float(s), image_id, np.asarray(b, float))
-               for image_id, det in detections.items()
-               for b, s, c in zip(det.boxes_xyxy, det.scores, det.labels) if int(c) == label]
+    entries = [
+        (float(s), image_id, np.asarray(b, float))
+        for image_id, det in detections.items()
+        for b, s, c in zip(det.boxes_xyxy, det.scores, det.labels)
+        if int(c) == label
+    ]
     entries.sort(key=lambda e: -e[0])  # stable: ties keep input order
     tp, fp = np.zeros(len(entries)), np.zeros(len(entries))
     for k, (_, image_id, box) in enumerate(entries):
@@ -111,8 +125,12 @@ def class_pr(detections: Mapping[int, VocDetections], ground_truth: Mapping[int,
     return recall, precision, npos
 
 
-def evaluate_voc(detections: Mapping[int, VocDetections], ground_truth: Mapping[int, VocGroundTruth],
-                 num_classes: int, iou_thresholds: tuple[float, ...] = IOU_THRESHOLDS) -> VocMetrics:
+def evaluate_voc(
+    detections: Mapping[int, VocDetections],
+    ground_truth: Mapping[int, VocGroundTruth],
+    num_classes: int,
+    iou_thresholds: tuple[float, ...] = IOU_THRESHOLDS,
+) -> VocMetrics:
     """VOC AP per class and threshold, averaged over classes with ground truth.
 
     Args:
@@ -135,8 +153,10 @@ def evaluate_voc(detections: Mapping[int, VocDetections], ground_truth: Mapping[
         return VocMetrics(0.0, 0.0, 0.0, 0.0, {})
     at50 = iou_thresholds.index(0.5) if 0.5 in iou_thresholds else 0
     return VocMetrics(
-        ap50_voc07=float(ap07[at50, present].mean()), ap50=float(ap_all[at50, present].mean()),
-        ap50_95_voc07=float(ap07[:, present].mean()), ap50_95=float(ap_all[:, present].mean()),
+        ap50_voc07=float(ap07[at50, present].mean()),
+        ap50=float(ap_all[at50, present].mean()),
+        ap50_95_voc07=float(ap07[:, present].mean()),
+        ap50_95=float(ap_all[:, present].mean()),
         per_class_ap50={c: float(ap_all[at50, c]) for c in present},
     )
 
@@ -148,6 +168,7 @@ def ground_truth_from_dataset(dataset: DetectionDataset) -> dict[int, VocGroundT
     out = {}
     for rec in dataset.records:
         difficult = rec.extra.get("difficult")
-        out[rec.image_id] = VocGroundTruth(rec.boxes_xyxy, rec.labels,
-                                           difficult if difficult is not None and len(difficult) else None)
+        out[rec.image_id] = VocGroundTruth(
+            rec.boxes_xyxy, rec.labels, difficult if difficult is not None and len(difficult) else None
+        )
     return out

@@ -63,15 +63,24 @@ class Variant:
 
 
 DEFAULT_VARIANTS: tuple[Variant, ...] = (
-    Variant("baseline-coupled-single", (COUPLED, "train.assigner=single", *NO_STRONG_AUG),
-            "YOLOv3-style coupled head, one positive per object, no mosaic/mixup"),
+    Variant(
+        "baseline-coupled-single",
+        (COUPLED, "train.assigner=single", *NO_STRONG_AUG),
+        "YOLOv3-style coupled head, one positive per object, no mosaic/mixup",
+    ),
     Variant("+decoupled", (DECOUPLED, "train.assigner=single", *NO_STRONG_AUG), "decoupled head"),
     Variant("+strong-aug", (DECOUPLED, "train.assigner=single", *STRONG_AUG), "mosaic and mixup on"),
-    Variant("+multi-positives", (DECOUPLED, "train.assigner=center3x3", *STRONG_AUG),
-            "the 3x3 centre cells are positives"),
+    Variant(
+        "+multi-positives",
+        (DECOUPLED, "train.assigner=center3x3", *STRONG_AUG),
+        "the 3x3 centre cells are positives",
+    ),
     Variant("+simota", (DECOUPLED, "train.assigner=simota", *STRONG_AUG), "SimOTA (the YOLOX default)"),
-    Variant("simota-2021", (DECOUPLED, "train.assigner=simota-2021", *STRONG_AUG),
-            "SimOTA as in the 2021 release (extra)"),
+    Variant(
+        "simota-2021",
+        (DECOUPLED, "train.assigner=simota-2021", *STRONG_AUG),
+        "SimOTA as in the 2021 release (extra)",
+    ),
     Variant("ota", (DECOUPLED, "train.assigner=ota", *STRONG_AUG), "OTA with Sinkhorn (extra)"),
 )
 
@@ -112,9 +121,17 @@ class VariantResult:
         return statistics.fmean(values) if values else math.nan
 
     def summary(self) -> dict[str, Any]:
-        return {"variant": self.name, "AP50:95": self.final("AP"), "AP50": self.final("AP50"),
-                "best AP50:95": self.best("AP"), "iterations": self.iterations, "wall s": round(self.wall_s),
-                "assign ms/iter": self.assign_ms(), "completed": self.completed, "run": str(self.run_dir)}
+        return {
+            "variant": self.name,
+            "AP50:95": self.final("AP"),
+            "AP50": self.final("AP50"),
+            "best AP50:95": self.best("AP"),
+            "iterations": self.iterations,
+            "wall s": round(self.wall_s),
+            "assign ms/iter": self.assign_ms(),
+            "completed": self.completed,
+            "run": str(self.run_dir),
+        }
 
 
 # ---------------------------------------------------------------------------------------------- variants YAML
@@ -136,7 +153,9 @@ def parse_variants(data: Any, source: str = "<variants>") -> list[Variant]:
         extra = sorted(set(data) - {"variants"})
         raise ConfigError(f"{source}: unknown top-level key(s) {extra}; expected only 'variants'")
     if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{source}: expected a non-empty list of variants (each with 'name' and 'overrides')")
+        raise ConfigError(
+            f"{source}: expected a non-empty list of variants (each with 'name' and 'overrides')"
+        )
     variants: list[Variant] = []
     for i, entry in enumerate(entries):
         where = f"variants[{i}]"
@@ -170,9 +189,14 @@ def load_variants(path: str | Path | None) -> list[Variant]:
 
 def variants_yaml(variants: Sequence[Variant]) -> str:
     """The YAML that :func:`load_variants` reads back (``yoloxdet ablate --print-variants``)."""
-    entries = [{"name": v.name, "description": v.description,
-                "overrides": {k: yaml.safe_load(val) for k, val in (o.split("=", 1) for o in v.overrides)}}
-               for v in variants]
+    entries = [
+        {
+            "name": v.name,
+            "description": v.description,
+            "overrides": {k: yaml.safe_load(val) for k, val in (o.split("=", 1) for o in v.overrides)},
+        }
+        for v in variants
+    ]
     return yaml.safe_dump({"variants": entries}, sort_keys=False)
 
 
@@ -190,16 +214,38 @@ def budget_overrides(config: Config, budget: Budget) -> list[str]:
     if budget.minutes > 0:
         return [f"train.max_minutes={budget.minutes}"]
     epochs = max(1, math.ceil(budget.iterations / train_iterations_per_epoch(config)))
-    return [f"train.epochs={epochs}", f"train.warmup_epochs={epochs * WARMUP_FRACTION}",
-            f"train.no_aug_epochs={round(epochs * NO_AUG_FRACTION)}", f"train.eval_interval={max(1, epochs // 8)}"]
+    return [
+        f"train.epochs={epochs}",
+        f"train.warmup_epochs={epochs * WARMUP_FRACTION}",
+        f"train.no_aug_epochs={round(epochs * NO_AUG_FRACTION)}",
+        f"train.eval_interval={max(1, epochs // 8)}",
+    ]
 
 
-def base_config(dataset: str | Path, budget: Budget, overrides: Sequence[str] = (), *, model: str = "yolox-nano",
-                size: int = 320, seed: int = 0, output_dir: str | Path = "runs/ablate") -> Config:
+def base_config(
+    dataset: str | Path,
+    budget: Budget,
+    overrides: Sequence[str] = (),
+    *,
+    model: str = "yolox-nano",
+    size: int = 320,
+    seed: int = 0,
+    output_dir: str | Path = "runs/ablate",
+) -> Config:
     """The config every variant starts from: dataset, model, size, seed, budget, then ``overrides`` (all variants)."""
-    config = load_config(None, [f"data.dataset={dataset}", f"model.name={model}", f"train.input_size={size}",
-                                f"eval.input_size={size}", f"train.seed={seed}", f"train.output_dir={output_dir}",
-                                "train.eval_interval=1", *overrides])
+    config = load_config(
+        None,
+        [
+            f"data.dataset={dataset}",
+            f"model.name={model}",
+            f"train.input_size={size}",
+            f"eval.input_size={size}",
+            f"train.seed={seed}",
+            f"train.output_dir={output_dir}",
+            "train.eval_interval=1",
+            *overrides,
+        ],
+    )
     # the user's overrides come last so that they win over the budget's defaults (e.g. eval_interval)
     return apply_overrides(apply_overrides(config, budget_overrides(config, budget)), overrides)
 
@@ -250,7 +296,9 @@ class IterationLog(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
         metrics = {k: logs[k] for k in EVAL_METRICS if k in logs}
         if metrics:
-            self.evals.append({"iteration": float(trainer.state.iteration), "epoch": float(epoch + 1), **metrics})
+            self.evals.append(
+                {"iteration": float(trainer.state.iteration), "epoch": float(epoch + 1), **metrics}
+            )
 
 
 def run_variant(base: Config, variant: Variant, *, progress: bool = False) -> VariantResult:
@@ -258,9 +306,18 @@ def run_variant(base: Config, variant: Variant, *, progress: bool = False) -> Va
     log = IterationLog()
     logger.info("ablation variant %s: %s", variant.name, " ".join(variant.overrides) or "(no overrides)")
     start = time.monotonic()
-    state, run_dir = train(config, progress=progress, extra_callbacks=(log,), loss_fn=log.loss_fn(config.train.assigner))
-    result = VariantResult(variant.name, run_dir, time.monotonic() - start, state.iteration, log.steps, log.evals,
-                           completed=log.completed)
+    state, run_dir = train(
+        config, progress=progress, extra_callbacks=(log,), loss_fn=log.loss_fn(config.train.assigner)
+    )
+    result = VariantResult(
+        variant.name,
+        run_dir,
+        time.monotonic() - start,
+        state.iteration,
+        log.steps,
+        log.evals,
+        completed=log.completed,
+    )
     write_csv(run_dir / "iterations.csv", log.steps)
     write_csv(run_dir / "evaluations.csv", log.evals)
     return result
@@ -278,7 +335,9 @@ def run_ablation(base: Config, variants: Sequence[Variant], *, progress: bool = 
         results.append(run_variant(base, variant, progress=progress))
         write_report(results, out_dir)  # a partial report survives an interrupted ablation
         if not results[-1].completed:
-            logger.warning("variant %s was interrupted: the ablation stops here (its report is partial)", variant.name)
+            logger.warning(
+                "variant %s was interrupted: the ablation stops here (its report is partial)", variant.name
+            )
             break
     return results
 
@@ -351,7 +410,9 @@ def write_report(results: Sequence[VariantResult], out_dir: str | Path) -> list[
     rows = [r.summary() for r in results]
     paths = [out_dir / "summary.md", write_csv(out_dir / "summary.csv", rows), out_dir / "summary.json"]
     write_bytes_atomic(paths[0], markdown_table(rows).encode())
-    plain = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()} for row in rows]
+    plain = [
+        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()} for row in rows
+    ]
     write_bytes_atomic(paths[2], json.dumps(plain, indent=2).encode())
     for metric in (*EVAL_METRICS, *LOSS_TERMS):
         paths.append(plot_metric(results, metric, out_dir / f"curve_{metric}.png"))

@@ -36,7 +36,11 @@ def positive_rows(assignment: Assignment, outputs: HeadOutputs, image_index: int
     fg = assignment.fg_mask[image_index].cpu()
     matched_gt = assignment.matched_gt[image_index].cpu()
     matched_iou = assignment.matched_iou[image_index].float().cpu()
-    cost = assignment.cost[image_index].cpu() if assignment.cost is not None else torch.full(fg.shape, float("nan"))
+    cost = (
+        assignment.cost[image_index].cpu()
+        if assignment.cost is not None
+        else torch.full(fg.shape, float("nan"))
+    )
     rows = []
     for a in fg.nonzero().flatten().tolist():
         s = float(stride[a])
@@ -72,7 +76,9 @@ def _marker(canvas: np.ndarray, center: tuple[int, int], stride: int, color: tup
         return
     half = 4 if stride <= 16 else 3 + stride // 8
     if stride <= 16:
-        points = np.array([[x - half, y - half], [x + half, y - half], [x + half, y + half], [x - half, y + half]])
+        points = np.array(
+            [[x - half, y - half], [x + half, y - half], [x + half, y + half], [x - half, y + half]]
+        )
     else:
         points = np.array([[x, y - half], [x + half, y], [x, y + half], [x - half, y]])
     cv2.fillPoly(canvas, [points.astype(np.int32)], color, cv2.LINE_AA)

@@ -32,7 +32,11 @@ def calibration_image_paths(
     """
     if limit < 1:
         raise ValueError(f"--calib-images must be at least 1, got {limit}")
-    if isinstance(source, str | Path) and Path(source).suffix.lower() in (".yaml", ".yml") and Path(source).is_file():
+    if (
+        isinstance(source, str | Path)
+        and Path(source).suffix.lower() in (".yaml", ".yml")
+        and Path(source).is_file()
+    ):
         spec = load_dataset_spec(source)
         split = "train" if "train" in spec.splits else "val"
         paths = [path for _, path in build_dataset(spec, split).records.image_files()]

@@ -35,7 +35,9 @@ class Int8Options:
     calibrate: str | Path
     images: int = DEFAULT_CALIBRATION_IMAGES
     quantizer: str = "nncf"  # ONNX int8: "nncf" or "ort" (onnxruntime's quantize_static; see export/int8.py)
-    method: str = "minmax"  # onnxruntime's calibrator (quantizer "ort" only; NNCF has its own range estimators)
+    method: str = (
+        "minmax"  # onnxruntime's calibrator (quantizer "ort" only; NNCF has its own range estimators)
+    )
     report: Path | None = None  # per-layer sensitivity report (JSON), ONNX int8 only
 
 
@@ -52,7 +54,9 @@ def export_deployment(
     TensorRT), fp16 TensorRT with ``fp16``. The input size is fixed to ``metadata.input_size``."""
     if fmt not in DEPLOY_FORMATS:
         raise ValueError(f"unknown deployment format {fmt!r}; choose from {', '.join(DEPLOY_FORMATS)}")
-    require_runtime("onnx-int8" if fmt == "onnx" and int8 and int8.quantizer == "nncf" else fmt, f"--format {fmt}")
+    require_runtime(
+        "onnx-int8" if fmt == "onnx" and int8 and int8.quantizer == "nncf" else fmt, f"--format {fmt}"
+    )
     if int8 is not None and fmt == "ncnn":
         raise ValueError("--int8 is not available for ncnn here (ncnn's own int8 tool needs its C++ build)")
     output = Path(output)
@@ -76,8 +80,13 @@ def export_deployment(
         if fmt == "openvino":
             from .openvino import export_openvino  # optional dependency
 
-            return export_openvino(fp32_onnx, output, metadata, calibration=calibration,
-                                   subset_size=len(calibration) if calibration is not None else 300)
+            return export_openvino(
+                fp32_onnx,
+                output,
+                metadata,
+                calibration=calibration,
+                subset_size=len(calibration) if calibration is not None else 300,
+            )
         from .tensorrt import build_engine  # optional dependency
 
         source = fp32_onnx

@@ -20,7 +20,9 @@ def _cells(size: int | torch.SymInt, stride: int) -> int | torch.SymInt:
     return (size + stride - 1) // stride
 
 
-def with_input_grid(outputs: HeadOutputs, height: int | torch.SymInt, width: int | torch.SymInt) -> HeadOutputs:
+def with_input_grid(
+    outputs: HeadOutputs, height: int | torch.SymInt, width: int | torch.SymInt
+) -> HeadOutputs:
     """``outputs`` with feature sizes derived from the input size, which stay symbolic in an exported graph."""
     sizes = tuple((_cells(height, s), _cells(width, s)) for s in outputs.strides)
     return outputs._replace(feature_sizes=sizes)
@@ -28,7 +30,9 @@ def with_input_grid(outputs: HeadOutputs, height: int | torch.SymInt, width: int
 
 def raw_layout(outputs: HeadOutputs) -> Tensor:
     """[B, A, 5 + C] official export layout: raw ``tx, ty, tw, th``, sigmoid(obj), sigmoid(cls)."""
-    return torch.cat([outputs.box_raw, outputs.obj_logits.sigmoid()[..., None], outputs.cls_logits.sigmoid()], -1)
+    return torch.cat(
+        [outputs.box_raw, outputs.obj_logits.sigmoid()[..., None], outputs.cls_logits.sigmoid()], -1
+    )
 
 
 def decode_raw_layout(raw: Tensor, strides: Sequence[int], input_hw: tuple[int, int]) -> Tensor:
@@ -65,7 +69,9 @@ class ExportWrapper(nn.Module):
     """``images -> [B, A, 5 + C]`` (decoded or raw layout) or ``[N, 7]`` detections (``nms``); what gets exported."""
 
     def __init__(
-        self, model: nn.Module, layout: str = "decoded",
+        self,
+        model: nn.Module,
+        layout: str = "decoded",
         conf_threshold: float = PredictConfig.conf_threshold,
         nms_iou_threshold: float = PredictConfig.nms_iou_threshold,
     ) -> None:
@@ -88,5 +94,3 @@ class ExportWrapper(nn.Module):
     @classmethod
     def for_metadata(cls, model: nn.Module, metadata: ExportMetadata) -> ExportWrapper:
         return cls(model, metadata.output_layout, metadata.conf_threshold, metadata.nms_iou_threshold).eval()
-
-

@@ -135,7 +135,9 @@ def quantize_onnx(
     if quantizer not in QUANTIZERS:
         raise ValueError(f"unknown int8 quantizer {quantizer!r}; choose from {', '.join(QUANTIZERS)}")
     if method not in CALIBRATION_METHODS:
-        raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(CALIBRATION_METHODS)}")
+        raise ValueError(
+            f"unknown calibration method {method!r}; choose from {', '.join(CALIBRATION_METHODS)}"
+        )
     fp32_path, output = Path(fp32_path), Path(output)
     model = onnx.load(str(fp32_path))
     excluded = [*float_tail_nodes(model.graph), *keep_float]
@@ -147,8 +149,15 @@ def quantize_onnx(
         proto = _ort_quantize(fp32_path, calibration, input_name, excluded, method)
     del proto.metadata_props[:]
     proto.metadata_props.extend(model.metadata_props)
-    info = {"precision": "int8", "format": "QDQ", "quantizer": quantizer, "weights": "int8 per-channel",
-            "activations": "uint8", "calibration": method, "float_nodes": excluded}
+    info = {
+        "precision": "int8",
+        "format": "QDQ",
+        "quantizer": quantizer,
+        "weights": "int8 per-channel",
+        "activations": "uint8",
+        "calibration": method,
+        "float_nodes": excluded,
+    }
     proto.metadata_props.add(key=QUANTIZATION_PROP, value=json.dumps(info))
     proto.producer_name = "yoloxdet"
     write_bytes_atomic(output, proto.SerializeToString())

@@ -40,7 +40,9 @@ class ExportMetadata:
 
     def to_props(self) -> dict[str, str]:
         """Flat string key/values, as ONNX ``metadata_props`` hold them."""
-        return {key: value if isinstance(value, str) else json.dumps(value) for key, value in asdict(self).items()}
+        return {
+            key: value if isinstance(value, str) else json.dumps(value) for key, value in asdict(self).items()
+        }
 
     @classmethod
     def from_props(cls, props: dict[str, str], source: str | Path) -> ExportMetadata:
@@ -59,9 +61,13 @@ class ExportMetadata:
                 yoloxdet_version=props.get("yoloxdet_version", ""),
             )
         except (KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"{source}: bad yoloxdet export metadata ({type(exc).__name__}: {exc})") from None
+            raise ValueError(
+                f"{source}: bad yoloxdet export metadata ({type(exc).__name__}: {exc})"
+            ) from None
         if meta.output_layout not in LAYOUTS:
-            raise ValueError(f"{source}: unknown output_layout {meta.output_layout!r}; expected one of {LAYOUTS}")
+            raise ValueError(
+                f"{source}: unknown output_layout {meta.output_layout!r}; expected one of {LAYOUTS}"
+            )
         return meta
 
     def checkpoint_info(self) -> CheckpointInfo:
@@ -89,4 +95,6 @@ def read_onnx_metadata(path: str | Path) -> ExportMetadata | None:
     except Exception as exc:  # protobuf raises its own DecodeError; report it on one line
         raise ValueError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
     props = {p.key: p.value for p in proto.metadata_props}
-    return ExportMetadata.from_props(props, path) if "model_name" in props and "class_names" in props else None
+    return (
+        ExportMetadata.from_props(props, path) if "model_name" in props and "class_names" in props else None
+    )

@@ -68,28 +68,40 @@ def export_ncnn(model: nn.Module, output: str | Path, metadata: ExportMetadata) 
     param, weights, sidecar = ncnn_paths(output)
     if param.suffix != ".param":
         raise ValueError(f"{param}: an ncnn model is named *.param (its weights go to *.bin beside it)")
-    raw_metadata = ExportMetadata(**{**metadata.__dict__, "output_layout": "raw", "conf_threshold": 0.0,
-                                     "nms_iou_threshold": 0.0})
+    raw_metadata = ExportMetadata(
+        **{**metadata.__dict__, "output_layout": "raw", "conf_threshold": 0.0, "nms_iou_threshold": 0.0}
+    )
     wrapper = ExportWrapper(ncnn_ready(model), "raw").eval()
     example = torch.full((1, 3, *metadata.input_size), 114.0)
-    with tempfile.TemporaryDirectory(prefix="yoloxdet-ncnn-") as workdir, torch.no_grad(), \
-            warnings.catch_warnings():
+    with (
+        tempfile.TemporaryDirectory(prefix="yoloxdet-ncnn-") as workdir,
+        torch.no_grad(),
+        warnings.catch_warnings(),
+    ):
         # the tracer's int(shape) and deprecation notices: sizes are fixed in this format on purpose
         warnings.simplefilter("ignore")
         work = Path(workdir)
         pnnx.export(
-            wrapper, str(work / "model.pt"), (example,), check_trace=False, fp16=False,
-            pnnxparam=str(work / "model.pnnx.param"), pnnxbin=str(work / "model.pnnx.bin"),
-            pnnxpy=str(work / "model_pnnx.py"), pnnxonnx=str(work / "model.pnnx.onnx"),
-            ncnnparam=str(work / "model.ncnn.param"), ncnnbin=str(work / "model.ncnn.bin"),
+            wrapper,
+            str(work / "model.pt"),
+            (example,),
+            check_trace=False,
+            fp16=False,
+            pnnxparam=str(work / "model.pnnx.param"),
+            pnnxbin=str(work / "model.pnnx.bin"),
+            pnnxpy=str(work / "model_pnnx.py"),
+            pnnxonnx=str(work / "model.pnnx.onnx"),
+            ncnnparam=str(work / "model.ncnn.param"),
+            ncnnbin=str(work / "model.ncnn.bin"),
             ncnnpy=str(work / "model_ncnn.py"),
         )
         produced = work / "model.ncnn.param"
         if not produced.is_file():
             raise RuntimeError(f"{param}: pnnx did not write an ncnn model (see its messages above)")
         io_names = _io_names(produced.read_text())
-        write_json_atomic(sidecar, {**raw_metadata.to_props(), "ncnn_input": io_names[0],
-                                    "ncnn_output": io_names[1]})
+        write_json_atomic(
+            sidecar, {**raw_metadata.to_props(), "ncnn_input": io_names[0], "ncnn_output": io_names[1]}
+        )
         write_bytes_atomic(weights, (work / "model.ncnn.bin").read_bytes())
         write_bytes_atomic(param, produced.read_bytes())
     return param

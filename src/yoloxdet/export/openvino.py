@@ -80,7 +80,12 @@ def export_openvino(
     quantization = {"precision": "fp32"}
     if calibration is not None:
         model = quantize_openvino(model, calibration, subset_size)
-        quantization = {"precision": "int8", "tool": "nncf", "preset": "mixed", "float_ops": float_tail_ops(model)}
+        quantization = {
+            "precision": "int8",
+            "tool": "nncf",
+            "preset": "mixed",
+            "float_ops": float_tail_ops(model),
+        }
     for key, value in metadata.to_props().items():
         model.set_rt_info(value, [RT_INFO_SECTION, key])
     model.set_rt_info(json.dumps(quantization), [RT_INFO_SECTION, QUANTIZATION_KEY])

@@ -30,7 +30,9 @@ RUNTIMES = {
     "onnx-int8": Runtime(("onnxruntime", "nncf"), f"{DEPLOY_EXTRA}  (nncf==3.4.0)"),
     "openvino": Runtime(("openvino", "nncf"), f"{DEPLOY_EXTRA}  (openvino==2026.4.1 nncf==3.4.0)"),
     "ncnn": Runtime(("ncnn", "pnnx"), f"{DEPLOY_EXTRA}  (ncnn==1.0.20261020 pnnx==20261020)"),
-    "tensorrt": Runtime(("tensorrt",), "pip install tensorrt  (and a CUDA GPU with its driver)", needs_cuda=True),
+    "tensorrt": Runtime(
+        ("tensorrt",), "pip install tensorrt  (and a CUDA GPU with its driver)", needs_cuda=True
+    ),
 }
 
 

@@ -116,5 +116,3 @@ def export_torchscript(model: nn.Module, path: str | Path, metadata: ExportMetad
             return path
     finally:
         model.train(was_training)
-
-

@@ -36,8 +36,6 @@ from .tiling import TileSpec, predict_tiled
 logger = logging.getLogger(__name__)
 
 
-
-
 @dataclass(frozen=True)
 class DetectOptions:
     """Per-image options of :meth:`Detector.predict_batch`; ``None`` keeps the detector's own setting."""
@@ -77,8 +75,13 @@ class TorchBackend:
         autocast = torch.autocast(self.device.type, self.dtype) if self.dtype else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             outputs = self.model(images)
-        return decode(outputs._replace(box_raw=outputs.box_raw.float(), obj_logits=outputs.obj_logits.float(),
-                                       cls_logits=outputs.cls_logits.float()))[:count]
+        return decode(
+            outputs._replace(
+                box_raw=outputs.box_raw.float(),
+                obj_logits=outputs.obj_logits.float(),
+                cls_logits=outputs.cls_logits.float(),
+            )
+        )[:count]
 
 
 class Detector:
@@ -224,7 +227,9 @@ class Detector:
         image_paths = image_paths or [None] * len(images_bgr)
         frame_indices = frame_indices or [None] * len(images_bgr)
         return [
-            predict_tiled(self, image, self.tile, image_path=path, frame_index=frame, clip=clip, keep_image=keep_images)
+            predict_tiled(
+                self, image, self.tile, image_path=path, frame_index=frame, clip=clip, keep_image=keep_images
+            )
             for image, path, frame in zip(images_bgr, image_paths, frame_indices)
         ]
 
@@ -251,7 +256,9 @@ class Detector:
         frame_indices = frame_indices or [None] * len(images_bgr)
         options = options or [DetectOptions()] * len(images_bgr)
         results = []
-        for index, (image, ratio, path, frame) in enumerate(zip(images_bgr, ratios, image_paths, frame_indices)):
+        for index, (image, ratio, path, frame) in enumerate(
+            zip(images_bgr, ratios, image_paths, frame_indices)
+        ):
             dets = self._select(decoded[index : index + 1], options[index])
             height, width = image.shape[:2]
             boxes = dets.boxes_xyxy.float().cpu() / ratio  # top-left padding: no offset to undo
@@ -279,7 +286,9 @@ class Detector:
         iou = self.nms_iou_threshold if options.iou is None else options.iou
         [dets] = postprocess(decoded, conf, iou, self.class_agnostic)
         if options.classes is not None:
-            wanted = torch.isin(dets.class_ids, torch.tensor(sorted(options.classes), device=dets.class_ids.device))
+            wanted = torch.isin(
+                dets.class_ids, torch.tensor(sorted(options.classes), device=dets.class_ids.device)
+            )
             dets = RawDetections(*(field[wanted] for field in dets))
         if options.max_det is not None:
             dets = RawDetections(*(field[: options.max_det] for field in dets))

@@ -54,7 +54,9 @@ class OnnxBackend:
             providers = list(providers or default_providers())
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own error types
-            raise ValueError(f"{self.path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+            raise ValueError(
+                f"{self.path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})"
+            ) from None
         props = dict(self.session.get_modelmeta().custom_metadata_map)
         if metadata is None and "model_name" not in props:
             raise ValueError(
@@ -75,7 +77,8 @@ class OnnxBackend:
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
         step = self.fixed_batch or len(array)
         chunks = [
-            self.session.run(None, {self.input_name: array[i : i + step]})[0] for i in range(0, len(array), step)
+            self.session.run(None, {self.input_name: array[i : i + step]})[0]
+            for i in range(0, len(array), step)
         ]
         if self.metadata.output_layout == "nms":  # chunks hold image indices relative to their chunk
             chunks = [c + np.eye(7, dtype=c.dtype)[0] * i * step for i, c in enumerate(chunks)]

@@ -29,7 +29,9 @@ class OpenVinoBackend:
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such file")
         if not self.path.with_suffix(".bin").is_file():
-            raise FileNotFoundError(f"{self.path.with_suffix('.bin')}: the weights of {self.path.name} are missing")
+            raise FileNotFoundError(
+                f"{self.path.with_suffix('.bin')}: the weights of {self.path.name} are missing"
+            )
         core = ov.Core()
         try:
             model = core.read_model(str(self.path))
@@ -37,7 +39,9 @@ class OpenVinoBackend:
             raise ValueError(f"{self.path}: OpenVINO cannot read it ({str(exc).splitlines()[0]})") from None
         metadata = read_openvino_metadata(model, self.path)
         if metadata is None:
-            raise ValueError(f"{self.path}: an OpenVINO IR without yoloxdet metadata (export it with yoloxdet)")
+            raise ValueError(
+                f"{self.path}: an OpenVINO IR without yoloxdet metadata (export it with yoloxdet)"
+            )
         self.metadata = metadata
         self.precision = openvino_precision(model)
         config: dict[str, object] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}

@@ -31,7 +31,9 @@ class TensorRTBackend:
         self.metadata = ExportMetadata.from_props(props, sidecar)
         self.engine = trt.Runtime(TRT_LOGGER).deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
-            raise ValueError(f"{self.path}: TensorRT cannot load it (built by another TensorRT version or GPU?)")
+            raise ValueError(
+                f"{self.path}: TensorRT cannot load it (built by another TensorRT version or GPU?)"
+            )
         self.context = self.engine.create_execution_context()
         self.input_name = self.engine.get_tensor_name(0)
         self.output_name = self.engine.get_tensor_name(1)

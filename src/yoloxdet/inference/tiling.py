@@ -127,7 +127,9 @@ def predict_tiled(
     windows = tile_windows(height, width, spec)
     if len(windows) == 1:
         [dets] = detector.predict_batch([image_bgr], clip=clip)
-        return replace(dets, image_path=image_path, frame_index=frame_index, image=image_bgr if keep_image else None)
+        return replace(
+            dets, image_path=image_path, frame_index=frame_index, image=image_bgr if keep_image else None
+        )
 
     boxes, scores, classes = [], [], []
     for chunk, crops in _batches(image_bgr, windows, detector.batch_size):
@@ -176,12 +178,19 @@ def _nms(
 
 
 def _overlaps(
-    xyxy: np.ndarray, class_ids: np.ndarray, kept_xyxy: np.ndarray, kept_ids: np.ndarray, iou: float, class_agnostic: bool
+    xyxy: np.ndarray,
+    class_ids: np.ndarray,
+    kept_xyxy: np.ndarray,
+    kept_ids: np.ndarray,
+    iou: float,
+    class_agnostic: bool,
 ) -> np.ndarray:
     """Mask of boxes overlapping a kept box (of the same class unless class-agnostic) by more than ``iou``."""
     if len(xyxy) == 0 or len(kept_xyxy) == 0:
         return np.zeros(len(xyxy), dtype=bool)
-    overlap = torchvision.ops.box_iou(torch.from_numpy(xyxy).float(), torch.from_numpy(kept_xyxy).float()).numpy()
+    overlap = torchvision.ops.box_iou(
+        torch.from_numpy(xyxy).float(), torch.from_numpy(kept_xyxy).float()
+    ).numpy()
     if not class_agnostic:
         overlap = overlap * (class_ids[:, None] == kept_ids[None, :])
     return (overlap > iou).any(axis=1)

@@ -24,10 +24,12 @@ class CSPDarknet(nn.Module):
             Conv(bc, 2 * bc, 3, 2, act=act), CSPLayer(2 * bc, 2 * bc, n=bd, depthwise=depthwise, act=act)
         )
         self.dark3 = nn.Sequential(
-            Conv(2 * bc, 4 * bc, 3, 2, act=act), CSPLayer(4 * bc, 4 * bc, n=3 * bd, depthwise=depthwise, act=act)
+            Conv(2 * bc, 4 * bc, 3, 2, act=act),
+            CSPLayer(4 * bc, 4 * bc, n=3 * bd, depthwise=depthwise, act=act),
         )
         self.dark4 = nn.Sequential(
-            Conv(4 * bc, 8 * bc, 3, 2, act=act), CSPLayer(8 * bc, 8 * bc, n=3 * bd, depthwise=depthwise, act=act)
+            Conv(4 * bc, 8 * bc, 3, 2, act=act),
+            CSPLayer(8 * bc, 8 * bc, n=3 * bd, depthwise=depthwise, act=act),
         )
         self.dark5 = nn.Sequential(
             Conv(8 * bc, 16 * bc, 3, 2, act=act),

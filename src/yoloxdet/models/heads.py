@@ -31,9 +31,7 @@ def _flatten_levels(per_level: list[Tensor]) -> Tensor:
     return torch.cat([t.flatten(2) for t in per_level], dim=2).permute(0, 2, 1)
 
 
-def _pack(
-    box: list[Tensor], obj: list[Tensor], cls: list[Tensor], strides: Sequence[int]
-) -> HeadOutputs:
+def _pack(box: list[Tensor], obj: list[Tensor], cls: list[Tensor], strides: Sequence[int]) -> HeadOutputs:
     return HeadOutputs(
         box_raw=_flatten_levels(box),
         obj_logits=_flatten_levels(obj).squeeze(-1),

@@ -15,7 +15,9 @@ from .blocks import ConvBNAct, CSPLayer, conv_block
 class PAFPN(nn.Module):
     """Path-aggregation FPN over CSPDarknet features; outputs strides 8, 16, 32 with the backbone's channels."""
 
-    def __init__(self, backbone: CSPDarknet, depth: float, depthwise: bool = False, act: str = "silu") -> None:
+    def __init__(
+        self, backbone: CSPDarknet, depth: float, depthwise: bool = False, act: str = "silu"
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         c3, c4, c5 = backbone.out_channels

@@ -45,7 +45,9 @@ _SMALL = {"input_size": 416, "enable_mixup": False, "mosaic_scale": (0.5, 1.5), 
 MODEL_SPECS: dict[str, ModelSpec] = {
     s.name: s
     for s in (
-        ModelSpec("yolox-nano", 0.33, 0.25, depthwise=True, weights_file="yolox_nano.pth", mosaic_prob=0.5, **_SMALL),
+        ModelSpec(
+            "yolox-nano", 0.33, 0.25, depthwise=True, weights_file="yolox_nano.pth", mosaic_prob=0.5, **_SMALL
+        ),
         ModelSpec("yolox-tiny", 0.33, 0.375, weights_file="yolox_tiny.pth", **_SMALL),
         ModelSpec("yolox-s", 0.33, 0.50, weights_file="yolox_s.pth"),
         ModelSpec("yolox-m", 0.67, 0.75, weights_file="yolox_m.pth"),
@@ -89,7 +91,9 @@ def create_model(name: str, num_classes: int = 80, head: str = DEFAULT_HEAD) -> 
     if spec.backbone == "darknet53":
         neck: nn.Module = YOLOFPN(Darknet53())
     else:
-        neck = PAFPN(CSPDarknet(spec.depth, spec.width, spec.depthwise, spec.act), spec.depth, spec.depthwise, spec.act)
+        neck = PAFPN(
+            CSPDarknet(spec.depth, spec.width, spec.depthwise, spec.act), spec.depth, spec.depthwise, spec.act
+        )
     hidden = int(256 * spec.width)
     head_module = HEADS[head](num_classes, neck.out_channels, neck.strides, hidden, spec.depthwise, spec.act)
     return YOLOX(neck, head_module)

@@ -70,13 +70,20 @@ class CheckpointInfo:
 
     @classmethod
     def default(
-        cls, model_name: str, num_classes: int = 80, class_names: Sequence[str] | None = None,
+        cls,
+        model_name: str,
+        num_classes: int = 80,
+        class_names: Sequence[str] | None = None,
         head: str = DEFAULT_HEAD,
     ) -> CheckpointInfo:
         """The zoo defaults: COCO names for 80 classes, ``class0..`` otherwise, the model's default size."""
         spec = get_spec(model_name)
         if class_names is None:
-            class_names = COCO_CLASSES if num_classes == len(COCO_CLASSES) else [f"class{i}" for i in range(num_classes)]
+            class_names = (
+                COCO_CLASSES
+                if num_classes == len(COCO_CLASSES)
+                else [f"class{i}" for i in range(num_classes)]
+            )
         size = (spec.input_size, spec.input_size)
         return cls(spec.name, num_classes, tuple(str(n) for n in class_names), size, head)
 
@@ -89,8 +96,11 @@ class CheckpointInfo:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CheckpointInfo:
         return cls(
-            str(data["model_name"]), int(data["num_classes"]), tuple(str(n) for n in data["class_names"]),
-            (int(data["input_size"][0]), int(data["input_size"][1])), str(data.get("head", DEFAULT_HEAD)),
+            str(data["model_name"]),
+            int(data["num_classes"]),
+            tuple(str(n) for n in data["class_names"]),
+            (int(data["input_size"][0]), int(data["input_size"][1])),
+            str(data.get("head", DEFAULT_HEAD)),
         )
 
 
@@ -102,7 +112,9 @@ class WeightsDownloadError(FileNotFoundError):
 # our format
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, info: CheckpointInfo, extra: dict | None = None) -> None:
+def save_checkpoint(
+    path: str | Path, model: nn.Module, info: CheckpointInfo, extra: dict | None = None
+) -> None:
     """Write ``model``'s weights and ``info`` in our format, atomically (temp file in the same folder + rename)."""
     reserved = {"format", "model", "info"} & set(extra or {})
     if reserved:
@@ -126,11 +138,15 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ValueError(f"{path}: holds pickled objects other than tensors and plain containers (e.g. a whole "
-                         "module); refusing to unpickle it, save a state_dict instead") from exc
+        raise ValueError(
+            f"{path}: holds pickled objects other than tensors and plain containers (e.g. a whole "
+            "module); refusing to unpickle it, save a state_dict instead"
+        ) from exc
     except Exception as exc:  # zip and format errors come in many types
         first_line = (str(exc).strip().splitlines() or [""])[0]
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {first_line})") from exc
+        raise ValueError(
+            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {first_line})"
+        ) from exc
     if not isinstance(payload, dict):
         raise ValueError(f"{path}: expected a dict checkpoint, found {type(payload).__name__}")
     return payload
@@ -187,11 +203,19 @@ def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, Tensor], sou
     class_keys = _class_predictor_keys(model)
     missing = sorted(set(target) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(target))
-    mismatched = sorted(k for k in set(target) & set(state_dict) if tuple(state_dict[k].shape) != tuple(target[k].shape))
-    bad_shapes = [f"{k} {tuple(state_dict[k].shape)} vs model {tuple(target[k].shape)}" for k in mismatched
-                  if k not in class_keys]
-    problems = [f"{label}: {_listed(keys)}" for label, keys in
-                (("missing", missing), ("unexpected", unexpected), ("shape mismatch", bad_shapes)) if keys]
+    mismatched = sorted(
+        k for k in set(target) & set(state_dict) if tuple(state_dict[k].shape) != tuple(target[k].shape)
+    )
+    bad_shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs model {tuple(target[k].shape)}"
+        for k in mismatched
+        if k not in class_keys
+    ]
+    problems = [
+        f"{label}: {_listed(keys)}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", bad_shapes))
+        if keys
+    ]
     if problems:
         raise ValueError(f"{where}weights do not fit the model; " + "; ".join(problems))
     skipped = set(mismatched)
@@ -201,8 +225,12 @@ def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, Tensor], sou
         num_classes = int(model.head.num_classes)
         for conv in model.head.class_predictors():
             _reinit_class_predictor(conv, num_classes)
-        logger.info("%sclass count differs from the model's %d: re-initialised the class predictors (%s)",
-                    where, num_classes, ", ".join(sorted(skipped)))
+        logger.info(
+            "%sclass count differs from the model's %d: re-initialised the class predictors (%s)",
+            where,
+            num_classes,
+            ", ".join(sorted(skipped)),
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -216,7 +244,9 @@ def weights_cache_dir() -> Path:
 
 
 def fetch_official(
-    model_name: str, base_url: str = RELEASE_URL, cache_dir: str | Path | None = None,
+    model_name: str,
+    base_url: str = RELEASE_URL,
+    cache_dir: str | Path | None = None,
     timeout: float = DOWNLOAD_TIMEOUT_S,
 ) -> Path:
     """The official COCO release file of a zoo model, downloaded once into the cache (atomically).
@@ -232,8 +262,11 @@ def fetch_official(
     url = base_url.rstrip("/") + "/" + spec.weights_file
     try:
         # 0o644: a shared cache should be readable by every user
-        with atomic_path(dest, mode=0o644) as tmp, open(tmp, "wb") as handle, \
-                urllib.request.urlopen(url, timeout=timeout) as response:
+        with (
+            atomic_path(dest, mode=0o644) as tmp,
+            open(tmp, "wb") as handle,
+            urllib.request.urlopen(url, timeout=timeout) as response,
+        ):
             while chunk := response.read(1 << 20):
                 handle.write(chunk)
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -256,7 +289,9 @@ def _resolve_source(source: str | Path, model_name: str | None) -> tuple[Path, s
     try:
         spec = get_spec(str(source))
     except KeyError:
-        raise FileNotFoundError(f"{source}: no such file, and not a model name (see `yoloxdet models`)") from None
+        raise FileNotFoundError(
+            f"{source}: no such file, and not a model name (see `yoloxdet models`)"
+        ) from None
     return fetch_official(spec.name), spec.name
 
 
@@ -272,7 +307,9 @@ def _read_weights(path: Path, model_name: str | None) -> tuple[dict[str, Tensor]
     """State dict and info of the checkpoint as stored (before any change of class count)."""
     if path.suffix.lower() == ".onnx":
         if model_name is None:
-            raise ValueError(f"{path}: an official ONNX file needs the model name (e.g. model_name='yolox-nano')")
+            raise ValueError(
+                f"{path}: an official ONNX file needs the model name (e.g. model_name='yolox-nano')"
+            )
         model = import_onnx(path, model_name)
         return model.state_dict(), CheckpointInfo.default(model_name, model.num_classes)
     payload = read_checkpoint(path)
@@ -290,7 +327,9 @@ def _read_weights(path: Path, model_name: str | None) -> tuple[dict[str, Tensor]
 
 
 def load_model(
-    source: str | Path, model_name: str | None = None, num_classes: int | None = None,
+    source: str | Path,
+    model_name: str | None = None,
+    num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
 ) -> tuple[YOLOX, CheckpointInfo]:
     """A ready model from our checkpoint, a trainer checkpoint, an official ``.pth`` or ``.onnx`` (these two need
@@ -305,7 +344,9 @@ def load_model(
         raise ValueError(f"{path}: holds {stored.model_name} weights, not {get_spec(model_name).name}")
     if class_names is not None and num_classes is not None and len(class_names) != num_classes:
         raise ValueError(f"{len(class_names)} class names for num_classes={num_classes}")
-    target = num_classes if num_classes is not None else (len(class_names) if class_names else stored.num_classes)
+    target = (
+        num_classes if num_classes is not None else (len(class_names) if class_names else stored.num_classes)
+    )
     if class_names is None and target == stored.num_classes:
         class_names = stored.class_names
     info = CheckpointInfo.default(stored.model_name, target, class_names, stored.head)

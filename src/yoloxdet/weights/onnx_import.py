@@ -47,14 +47,17 @@ def _read_onnx_convs(path: Path) -> tuple[list[tuple[str, dict, np.ndarray, np.n
     return convs, int(last) - 5
 
 
-def convs_in_run_order(model: nn.Module, input_size: tuple[int, int] = (64, 64)) -> list[tuple[str, nn.Conv2d]]:
+def convs_in_run_order(
+    model: nn.Module, input_size: tuple[int, int] = (64, 64)
+) -> list[tuple[str, nn.Conv2d]]:
     """(qualified name, module) of every ``nn.Conv2d`` in the order the model runs them, recorded with forward
     hooks; our modules run their convs in the official order, which the export's graph follows."""
     names = {id(m): n for n, m in model.named_modules()}
     order: list[tuple[str, nn.Conv2d]] = []
     handles = [
         m.register_forward_pre_hook(lambda module, _inputs: order.append((names[id(module)], module)))
-        for m in model.modules() if isinstance(m, nn.Conv2d)
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d)
     ]
     was_training = model.training
     try:
@@ -69,7 +72,11 @@ def convs_in_run_order(model: nn.Module, input_size: tuple[int, int] = (64, 64))
 
 def _check_pair(path: Path, node: str, attrs: dict, weight: np.ndarray, name: str, conv: nn.Conv2d) -> None:
     expected = {"shape": tuple(conv.weight.shape), "group": conv.groups, "strides": list(conv.stride)}
-    found = {"shape": tuple(weight.shape), "group": attrs.get("group", 1), "strides": list(attrs.get("strides", [1, 1]))}
+    found = {
+        "shape": tuple(weight.shape),
+        "group": attrs.get("group", 1),
+        "strides": list(attrs.get("strides", [1, 1])),
+    }
     if expected != found:
         raise ValueError(f"{path}: ONNX {node} {found} does not match {name} {expected}; wrong --model?")
 
