@@ -1,7 +1,7 @@
 """Replace one marked section of docs/benchmarks.md atomically, keeping every other section.
 
-A section is delimited by ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``. Each benchmark script owns one name, so
-scripts run independently never overwrite each other's results.
+A section is delimited by ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``. Each benchmark script owns one
+name, so scripts run independently never overwrite each other's results.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ HEADER = (
 
 
 def write_section(name: str, markdown: str, path: str | os.PathLike[str] = "docs/benchmarks.md") -> Path:
-    """Write ``markdown`` between the markers of section ``name`` in ``path`` (appended if absent); return the path."""
+    """Write ``markdown`` between the markers of section ``name`` in ``path`` (appended if absent); return the
+    path."""
     target = Path(path)
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.strip()}\n{end}"

@@ -1,9 +1,11 @@
-"""SimOTA assignment time per batch: our batched ``assign("simota")`` vs the peer's per-image ``get_assignments``
-(pixeltable-yolox 0.4.3, official HEAD numerics), measured in the same run on the same random batch.
+"""SimOTA assignment time per batch: our batched ``assign("simota")`` vs the peer's per-image
+``get_assignments`` (pixeltable-yolox 0.4.3, official HEAD numerics), measured in the same run on the same
+random batch.
 
-Setting: batch 8, YOLOX-S at 640x640 (8400 anchor points), 80 classes, 10 and 50 ground truths per image (random
-boxes 2-250 px, random logits). The peer side runs exactly what official ``get_losses`` runs per image (decoded boxes
-computed once, outside the timing, for both). The script also checks that both sides make the same assignment.
+Setting: batch 8, YOLOX-S at 640x640 (8400 anchor points), 80 classes, 10 and 50 ground truths per image
+(random boxes 2-250 px, random logits). The peer side runs exactly what official ``get_losses`` runs per image
+(decoded boxes computed once, outside the timing, for both). The script also checks that both sides make the
+same assignment.
 
 Writes the ``assign`` section of docs/benchmarks.md. Usage::
 
@@ -112,13 +114,15 @@ def main() -> int:
         identical = same_assignment(assign("simota", outputs, targets), peer())
         rows.append((num_gt, ours_s, peer_s, identical))
         print(
-            f"G={num_gt}: ours {ours_s * 1e3:.1f} ms, peer {peer_s * 1e3:.1f} ms, x{peer_s / ours_s:.1f}, same={identical}"
+            f"G={num_gt}: ours {ours_s * 1e3:.1f} ms, peer {peer_s * 1e3:.1f} ms, "
+            f"x{peer_s / ours_s:.1f}, same={identical}"
         )
 
     lines = [
         "## SimOTA assignment (batched vs official per-image)",
         "",
-        f"Batch {BATCH}, YOLOX-S {SIZE}x{SIZE} (8400 anchor points), {CLASSES} classes, random logits and boxes; "
+        f"Batch {BATCH}, YOLOX-S {SIZE}x{SIZE} (8400 anchor points), {CLASSES} classes, "
+        "random logits and boxes; "
         f"median of {args.repeats} after a warm-up; CPU, torch {torch.__version__}, "
         f"{torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}.",
         "",

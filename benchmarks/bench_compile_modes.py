@@ -1,13 +1,14 @@
 """Which ``torch.compile`` set-up the ``compiled`` inference path uses: plain Inductor vs Inductor ``freezing``.
 
-Writes the ``compile-modes`` section of docs/benchmarks.md. All rows run the same BN-folded channels_last copy of a
-zoo model (random weights) on the same channels_last 0-255 batch, taking turns in bursts (:func:`time_interleaved`).
-Freezing is switched on through ``torch._inductor.config`` during the first (compiling) call: passing it as
-``torch.compile(..., options={"freezing": True})`` left the generated code without pre-packed convolutions in torch
-2.14, so it is not offered as a row of its own.
+Writes the ``compile-modes`` section of docs/benchmarks.md. All rows run the same BN-folded channels_last copy
+of a zoo model (random weights) on the same channels_last 0-255 batch, taking turns in bursts
+(:func:`time_interleaved`). Freezing is switched on through ``torch._inductor.config`` during the first
+(compiling) call: passing it as ``torch.compile(..., options={"freezing": True})`` left the generated code
+without pre-packed convolutions in torch 2.14, so it is not offered as a row of its own.
 
-    python benchmarks/bench_compile_modes.py                   # yolox-s@640 and yolox-nano@416, batch 1, 2 threads
-"""
+    # yolox-s@640 and yolox-nano@416, batch 1, 2 threads
+    python benchmarks/bench_compile_modes.py
+"""  # noqa: E501 - the first line is the argparse description (__doc__.splitlines()[0]); kept whole
 
 from __future__ import annotations
 
@@ -56,10 +57,12 @@ def markdown(results: list[tuple[str, int, dict[str, float]]], args: argparse.Na
     lines = [
         "## torch.compile modes (`benchmarks/bench_compile_modes.py`)",
         "",
-        f"Written by `python benchmarks/bench_compile_modes.py` on {platform.processor() or platform.machine()}, "
+        f"Written by `python benchmarks/bench_compile_modes.py` on "
+        f"{platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, batch {args.batch}, {args.threads} threads, median of "
         f"{args.iters * max(args.burst - 1, 1)} timed calls; all rows of a model take turns. The `compiled` "
-        "inference path (`--compile`) is the `inductor` row: freezing has to be switched on globally while the first "
+        "inference path (`--compile`) is the `inductor` row: freezing has to be switched on globally while "
+        "the first "
         "call compiles, so it is worth it only if it is faster by more than this machine's run-to-run noise.",
         "",
         "| model | size | mode | ms/image | x fused |",

@@ -1,13 +1,14 @@
 """Training-sample throughput: our mosaic+mixup pipeline vs pixeltable-yolox's ``MosaicDetection`` (official
 numerics), on the same coco128 images, one process, one thread, measured in the same run.
 
-Both sides do the full official recipe per sample (mosaic of 4, random affine, mixup, HSV, flip, letterbox) with
-mosaic_prob = mixup_prob = 1 at 640x640, decoding JPEGs each time (no cache). A second pair of rows uses each
-side's RAM cache of decoded, resized images. The ratio is ours / peer in samples per second.
+Both sides do the full official recipe per sample (mosaic of 4, random affine, mixup, HSV, flip, letterbox)
+with mosaic_prob = mixup_prob = 1 at 640x640, decoding JPEGs each time (no cache). A second pair of rows uses
+each side's RAM cache of decoded, resized images. The ratio is ours / peer in samples per second.
 
 Writes the ``data`` section of docs/benchmarks.md. Usage::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_data.py [--samples 200] [--data ../shared/data/coco128]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_data.py \\
+        [--samples 200] [--data ../shared/data/coco128]
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def main() -> None:
         peer_rate = rate(peer(data, cache), args.samples)
         rows.append((cache, ours_rate, peer_rate))
         print(
-            f"cache={cache}: ours {ours_rate:.1f}/s  peer {peer_rate:.1f}/s  ratio {ours_rate / peer_rate:.2f}x"
+            f"cache={cache}: ours {ours_rate:.1f}/s  peer {peer_rate:.1f}/s  "
+            f"ratio {ours_rate / peer_rate:.2f}x"
         )
     table = "\n".join(
         f"| {'RAM cache' if c else 'decode each time'} | {o:.1f} | {p:.1f} | {o / p:.2f}x |"
@@ -116,7 +118,8 @@ def main() -> None:
 
 Full official training recipe per sample (mosaic of 4, random affine, mixup, HSV, flip) at 640x640 on coco128,
 one process, `OMP_NUM_THREADS=1`, `cv2.setNumThreads(1)`, {args.samples} samples per row; peer is
-pixeltable-yolox 0.4.3 `MosaicDetection` + `TrainTransform`. Machine: {platform.processor() or platform.machine()},
+pixeltable-yolox 0.4.3 `MosaicDetection` + `TrainTransform`. \
+Machine: {platform.processor() or platform.machine()},
 Python {platform.python_version()}, OpenCV {cv2.__version__}.
 
 | images | ours (samples/s) | peer (samples/s) | ours / peer |

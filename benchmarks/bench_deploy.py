@@ -1,10 +1,11 @@
 """Deployment formats: int8 accuracy of the official YOLOX-Nano on coco128, and every format's latency.
 
-Writes the ``deploy`` section of docs/benchmarks.md. For each case it runs what ``yoloxdet bench WEIGHTS --formats
-all`` runs (:func:`yoloxdet.bench.formats.bench_formats`): export to each installed format, COCO AP on coco128
-(official Nano only: the other models have random weights, whose AP means nothing, so they are timed only) and
-latency at batch 1 and batch N with all formats taking turns (median of the timed calls). ``--ort-methods`` adds the
-AP of onnxruntime's own ``quantize_static`` calibrators (MinMax, Entropy, Percentile) next to NNCF's.
+Writes the ``deploy`` section of docs/benchmarks.md. For each case it runs what ``yoloxdet bench WEIGHTS
+--formats all`` runs (:func:`yoloxdet.bench.formats.bench_formats`): export to each installed format, COCO AP
+on coco128 (official Nano only: the other models have random weights, whose AP means nothing, so they are
+timed only) and latency at batch 1 and batch N with all formats taking turns (median of the timed calls).
+``--ort-methods`` adds the AP of onnxruntime's own ``quantize_static`` calibrators (MinMax, Entropy,
+Percentile) next to NNCF's.
 
     python benchmarks/bench_deploy.py                                  # nano (AP + latency), tiny@416, s@640
     python benchmarks/bench_deploy.py --cases yolox-nano --ort-methods
@@ -72,7 +73,8 @@ def run_case(name: str, gt: dict, args: argparse.Namespace) -> FormatsReport:
 
 
 def ort_methods(gt: dict, args: argparse.Namespace) -> dict[str, float]:
-    """AP of the Nano quantised by onnxruntime's quantize_static with each calibrator (and NNCF, same images)."""
+    """AP of the Nano quantised by onnxruntime's quantize_static with each calibrator (and NNCF, same
+    images)."""
     from yoloxdet.export.int8 import quantize_onnx
     from yoloxdet.inference.api import Detector
 
@@ -101,15 +103,15 @@ def markdown(reports: list[FormatsReport], methods: dict[str, float] | None, arg
         "",
         f"Written by `{command.strip()}` on {platform.processor() or platform.machine()}, torch "
         f"{torch.__version__}, {args.threads} threads. Each table is `yoloxdet bench WEIGHTS --formats all` "
-        "(what `yoloxdet.bench.formats.bench_formats` does): the model exported once to a fixed-size fp32 ONNX "
-        "file and from there to every installed format; AP = COCO AP50:95 on the 128 coco128 images (official "
-        "evaluation settings), AP drop against PyTorch fp32; ms/image = median of the timed calls, all formats "
-        f"taking turns ({args.iters} rounds of {args.burst} calls, the first of each turn not counted); "
-        "x onnx fp32 = batch-1 time over fp32 onnxruntime's. int8 everywhere: per-channel int8 weights, "
-        f"uint8 activations, calibrated on {args.calib_images} coco128 images (16 for the timed-only models) "
-        "letterboxed as at inference "
-        "(coco128 is also the evaluation set: no other COCO images are available offline), the prediction convs "
-        "and the decode kept float. The machine is shared with other jobs (load average well above its 2 cores "
+        "(what `yoloxdet.bench.formats.bench_formats` does): the model exported once to a fixed-size fp32 "
+        "ONNX file and from there to every installed format; AP = COCO AP50:95 on the 128 coco128 images "
+        "(official evaluation settings), AP drop against PyTorch fp32; ms/image = median of the timed calls, "
+        f"all formats taking turns ({args.iters} rounds of {args.burst} calls, the first of each turn not "
+        "counted); x onnx fp32 = batch-1 time over fp32 onnxruntime's. int8 everywhere: per-channel int8 "
+        f"weights, uint8 activations, calibrated on {args.calib_images} coco128 images (16 for the "
+        "timed-only models) letterboxed as at inference (coco128 is also the evaluation set: no other COCO "
+        "images are available offline), the prediction convs and the decode kept float. The machine is "
+        "shared with other jobs (load average well above its 2 cores "
         "during these runs), so the latencies are noisy; the ratios within one table, measured in turns, are "
         "the figures to read. YOLOX-Tiny and YOLOX-S have random weights (only Nano's official weights are "
         "available offline): timed, not scored. TensorRT needs a CUDA GPU: skipped here, untested. "

@@ -1,11 +1,11 @@
 """Inference speed: our PyTorch paths and onnxruntime vs pixeltable-yolox eager, and vs the compute bound.
 
-Writes the ``inference`` section of docs/benchmarks.md. The compute bound of a model is its GFLOPs divided by the
-float32 matmul GFLOP/s measured in the same run with the same thread count (the matmul timed in turns with the
-models). Every backend runs the same random weights (our state dict loaded into the peer) on the same random 0-255
-images, output decoded to ``[B, A, 5 + C]``; NMS is not timed (it depends on the weights).
+Writes the ``inference`` section of docs/benchmarks.md. The compute bound of a model is its GFLOPs divided by
+the float32 matmul GFLOP/s measured in the same run with the same thread count (the matmul timed in turns with
+the models). Every backend runs the same random weights (our state dict loaded into the peer) on the same
+random 0-255 images, output decoded to ``[B, A, 5 + C]``; NMS is not timed (it depends on the weights).
 
-    python benchmarks/bench_inference.py                      # yolox-s@640, nano@416, tiny@416; batch 1, 2 threads
+    python benchmarks/bench_inference.py          # yolox-s@640, nano@416, tiny@416; batch 1, 2 threads
     python benchmarks/bench_inference.py --model yolox-s --size 640 --iters 30
 """
 
@@ -68,10 +68,17 @@ def markdown(reports: list[BenchReport], args: argparse.Namespace) -> str:
         "## Inference (CPU)",
         "",
         f"Written by `benchmarks/bench_inference.py` on {platform.processor() or platform.machine()}, "
-        f"torch {torch.__version__}, median of {args.iters * max(args.burst - 1, 1)} timed calls after {args.warmup} warm-up calls. "
-        "`fused` = BN folded + channels_last + inference_mode; `compiled` = fused + torch.compile (Inductor; `Detector.from_checkpoint(..., compile=True)`, `yoloxdet predict --compile`); `onnx` = our export (BN folded, fixed size) in "
-        "onnxruntime; `pixeltable` = pixeltable-yolox 0.4.3 eager (official numerics). All rows of a model take turns, so machine load falls on them alike; each turn is `--burst` calls in a row and its first call is not counted (it runs with the caches the previous backend left: a model called again and again does not pay that). `x bound` = time / "
-        "(model GFLOPs / matmul GFLOP/s), the matmul (1024x1024, float32) taking its turns among the rows and summarised by the same median. Goals: our PyTorch path (fused or compiled) <= 0.75x pixeltable, "
+        f"torch {torch.__version__}, median of {args.iters * max(args.burst - 1, 1)} timed calls "
+        f"after {args.warmup} warm-up calls. "
+        "`fused` = BN folded + channels_last + inference_mode; `compiled` = fused + torch.compile "
+        "(Inductor; `Detector.from_checkpoint(..., compile=True)`, `yoloxdet predict --compile`); "
+        "`onnx` = our export (BN folded, fixed size) in "
+        "onnxruntime; `pixeltable` = pixeltable-yolox 0.4.3 eager (official numerics). "
+        "All rows of a model take turns, so machine load falls on them alike; each turn is `--burst` "
+        "calls in a row and its first call is not counted (it runs with the caches the previous backend "
+        "left: a model called again and again does not pay that). `x bound` = time / "
+        "(model GFLOPs / matmul GFLOP/s), the matmul (1024x1024, float32) taking its turns among the rows "
+        "and summarised by the same median. Goals: our PyTorch path (fused or compiled) <= 0.75x pixeltable, "
         "onnx <= 0.65x pixeltable, <= 1.3x bound.",
         "",
         "| model | size | batch | threads | backend | ms/image | images/s | x pixeltable | x bound | "
@@ -91,8 +98,10 @@ def markdown(reports: list[BenchReport], args: argparse.Namespace) -> str:
             mark = "" if goal is None else (" ✓" if ratio <= goal else " ✗")
             bound_mark = "" if goal is None else (" ✓" if row.times_bound <= BOUND_GOAL else " ✗")
             lines.append(
-                f"| {report.model_name} | {report.input_size} | {report.batch} | {report.threads} | {row.backend} "
-                f"| {row.ms_per_image:.2f} | {row.images_per_s:.2f} | {ratio:.2f}{mark} | {row.times_bound:.2f}{bound_mark} "
+                f"| {report.model_name} | {report.input_size} | {report.batch} | {report.threads} "
+                f"| {row.backend} "
+                f"| {row.ms_per_image:.2f} | {row.images_per_s:.2f} | {ratio:.2f}{mark} "
+                f"| {row.times_bound:.2f}{bound_mark} "
                 f"| {report.gflops_per_image:.2f} | {report.peak_gflops:.1f} | {command} |"
             )
     return "\n".join(lines)

@@ -1,9 +1,10 @@
 """Assignment time per batch: OTA (Sinkhorn) vs SimOTA, as the paper's "~25% extra training time" question.
 
-YOLOX-S geometry at 640 (A = 8400 anchor points, 80 classes), batch 8, 10 and 50 GTs per image. Head outputs are
-random but shaped like a real model's (small box offsets, so predictions are anchor-sized boxes), and GTs are random
-boxes with log-uniform sizes of 16–320 px; both from a seeded generator. Assignment time hardly depends on the
-values: the Sinkhorn runs a fixed number of iterations, SimOTA's work depends on the candidate count.
+YOLOX-S geometry at 640 (A = 8400 anchor points, 80 classes), batch 8, 10 and 50 GTs per image. Head outputs
+are random but shaped like a real model's (small box offsets, so predictions are anchor-sized boxes), and GTs
+are random boxes with log-uniform sizes of 16–320 px; both from a seeded generator. Assignment time hardly
+depends on the values: the Sinkhorn runs a fixed number of iterations, SimOTA's work depends on the candidate
+count.
 
 Writes the ``ota`` section of docs/benchmarks.md. Usage::
 
@@ -102,7 +103,8 @@ def main() -> None:
         "",
         f"Assignment time per batch (median of {args.repeats}, ms): YOLOX-S geometry at {args.size} "
         f"({outputs.obj_logits.shape[1]} anchor points, 80 classes), batch {args.batch}, random GTs; "
-        f"OTA with 50 Sinkhorn iterations, eps 0.1. Device: {args.device} ({device}), torch {torch.__version__}, "
+        f"OTA with 50 Sinkhorn iterations, eps 0.1. Device: {args.device} ({device}), "
+        f"torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads.",
         "",
         "| GTs / image | " + " | ".join(ASSIGNERS) + " | OTA / SimOTA |",
@@ -113,8 +115,10 @@ def main() -> None:
         lines.append(f"| {num_gt} | {cells} | {times['ota'] / times['simota']:.1f}x |")
     lines += [
         "",
-        "The paper reports OTA costing about 25% more *training* time than SimOTA; the extra time per step is the "
-        "difference between the two columns, to compare with a training step of the same batch. OTA's time is its "
+        "The paper reports OTA costing about 25% more *training* time than SimOTA; "
+        "the extra time per step is the "
+        "difference between the two columns, to compare with a training step of the same batch. "
+        "OTA's time is its "
         "2 x 50 log-sum-exp passes over [B, G + 1, A]; SimOTA works on packed candidates only.",
     ]
     markdown = "\n".join(lines)

@@ -352,7 +352,8 @@ keep-alive `httpx.Client` each, on the same machine (its CPU time competes with 
 run side by side and take turns ({args.turns} interleaved turns per concurrency; medians). **The machine is
 shared with other helpers' jobs while this runs**, so absolute figures are noisy; the ratio of turns run back
 to back is the steadier figure (1-minute load average of the machine: {load_start:.1f} at the start,
-{load_end:.1f} at the end, on {os.cpu_count()} CPUs). Every 200 answer was checked against a direct `Detector` call on the same
+{load_end:.1f} at the end, on {os.cpu_count()} CPUs). \
+Every 200 answer was checked against a direct `Detector` call on the same
 image ("wrong" column).
 
 | server | clients | req/s | p50 ms | p99 ms | requests | wrong | failed |
@@ -456,7 +457,8 @@ def run_stacks(args: argparse.Namespace) -> None:
     command = f"python benchmarks/bench_serve.py --stacks --requests {args.requests} --turns {args.turns}"
     markdown = f"""Written by `{command}`
 ({os.cpu_count()} CPUs, shared with other helpers' jobs while it ran; {time.strftime("%Y-%m-%d")}). Both serve
-the official YOLOX-Nano ONNX export (onnxruntime) through the same `Detector.predict_batch`, batches of up to 8 with a 5
+the official YOLOX-Nano ONNX export (onnxruntime) through the same `Detector.predict_batch`, \
+batches of up to 8 with a 5
 ms wait, 16 threaded clients sending multipart uploads, {args.turns} interleaved turns, medians; every answer
 checked against a direct `Detector` call.
 

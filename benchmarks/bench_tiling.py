@@ -1,19 +1,21 @@
 """Tiled prediction on one very large image: tiles per second, the cost of tiling over plain batched inference on
 the same tiles, and peak memory.
 
-The image is a mosaic of real coco128 photos (so the detector finds real objects and NMS has real work), ``--side``
-pixels square (default 10,000: 300 MB decoded). Rows, taking turns ``--repeats`` times (median reported):
+The image is a mosaic of real coco128 photos (so the detector finds real objects and NMS has real work),
+``--side`` pixels square (default 10,000: 300 MB decoded). Rows, taking turns ``--repeats`` times (median
+reported):
 
-- *tiled*: ``Detector(tile=TileSpec(416, 0.25))`` on the whole image: tile views, batches of 8, cut-box filtering,
-  cross-tile NMS and the full pass;
-- *plain*: the same detector's ``predict_batch`` on the same tiles as separate images (no tiling logic): the floor.
+- *tiled*: ``Detector(tile=TileSpec(416, 0.25))`` on the whole image: tile views, batches of 8, cut-box
+  filtering, cross-tile NMS and the full pass;
+- *plain*: the same detector's ``predict_batch`` on the same tiles as separate images (no tiling logic): the
+  floor.
 
 Peak RSS is the process's high-water mark after the tiled runs, beside the size of the decoded image.
 
 Writes the ``tiling`` section of docs/benchmarks.md. Usage::
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_tiling.py [--side 10000] [--repeats 2]
-"""
+"""  # noqa: E501 - the first line is the argparse description (__doc__.splitlines()[0]); kept whole
 
 from __future__ import annotations
 
@@ -41,8 +43,8 @@ SHARED = REPO.parent / "shared"
 
 
 def mosaic(side: int, coco128: Path) -> np.ndarray:
-    """Photos repeated row by row, written straight into the final array (no transient copy of the image, which
-    would raise the memory high-water mark before tiling starts)."""
+    """Photos repeated row by row, written straight into the final array (no transient copy of the image,
+    which would raise the memory high-water mark before tiling starts)."""
     photos = [
         cv2.resize(cv2.imread(str(p)), (640, 480)) for p in sorted((coco128 / "images").glob("*.jpg"))[:32]
     ]
@@ -92,22 +94,28 @@ def main() -> None:
     tiles = len(windows)
     text = f"""## Tiled prediction on a large image (`benchmarks/bench_tiling.py`)
 
-One {args.side:,} x {args.side:,} px image (a mosaic of coco128 photos, {image.nbytes / 2**20:.0f} MB decoded), official
+One {args.side:,} x {args.side:,} px image (a mosaic of coco128 photos, \
+{image.nbytes / 2**20:.0f} MB decoded), official
 YOLOX-Nano at 416 (BN folded, channels_last), tiles of 416 px with 0.25 overlap ({tiles} tiles), batches of
-{detector.batch_size}, 2 threads, {platform.processor() or platform.machine()}; median of {args.repeats} turns each.
-*plain* runs the same tiles as separate images without the tiling logic (the floor). The rows take turns, so the
+{detector.batch_size}, 2 threads, {platform.processor() or platform.machine()}; \
+median of {args.repeats} turns each.
+*plain* runs the same tiles as separate images without the tiling logic (the floor). \
+The rows take turns, so the
 × plain ratio holds under load; the seconds depend on what else the machine runs (load average
 {os.getloadavg()[0]:.1f} at the end of this run).
 
 | row | s | tiles/s | × plain | detections |
 |---|---|---|---|---|
-| tiled (cut-box filter, cross-tile NMS, full pass) | {tiled_s:.1f} | {tiles / tiled_s:.1f} | {tiled_s / plain_s:.2f} | {counts["tiled"]} |
+| tiled (cut-box filter, cross-tile NMS, full pass) | {tiled_s:.1f} | {tiles / tiled_s:.1f} \
+| {tiled_s / plain_s:.2f} | {counts["tiled"]} |
 | plain (same tiles, no merging) | {plain_s:.1f} | {tiles / plain_s:.1f} | 1.00 | {counts["plain"]} |
 
-Peak RSS {peak_mb:.0f} MB (after loading the model and the image: {baseline_mb:.0f} MB): tiles are views into the
+Peak RSS {peak_mb:.0f} MB (after loading the model and the image: {baseline_mb:.0f} MB): \
+tiles are views into the
 image and only boxes are kept, so tiling adds {peak_mb - baseline_mb:.0f} MB.
 
-Command: `OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_tiling.py --side {args.side} --repeats {args.repeats}`
+Command: `OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_tiling.py \
+--side {args.side} --repeats {args.repeats}`
 """
     print(text)
     if not args.no_write:

@@ -1,11 +1,12 @@
 """One full training step: ours (forward, SimOTA, loss, backward, SGD step) vs pixeltable-yolox's
 (``model(images, targets)`` forward + loss, backward, the same SGD step), same random batch, same run.
 
-Settings: YOLOX-Nano at 416 and YOLOX-S at 640, batch 8, 80 classes, 10 random boxes per image; fp32 on CPU (or
-the accelerator if present). Reports the median of ``--repeats`` timed steps after one warm-up step, and the
-ratio peer/ours (> 1: we are faster). Writes the ``train`` section of docs/benchmarks.md. Usage::
+Settings: YOLOX-Nano at 416 and YOLOX-S at 640, batch 8, 80 classes, 10 random boxes per image; fp32 on CPU
+(or the accelerator if present). Reports the median of ``--repeats`` timed steps after one warm-up step, and
+the ratio peer/ours (> 1: we are faster). Writes the ``train`` section of docs/benchmarks.md. Usage::
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_train_step.py [--repeats 8] [--models nano s] [--no-write]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_train_step.py [--repeats 8] [--models nano s]
+        [--no-write]
 """
 
 from __future__ import annotations

@@ -614,8 +614,9 @@ def check_pytest_slow(ctx: Context) -> tuple[bool, str]:
 
 
 def check_tensorrt_engines(ctx: Context) -> tuple[bool, str]:
-    """The deployment issue's TensorRT check (``gpu_check_tensorrt.py``): fp16 and int8 engines of the official
-    Nano, their coco128 AP against PyTorch fp32 (at most 1 AP lost) and their latency against PyTorch AMP."""
+    """The deployment issue's TensorRT check (``gpu_check_tensorrt.py``): fp16 and int8 engines of the
+    official Nano, their coco128 AP against PyTorch fp32 (at most 1 AP lost) and their latency against PyTorch
+    AMP."""
     if ctx.device.type != "cuda":
         raise Skip("TensorRT needs a CUDA device")
     from gpu_check_tensorrt import check_tensorrt  # beside this script; imports tensorrt only when run

@@ -1,7 +1,7 @@
 """TensorRT check for a machine with a CUDA GPU: engine AP on coco128 and latency against PyTorch AMP.
 
-To be folded into ``benchmarks/gpu_check.py`` (written on another branch). NOT RUN YET: no GPU was available when
-this was written, so the TensorRT path of yoloxdet is untested until this script has run somewhere.
+To be folded into ``benchmarks/gpu_check.py`` (written on another branch). NOT RUN YET: no GPU was available
+when this was written, so the TensorRT path of yoloxdet is untested until this script has run somewhere.
 
     pip install tensorrt && python benchmarks/gpu_check_tensorrt.py
 """

@@ -1,7 +1,7 @@
 """Run every benchmark in turn (`make bench`); each script writes its own section of docs/benchmarks.md.
 
-Run on a quiet machine: the numbers are ratios against pixeltable-yolox measured in the same run, but a busy machine
-still adds noise.
+Run on a quiet machine: the numbers are ratios against pixeltable-yolox measured in the same run, but a busy
+machine still adds noise.
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ SIZE = 64
 class SyntheticLoader:
     """Global batches of noisy images with bright boxes, a function of ``(seed, epoch)``.
 
-    ``rank``/``world_size`` give this process its contiguous slice of every global batch; ``split`` > 1 instead
-    yields every global batch as ``split`` consecutive slices (a single process accumulating what DDP ranks see).
+    ``rank``/``world_size`` give this process its contiguous slice of every global batch; ``split`` > 1
+    instead yields every global batch as ``split`` consecutive slices (a single process accumulating what DDP
+    ranks see).
     """
 
     def __init__(

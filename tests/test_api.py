@@ -24,9 +24,10 @@ INFO = CheckpointInfo("yolox-nano", 2, NAMES, (416, 416))
 class BrightSpotBackend:
     """A stand-in network that 'detects' the bright region of each letterboxed input.
 
-    Per image it outputs two anchors in the official decoded layout [cx, cy, w, h, obj, cls...]: the bounding box
-    of pixels >= 128 in all channels (class 0, obj 0.9) and a fixed low-score box (class 1, score 0.1 * 0.5).
-    The boxes Detector returns therefore show exactly where the bright pixels were in the original image.
+    Per image it outputs two anchors in the official decoded layout [cx, cy, w, h, obj, cls...]: the bounding
+    box of pixels >= 128 in all channels (class 0, obj 0.9) and a fixed low-score box (class 1, score
+    0.1 * 0.5). The boxes Detector returns therefore show exactly where the bright pixels were in the
+    original image.
     """
 
     def __init__(self, extra_box_cxcywh=(100.0, 100.0, 20.0, 20.0)):
@@ -47,7 +48,8 @@ class BrightSpotBackend:
 
 
 def _bright_block(height=104, width=208, box=(30, 10, 90, 40)) -> np.ndarray:
-    """Black BGR image with a white block at xyxy ``box``; with 208 px width the letterbox ratio is exactly 2."""
+    """Black BGR image with a white block at xyxy ``box``; with 208 px width the letterbox ratio is exactly
+    2."""
     image = np.zeros((height, width, 3), np.uint8)
     x1, y1, x2, y2 = box
     image[y1:y2, x1:x2] = 255

@@ -1,16 +1,17 @@
 """The package layout rule of docs/architecture.md, checked on the source.
 
-Every module under ``src/yoloxdet`` is parsed with ``ast``; every import counts: top of the file, inside functions,
-under ``if TYPE_CHECKING``, and ``importlib.import_module("yoloxdet....")`` with a constant string (a computed
-target is itself an error, since it would hide an arrow). A *unit* is a top-level module (``config``) or a
-top-level package (``engine``); the package root ``yoloxdet/__init__.py`` is the unit ``__init__``. Checked:
+Every module under ``src/yoloxdet`` is parsed with ``ast``; every import counts: top of the file, inside
+functions, under ``if TYPE_CHECKING``, and ``importlib.import_module("yoloxdet....")`` with a constant string
+(a computed target is itself an error, since it would hide an arrow). A *unit* is a top-level module
+(``config``) or a top-level package (``engine``); the package root ``yoloxdet/__init__.py`` is the unit
+``__init__``. Checked:
 
 (a) no import cycle between units, nor between modules anywhere (so none inside a package either);
 (b) each unit imports only units of strictly lower layers (:data:`LAYERS`, the table in docs/architecture.md);
 (c) at most 8 modules directly in ``src/yoloxdet``.
 
-Importing ``yoloxdet.a.b`` also runs ``yoloxdet/__init__`` and ``a/__init__``; those implicit parent imports are
-not arrows (every module would otherwise depend on the package root).
+Importing ``yoloxdet.a.b`` also runs ``yoloxdet/__init__`` and ``a/__init__``; those implicit parent imports
+are not arrows (every module would otherwise depend on the package root).
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ def test_the_library_never_imports_the_bench_tools(graph):
     assert users <= {"commands", "bench"}
 
 
-# ---------------------------------------------------------------------------------------------- the checker itself
+# ---------------------------------------------------------------------------------------- the checker itself
 FAKE = ["pkg", "pkg.a", "pkg.b", "pkg.sub", "pkg.sub.c", "pkg.sub.d"]
 
 

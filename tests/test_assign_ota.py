@@ -103,7 +103,8 @@ def reference_costs(outputs: HeadOutputs, boxes: torch.Tensor, labels: torch.Ten
 
 
 def exact_assignment(fg: torch.Tensor, bg: torch.Tensor, k: list[int]) -> torch.Tensor:
-    """[A] matched GT (-1 background) from scipy's LSA on anchors x (GT g repeated k_g times + background slots)."""
+    """[A] matched GT (-1 background) from scipy's LSA on anchors x (GT g repeated k_g times + background
+    slots)."""
     num_anchors = fg.shape[1]
     columns = [fg[g] for g in range(len(k)) for _ in range(k[g])] + [bg] * (num_anchors - sum(k))
     owner = [g for g in range(len(k)) for _ in range(k[g])] + [-1] * (num_anchors - sum(k))
@@ -174,7 +175,8 @@ def test_empty_batch_and_image_without_gt() -> None:
 
 def test_gt_without_candidates_still_gets_its_cheapest_anchor() -> None:
     # A 2x2 GT at (8, 8) holds no anchor centre (they sit at 4, 12, 20, 28): every pair pays the penalty.
-    # Anchor 5 (cell (1, 1)) predicts the GT box exactly, the others do not overlap it: it is by far the cheapest.
+    # Anchor 5 (cell (1, 1)) predicts the GT box exactly, the others do not overlap it: it is by far the
+    # cheapest.
     box_raw = torch.zeros(1, 16, 4)
     box_raw[0, 5] = torch.tensor([0.0, 0.0, math.log(0.25), math.log(0.25)])
     outputs = HeadOutputs(box_raw, torch.zeros(1, 16), torch.zeros(1, 16, 2), (8,), ((4, 4),))

@@ -17,7 +17,8 @@ STRIDE = 8
 def outputs_for(
     pred_cxcywh: list[list[float]], cls_logits: list[list[float]], obj_logits: list[float]
 ) -> HeadOutputs:
-    """One image, one row of ``len(pred)`` anchors at stride 8, whose raw outputs decode to ``pred_cxcywh``."""
+    """One image, one row of ``len(pred)`` anchors at stride 8, whose raw outputs decode to
+    ``pred_cxcywh``."""
     pred = torch.tensor(pred_cxcywh)
     grid_x = torch.arange(len(pred_cxcywh), dtype=torch.float32)
     raw = torch.stack(
@@ -52,8 +53,10 @@ def sigmoid(x: float) -> float:
 
 
 def test_dynamic_k_and_class_cost_pick_the_positives():
-    # Anchor centres x = 4, 12, 20 all lie in the GT's centre square (0, 24). IoUs 0.5, 1, 0.75 -> k = int(2.25) = 2.
-    # Anchor 2 has the better IoU than anchor 0 but a poor class score, so anchors 1 and 0 are the two cheapest.
+    # Anchor centres x = 4, 12, 20 all lie in the GT's centre square (0, 24).
+    # IoUs 0.5, 1, 0.75 -> k = int(2.25) = 2.
+    # Anchor 2 has the better IoU than anchor 0 but a poor class score, so anchors 1 and 0 are the two
+    # cheapest.
     outputs = outputs_for(
         [[12, 4, 8, 4], [12, 4, 8, 8], [12, 4, 8, 6]], [[0.0], [0.0], [-6.0]], [0.0, 0.0, 0.0]
     )
@@ -84,9 +87,10 @@ def test_conflict_goes_to_the_cheaper_gt_and_the_loser_gets_nothing(labels, winn
 
 def test_current_and_2021_variants_differ_as_documented():
     # GT x-range (-16, 40). Anchor centres x = 4, 12, 20, 28, 36, 44.
-    # current: centre square (0, 24) -> candidates 0, 1, 2; IoU 0.6 each -> k = int(1.8) = 1 -> the best class score.
-    # 2021: in-box (anchors 0-4) ∪ centre radius 2.5 (-8, 32) (anchors 0-3); anchor 4 (IoU 1) pays the 1e5 penalty;
-    #       k = int(4 * 0.6 + 1) = 3 -> the three best class scores among anchors 0-3.
+    # current: centre square (0, 24) -> candidates 0, 1, 2; IoU 0.6 each -> k = int(1.8) = 1
+    #       -> the best class score.
+    # 2021: in-box (anchors 0-4) ∪ centre radius 2.5 (-8, 32) (anchors 0-3); anchor 4 (IoU 1) pays the 1e5
+    #       penalty; k = int(4 * 0.6 + 1) = 3 -> the three best class scores among anchors 0-3.
     boxes = [[12, 4, 56, 4.8]] * 4 + [[12, 4, 56, 8], [44, 4, 1, 1]]
     outputs = outputs_for(boxes, [[1.0], [2.0], [0.0], [-1.0], [5.0], [5.0]], [0.0] * 6)
     targets = targets_for([[12, 4, 56, 8]], [0])
@@ -99,7 +103,8 @@ def test_current_and_2021_variants_differ_as_documented():
 
 def test_2021_penalised_pairs_fill_k_when_the_prior_has_too_few():
     # Small GT (x 10..14): in-box only anchor 1; centre (-8, 32) anchors 0-3; so box ∧ centre = {1}.
-    # Predicted boxes all cover the GT fully with IoU 0.8 -> k = int(4 * 0.8) = 3: anchor 1 plus two penalised ones.
+    # Predicted boxes all cover the GT fully with IoU 0.8 -> k = int(4 * 0.8) = 3: anchor 1 plus two penalised
+    # ones.
     boxes = [[12, 4, 5, 4]] * 4
     outputs = outputs_for(boxes, [[0.0], [-3.0], [1.0], [2.0]], [0.0] * 4)
     result = assign("simota-2021", outputs, targets_for([[12, 4, 4, 4]], [0]))

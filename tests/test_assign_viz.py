@@ -1,4 +1,5 @@
-"""``yoloxdet assign-viz`` and its drawing helpers: files written, JSON consistent with the assigners, errors."""
+"""``yoloxdet assign-viz`` and its drawing helpers: files written, JSON consistent with the assigners,
+errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Config: defaults, YAML files and key=value overrides, choice values checked at build time with "did you mean"."""
+"""Config: defaults, YAML files and key=value overrides, choice values checked at build time with "did you
+mean"."""
 
 import dataclasses
 

@@ -89,7 +89,8 @@ def write_coco(root: Path, items=ITEMS, names=NAMES, category_ids=(3, 7, 11)) ->
 def voc_xml(item: Item, names=NAMES, difficult=()) -> str:
     objects = "".join(
         f"<object><name>{names[label]}</name><difficult>{int(i in difficult)}</difficult><bndbox>"
-        f"<xmin>{box[0] + 1}</xmin><ymin>{box[1] + 1}</ymin><xmax>{box[2] + 1}</xmax><ymax>{box[3] + 1}</ymax>"
+        f"<xmin>{box[0] + 1}</xmin><ymin>{box[1] + 1}</ymin>"
+        f"<xmax>{box[2] + 1}</xmax><ymax>{box[3] + 1}</ymax>"
         f"</bndbox></object>"
         for i, (box, label) in enumerate(zip(item.boxes_xyxy, item.labels))
     )
@@ -100,7 +101,8 @@ def voc_xml(item: Item, names=NAMES, difficult=()) -> str:
 
 
 def write_voc(root: Path, items=ITEMS, names=NAMES, with_names: bool = True, difficult=()) -> Path:
-    """VOC layout with 1-based coordinates in the XML; ``difficult`` marks object indices of the first image."""
+    """VOC layout with 1-based coordinates in the XML; ``difficult`` marks object indices of the first
+    image."""
     base = root / "VOC2007"
     (base / "Annotations").mkdir(parents=True, exist_ok=True)
     (base / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)

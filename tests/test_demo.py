@@ -1,5 +1,6 @@
-"""The demo end to end on a tiny budget: real tree-crown data from the deepforest wheel (PyPI), the shared official
-weights when present, and every public command. Checks the report files and that metrics are finite in [0, 1]."""
+"""The demo end to end on a tiny budget: real tree-crown data from the deepforest wheel (PyPI), the shared
+official weights when present, and every public command. Checks the report files and that metrics are finite
+in [0, 1]."""
 
 import json
 import math

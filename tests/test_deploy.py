@@ -1,7 +1,7 @@
 """Deployment formats on the official YOLOX-Nano and coco128: int8 ONNX, OpenVINO fp32/int8, ncnn, TensorRT.
 
-Small on purpose: 320 px input, AP on the first 32 coco128 images, calibration on 16 others (disjoint). The full
-measurements (416 px, all 128 images, YOLOX-S latency) are in benchmarks/bench_deploy.py.
+Small on purpose: 320 px input, AP on the first 32 coco128 images, calibration on 16 others (disjoint). The
+full measurements (416 px, all 128 images, YOLOX-S latency) are in benchmarks/bench_deploy.py.
 """
 
 from __future__ import annotations
@@ -159,7 +159,8 @@ def test_ncnn_matches_pytorch_and_serves_the_detector(nano, subset, fp32_ap, coc
 
 
 def test_export_cli_int8_onnx_on_a_dataset_folder(nano_onnx, coco128, tmp_path):
-    """The CLI path end to end (onnxruntime quantizer, 4 images: the cheap one), and the sensitivity report."""
+    """The CLI path end to end (onnxruntime quantizer, 4 images: the cheap one), and the sensitivity
+    report."""
     out = tmp_path / "n_int8.onnx"
     report = tmp_path / "report.json"
     argv = [

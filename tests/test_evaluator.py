@@ -1,5 +1,6 @@
-"""COCO evaluation: perfect / empty / hand-computed cases, faster-coco-eval vs pycocotools, category-id mapping
-with non-contiguous ids, iscrowd handling, and the prediction loop (no clipping, unreadable images skipped)."""
+"""COCO evaluation: perfect / empty / hand-computed cases, faster-coco-eval vs pycocotools, category-id
+mapping with non-contiguous ids, iscrowd handling, and the prediction loop (no clipping, unreadable images
+skipped)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""ONNX / TorchScript export: parity with PyTorch (dynamic batch and size), metadata round trip, runtime backends,
-official raw-layout files on real images, and clear errors for bad files.
+"""ONNX / TorchScript export: parity with PyTorch (dynamic batch and size), metadata round trip, runtime
+backends, official raw-layout files on real images, and clear errors for bad files.
 
 One dynamic ONNX export of YOLOX-Nano is shared by the module (the dynamo exporter needs ~20-60 s on 2 cores).
 """
@@ -35,8 +35,8 @@ META = ExportMetadata("yolox-nano", NAMES, (416, 416), yoloxdet_version="test")
 
 def random_model(name: str, seed: int = 5) -> torch.nn.Module:
     """Random weights with every BN's statistics set from its own input on random images (one eval pass), so
-    activations keep a sane scale in deep models (uncalibrated random BNs overflow exp(wh) to inf in l/x/darknet53)
-    while every weight still matters."""
+    activations keep a sane scale in deep models (uncalibrated random BNs overflow exp(wh) to inf in
+    l/x/darknet53) while every weight still matters."""
     model = randomize_(create_model(name), seed=seed).eval()
 
     def calibrate(bn: torch.nn.Module, inputs: tuple[torch.Tensor]) -> None:
@@ -71,7 +71,8 @@ def _images(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
 
 
 def assert_same_rows(got: torch.Tensor, expected: torch.Tensor, atol: float) -> None:
-    """Same rows up to order (random weights saturate many scores to equal values, so NMS order may differ)."""
+    """Same rows up to order (random weights saturate many scores to equal values, so NMS order may
+    differ)."""
     assert got.shape == expected.shape
     if len(got):
         distance = (got[:, None, :] - expected[None, :, :]).abs().amax(dim=-1)  # [N, N]

@@ -1,5 +1,6 @@
-"""``yoloxdet export`` end to end on the official YOLOX-Nano: the exported file predicts like the original, through
-``yoloxdet predict`` with nothing but the file (model, classes, size and layout come from its metadata)."""
+"""``yoloxdet export`` end to end on the official YOLOX-Nano: the exported file predicts like the original,
+through ``yoloxdet predict`` with nothing but the file (model, classes, size and layout come from its
+metadata)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """ONNX parity for every zoo model: onnxruntime vs PyTorch within 1e-4 at batch 1 and 3, same detections.
 
-The dynamo exporter takes ~20 s per model on 2 cores even with a fixed input size (and several times longer with a
-symbolic size), so big models are checked at one small size; the small models (nano in test_export.py, tiny here)
-also at a second size through a size-dynamic export.
+The dynamo exporter takes ~20 s per model on 2 cores even with a fixed input size (and several times longer
+with a symbolic size), so big models are checked at one small size; the small models (nano in test_export.py,
+tiny here) also at a second size through a size-dynamic export.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Conv+BN folding and the fast inference copy: same outputs as the eval-mode model, original left untouched."""
+"""Conv+BN folding and the fast inference copy: same outputs as the eval-mode model, original left
+untouched."""
 
 from __future__ import annotations
 

@@ -56,7 +56,8 @@ def test_16bit_file_is_scaled_to_8bit(tmp_path):
 
 
 def _exif_rotated_jpeg(path, orientation: int = 6) -> np.ndarray:
-    """A 20x40 (h x w) stored image with a white block in the top-left corner, tagged with an EXIF orientation."""
+    """A 20x40 (h x w) stored image with a white block in the top-left corner, tagged with an EXIF
+    orientation."""
     stored = np.zeros((20, 40, 3), np.uint8)
     stored[:5, :10] = 255
     image = Image.fromarray(stored)

@@ -13,7 +13,8 @@ from yoloxdet.structures import Assignment, HeadOutputs, Targets
 
 
 def two_anchor_case(use_positive: bool = True):
-    """Two anchors at stride 8 (grid x 0 and 1); anchor 1 predicts exactly the GT box (12, 4, 8, 8), class 1 of 3."""
+    """Two anchors at stride 8 (grid x 0 and 1); anchor 1 predicts exactly the GT box (12, 4, 8, 8), class 1
+    of 3."""
     box_raw = torch.tensor([[[0.3, 0.2, 0.1, -0.2], [0.5, 0.5, 0.0, 0.0]]], requires_grad=True)
     obj = torch.tensor([[-1.0, 2.0]], requires_grad=True)
     cls = torch.tensor([[[0.0, 0.0, 0.0], [-1.0, 1.5, 0.5]]], requires_grad=True)

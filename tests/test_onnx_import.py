@@ -1,5 +1,5 @@
-"""Importing the official BN-folded yolox_nano.onnx, checked against onnxruntime on real images, and BN calibration
-of the import on real images."""
+"""Importing the official BN-folded yolox_nano.onnx, checked against onnxruntime on real images, and BN
+calibration of the import on real images."""
 
 import copy
 
@@ -124,7 +124,8 @@ def test_import_weights_cli_onnx_with_calibration(
 
 
 def _annotated_batch(coco128, count: int = 8) -> tuple[torch.Tensor, Targets]:
-    """The first ``count`` annotated coco128 images letterboxed to 416 with their boxes (the project's reader)."""
+    """The first ``count`` annotated coco128 images letterboxed to 416 with their boxes (the project's
+    reader)."""
     from yoloxdet.data.formats import read_coco
     from yoloxdet.data.spec import SplitSource
     from yoloxdet.io import read_image
@@ -150,8 +151,8 @@ def _loss(model, images: torch.Tensor, targets: Targets, train: bool) -> float:
 
 
 def test_calibrated_train_mode_loss_is_close_to_frozen_bn_loss(imported, calibrated, coco128):
-    """Fine-tuning starts from train-mode BN: with calibrated statistics its step-0 loss is near the loss of the
-    imported detector itself (eval-mode BN); with the identity BN of the raw import it is far off."""
+    """Fine-tuning starts from train-mode BN: with calibrated statistics its step-0 loss is near the loss of
+    the imported detector itself (eval-mode BN); with the identity BN of the raw import it is far off."""
     images, targets = _annotated_batch(coco128)
     frozen = _loss(imported[0], images, targets, train=False)
     identity = _loss(imported[0], images, targets, train=True)

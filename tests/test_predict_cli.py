@@ -1,5 +1,6 @@
-"""``yoloxdet predict`` with the official YOLOX-Nano weights on an image, a folder, a glob and a generated video:
-annotated outputs, the detections JSON, and one-line errors for unreadable inputs that do not stop the others."""
+"""``yoloxdet predict`` with the official YOLOX-Nano weights on an image, a folder, a glob and a generated
+video: annotated outputs, the detections JSON, and one-line errors for unreadable inputs that do not stop the
+others."""
 
 from __future__ import annotations
 

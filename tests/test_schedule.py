@@ -78,7 +78,8 @@ def test_budget_keeps_the_warmup_in_steps() -> None:
     # 5 s in (2 steps at 2.5 s a step): still warming up, not pushed past the warm-up by the clock
     position = progress_iters(2, demo, elapsed_s=5, budget_s=600)
     assert position == 2.0 and lr_at(position, demo) == pytest.approx(0.00125 * (2 / 9) ** 2)
-    # after the warm-up the clock lays the cosine over the rest: half the budget is half of the post-warm-up span
+    # after the warm-up the clock lays the cosine over the rest: half the budget is half of the post-warm-up
+    # span
     assert progress_iters(20, demo, elapsed_s=300, budget_s=600) == pytest.approx(w + (total - w) / 2)
     assert progress_iters(9, demo, elapsed_s=0, budget_s=600) == 9.0  # continuous at the seam
     assert progress_iters(30, demo, elapsed_s=900, budget_s=600) == total  # spent

@@ -1,6 +1,6 @@
-"""Tiled detection on large images: boxes mapped back exactly, cut pieces dropped, large objects kept once, memory
-bounded. The network is replaced by a square finder (white squares on black) so that every box is known exactly;
-tiling, the Detector's letterbox and NMS are the real code."""
+"""Tiled detection on large images: boxes mapped back exactly, cut pieces dropped, large objects kept once,
+memory bounded. The network is replaced by a square finder (white squares on black) so that every box is known
+exactly; tiling, the Detector's letterbox and NMS are the real code."""
 
 from __future__ import annotations
 
@@ -79,7 +79,8 @@ def test_small_objects_anywhere_are_mapped_back_exactly_once():
     )  # overlap 32 px: squares up to 32 px are whole somewhere
     height, width = 350, 530
     windows = tile_windows(height, width, spec)
-    # squares centred on tile corners and edges (where cuts happen), plus random ones, kept apart from each other
+    # squares centred on tile corners and edges (where cuts happen), plus random ones, kept apart from each
+    # other
     corners = sorted({(x, y) for x0, y0, x1, y1 in windows for x in (x0, x1) for y in (y0, y1)})
     rng = np.random.default_rng(0)
     centres = [(x, y) for x, y in corners if 20 <= x <= width - 20 and 20 <= y <= height - 20]
@@ -132,8 +133,8 @@ def test_bad_tile_settings_are_refused(bad):
 
 
 def test_memory_stays_bounded_on_a_10k_image(tmp_path: Path):
-    """Peak RSS while tiling a 10,000 x 10,000 image grows by far less than the image itself (300 MB): tiles are
-    views, run a couple at a time. Holding the tiles as copies would add about 1.8x the image."""
+    """Peak RSS while tiling a 10,000 x 10,000 image grows by far less than the image itself (300 MB): tiles
+    are views, run a couple at a time. Holding the tiles as copies would add about 1.8x the image."""
     script = textwrap.dedent(
         f"""
         import json, resource, sys
@@ -143,10 +144,13 @@ def test_memory_stays_bounded_on_a_10k_image(tmp_path: Path):
         from yoloxdet.inference.tiling import TileSpec, predict_tiled
 
         side = 10_000
-        boxes = [(x, y, x + 40, y + 40) for x in range(100, side - 100, 997) for y in range(100, side - 100, 991)]
+        boxes = [
+            (x, y, x + 40, y + 40) for x in range(100, side - 100, 997) for y in range(100, side - 100, 991)
+        ]
         image = draw_squares(side, side, boxes)
         detector = square_detector(batch_size=2, size=1024)
-        predict_tiled(detector, image[:2048, :2048], TileSpec(size=1024, full_pass=False))  # warm up allocators
+        # warm up allocators
+        predict_tiled(detector, image[:2048, :2048], TileSpec(size=1024, full_pass=False))
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         dets = predict_tiled(detector, image, TileSpec(size=1024, overlap=0.25))
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -172,8 +176,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_predict_tile_maps_real_detections_back_onto_a_large_mosaic(coco128, nano_onnx, tmp_path):
-    """Four coco128 photos side by side (832 x 832): the top-left tile is exactly the first photo, so the official
-    Nano's confident boxes on that photo alone must come back from the tiled run at the same place."""
+    """Four coco128 photos side by side (832 x 832): the top-left tile is exactly the first photo, so the
+    official Nano's confident boxes on that photo alone must come back from the tiled run at the same
+    place."""
     from yoloxdet.cli import main
 
     names = ("000000000009.jpg", "000000000025.jpg", "000000000030.jpg", "000000000034.jpg")

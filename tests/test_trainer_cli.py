@@ -1,4 +1,5 @@
-"""`yoloxdet train`: argument handling, one-line errors, and a tiny end-to-end run with its run folder and resume."""
+"""`yoloxdet train`: argument handling, one-line errors, and a tiny end-to-end run with its run folder and
+resume."""
 
 from __future__ import annotations
 

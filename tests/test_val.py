@@ -1,6 +1,6 @@
-"""``yoloxdet val`` on real weights and data against an independent re-implementation of the official evaluation:
-onnxruntime on the official yolox_nano.onnx, the official letterbox written here with cv2, numpy decoding,
-torchvision batched_nms and pycocotools. Nothing from yoloxdet is used on the reference side."""
+"""``yoloxdet val`` on real weights and data against an independent re-implementation of the official
+evaluation: onnxruntime on the official yolox_nano.onnx, the official letterbox written here with cv2, numpy
+decoding, torchvision batched_nms and pycocotools. Nothing from yoloxdet is used on the reference side."""
 
 from __future__ import annotations
 
@@ -123,8 +123,8 @@ def test_val_on_official_nano_matches_an_independent_onnxruntime_evaluation(
     # faster-coco-eval (used by val) and pycocotools give the same numbers on these real predictions
     detections = json.loads(detections_path.read_text())
     reference_stats = evaluate_coco(gt, detections, engine="pycocotools").stats
-    np.testing.assert_allclose([metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")], reference_stats[:6],
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose([metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")],
+                               reference_stats[:6], atol=1e-6)  # fmt: skip
 
 
 def test_val_rejects_bad_annotations_and_class_count_mismatch(tmp_path, nano_onnx, capsys):
@@ -160,7 +160,8 @@ def _coco_subset_as_voc(coco128, root, count: int):
         objects = "".join(
             f"<object><name>{by_id[a['category_id']]}</name><difficult>0</difficult><bndbox>"
             f"<xmin>{a['bbox'][0] + 1:.0f}</xmin><ymin>{a['bbox'][1] + 1:.0f}</ymin>"
-            f"<xmax>{a['bbox'][0] + a['bbox'][2] + 1:.0f}</xmax><ymax>{a['bbox'][1] + a['bbox'][3] + 1:.0f}</ymax>"
+            f"<xmax>{a['bbox'][0] + a['bbox'][2] + 1:.0f}</xmax>"
+            f"<ymax>{a['bbox'][1] + a['bbox'][3] + 1:.0f}</ymax>"
             "</bndbox></object>"
             for a in anns
             if a["image_id"] == im["id"]

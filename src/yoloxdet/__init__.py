@@ -1,7 +1,7 @@
 """yoloxdet: YOLOX, faithful to the paper and the official weights.
 
-The public names are imported on first use (PEP 562 ``__getattr__``), so ``yoloxdet --help`` and argument errors
-do not pay for importing torch (about 5x faster, measured in docs/architecture.md).
+The public names are imported on first use (PEP 562 ``__getattr__``), so ``yoloxdet --help`` and argument
+errors do not pay for importing torch (about 5x faster, measured in docs/architecture.md).
 """
 
 from __future__ import annotations

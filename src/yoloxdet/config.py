@@ -1,12 +1,12 @@
 """Configuration: frozen dataclasses, YAML files and ``key=value`` overrides.
 
-A run is described by one :class:`Config`. Defaults follow the official ``yolox_base.py`` (reference §4); a YAML
-file or ``section.key=value`` overrides hold only the changes. Unknown keys, and values outside a field's
+A run is described by one :class:`Config`. Defaults follow the official ``yolox_base.py`` (reference §4); a
+YAML file or ``section.key=value`` overrides hold only the changes. Unknown keys, and values outside a field's
 choices (:data:`CHOICES`), fail when the config is built, with a "did you mean" suggestion.
 
 This module owns every default of the package: the training and evaluation settings below, the inference
-thresholds (:class:`PredictConfig`, used by ``yoloxdet predict``, :class:`~yoloxdet.inference.api.Detector` and
-export) and the lists of allowed values.
+thresholds (:class:`PredictConfig`, used by ``yoloxdet predict``, :class:`~yoloxdet.inference.api.Detector`
+and export) and the lists of allowed values.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def _suggest(key: str, candidates: Iterable[str]) -> str:
 
 
 def check_choice(where: str, value: Any) -> None:
-    """Raise :class:`ConfigError` if ``value`` is not one of ``CHOICES[where]``, suggesting the closest one."""
+    """Raise :class:`ConfigError` if ``value`` is not one of ``CHOICES[where]``, suggesting the closest
+    one."""
     allowed = CHOICES[where]
     if value not in allowed:
         raise ConfigError(
@@ -149,7 +150,8 @@ class TrainConfig(_Checked):
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Evaluation (mAP): a low score threshold keeps the whole precision-recall curve (official test settings)."""
+    """Evaluation (mAP): a low score threshold keeps the whole precision-recall curve (official test
+    settings)."""
 
     conf_threshold: float = 0.001
     nms_iou_threshold: float = 0.65
@@ -160,7 +162,8 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class PredictConfig:
-    """Inference defaults (``yoloxdet predict``, ``Detector``, ``export --layout nms``): the official demo's."""
+    """Inference defaults (``yoloxdet predict``, ``Detector``, ``export --layout nms``): the official
+    demo's."""
 
     conf_threshold: float = 0.25
     nms_iou_threshold: float = 0.45
@@ -189,7 +192,8 @@ class Config:
 
 
 def eval_input_size(config: Config, model_default: int) -> tuple[int, int]:
-    """The evaluation input size (h, w): ``eval.input_size``, else the training size, else the model's default."""
+    """The evaluation input size (h, w): ``eval.input_size``, else the training size, else the model's
+    default."""
     size = config.eval.input_size or config.train.input_size or (model_default, model_default)
     return (int(size[0]), int(size[1]))
 

@@ -1,9 +1,10 @@
 """Reading images robustly into the model's convention: BGR uint8 ``[H, W, 3]``.
 
-Files are decoded with OpenCV, as the official code does (``cv2.imread``), so pixel values and therefore detections
-match the official evaluation; ``IMREAD_COLOR`` already applies the EXIF orientation, expands grayscale, drops alpha
-and scales 16-bit to 8-bit. Formats OpenCV cannot decode fall back to Pillow. In-memory inputs follow their
-library's channel order: numpy arrays are BGR (OpenCV), PIL images are RGB and get EXIF-transposed.
+Files are decoded with OpenCV, as the official code does (``cv2.imread``), so pixel values and therefore
+detections match the official evaluation; ``IMREAD_COLOR`` already applies the EXIF orientation, expands
+grayscale, drops alpha and scales 16-bit to 8-bit. Formats OpenCV cannot decode fall back to Pillow. In-memory
+inputs follow their library's channel order: numpy arrays are BGR (OpenCV), PIL images are RGB and get
+EXIF-transposed.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def read_image(source: ImageSource) -> np.ndarray:
     """Any supported input -> ``[H, W, 3]`` uint8 BGR, contiguous.
 
     Args:
-        source: a file path; a numpy array (BGR or BGRA, gray ``[H, W]`` or ``[H, W, 1]``; uint8, uint16 scaled
-            to 8 bits, or float in 0-255); or a PIL image (any mode; RGB order, EXIF orientation applied).
+        source: a file path; a numpy array (BGR or BGRA, gray ``[H, W]`` or ``[H, W, 1]``; uint8, uint16
+            scaled to 8 bits, or float in 0-255); or a PIL image (any mode; RGB order, EXIF orientation
+            applied).
     Raises:
         ImageReadError: unreadable file, unsupported array shape/dtype, empty image.
     """
@@ -153,9 +155,10 @@ _DEFAULT_FILE_MODE = _default_file_mode()
 @contextmanager
 def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
     """The one "temporary file, then rename" writer: yields a temporary path beside ``path`` for the caller to
-    write (any library's ``save(obj, tmp)``), then moves it over ``path``; on error the temporary file is removed,
-    so a crash never leaves a half-written file under the final name. ``mode``: permission bits for the result;
-    by default those of a file made by ``open`` (``mkstemp`` alone would leave it private to the user)."""
+    write (any library's ``save(obj, tmp)``), then moves it over ``path``; on error the temporary file is
+    removed, so a crash never leaves a half-written file under the final name. ``mode``: permission bits for
+    the result; by default those of a file made by ``open`` (``mkstemp`` alone would leave it private to the
+    user)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -176,7 +179,8 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
 
 
 def write_figure_atomic(figure: Any, path: str | Path, dpi: int = 80) -> Path:
-    """Render a matplotlib ``figure`` as PNG into ``path`` atomically (the caller still owns and closes it)."""
+    """Render a matplotlib ``figure`` as PNG into ``path`` atomically (the caller still owns and closes
+    it)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     write_bytes_atomic(path, buffer.getvalue())

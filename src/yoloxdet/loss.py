@@ -5,15 +5,16 @@
 * ``iou``: ``1 - IoU²`` between decoded predictions and their matched boxes, ``IoU = inter / (union + 1e-16)``
   (returned already multiplied by 5, as official);
 * ``obj``: BCE-with-logits of the objectness over *all* anchors against the foreground mask;
-* ``cls``: BCE-with-logits of the class logits of positives against ``onehot(label) · matched IoU`` (IoU-aware);
+* ``cls``: BCE-with-logits of the class logits of positives against ``onehot(label) · matched IoU``
+  (IoU-aware);
 * ``l1``: only with ``use_l1`` (the no-augmentation phase), L1 between raw box outputs of positives and
   ``[gx/s - grid_x, gy/s - grid_y, log(gw/s + 1e-8), log(gh/s + 1e-8)]``.
 
-Normalisation across processes (DDP): official divides by the positives of *this* process only, with no all-reduce,
-so each process's loss is normalised by its own count; that is the default (``num_fg_reduction="local"``).
-``num_fg_reduction="mean"`` all-reduces the count and uses the mean over processes (a steadier normaliser when
-processes see very different numbers of objects); without an initialised process group it equals ``"local"``.
-Terms are computed in float32 whatever the outputs' dtype (AMP).
+Normalisation across processes (DDP): official divides by the positives of *this* process only, with no
+all-reduce, so each process's loss is normalised by its own count; that is the default
+(``num_fg_reduction="local"``). ``num_fg_reduction="mean"`` all-reduces the count and uses the mean over
+processes (a steadier normaliser when processes see very different numbers of objects); without an initialised
+process group it equals ``"local"``. Terms are computed in float32 whatever the outputs' dtype (AMP).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ IOU_LOSS_EPS = 1e-16
 
 
 def iou_loss(pred_cxcywh: Tensor, target_cxcywh: Tensor) -> Tensor:
-    """[N] ``1 - IoU²`` of aligned box pairs [N, 4] (official ``IOUloss(loss_type="iou")``, eps 1e-16 in the union)."""
+    """[N] ``1 - IoU²`` of aligned box pairs [N, 4] (official ``IOUloss(loss_type="iou")``, eps 1e-16 in the
+    union)."""
     top_left = torch.maximum(
         pred_cxcywh[:, :2] - pred_cxcywh[:, 2:] / 2, target_cxcywh[:, :2] - target_cxcywh[:, 2:] / 2
     )
@@ -74,10 +76,11 @@ def yolox_loss(
     use_l1: bool,
     num_fg_reduction: str = "local",
 ) -> dict[str, Tensor]:
-    """Loss terms for a batch, keyed ``total``, ``iou`` (×5), ``obj``, ``cls``, ``l1``, ``num_fg``, ``fg_per_gt``.
+    """Loss terms for a batch, keyed ``total``, ``iou`` (×5), ``obj``, ``cls``, ``l1``, ``num_fg``,
+    ``fg_per_gt``.
 
-    ``num_fg`` is the positive count of this process; ``fg_per_gt`` is official's logged ``num_fg``: positives (at
-    least 1, as official) per ground truth. ``l1`` is a zero tensor when ``use_l1`` is False.
+    ``num_fg`` is the positive count of this process; ``fg_per_gt`` is official's logged ``num_fg``: positives
+    (at least 1, as official) per ground truth. ``l1`` is a zero tensor when ``use_l1`` is False.
     """
     fg = assignment.fg_mask
     num_fg = fg.sum()

@@ -1,4 +1,5 @@
-"""Batched SimOTA against the peer's per-image ``get_assignments`` (official HEAD numerics, reference §3.2, §8)."""
+"""Batched SimOTA against the peer's per-image ``get_assignments`` (official HEAD numerics, reference §3.2,
+§8)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def peer_shifts(outputs: HeadOutputs) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 def peer_assignments(head: torch.nn.Module, outputs: HeadOutputs, targets: Targets) -> list[tuple | None]:
-    """The peer's get_assignments per image (None for an image without ground truth, as its loss skips them)."""
+    """The peer's get_assignments per image (None for an image without ground truth, as its loss skips
+    them)."""
     x_shifts, y_shifts, strides = peer_shifts(outputs)
     pred = decode_boxes(outputs)
     results = []
@@ -155,9 +157,10 @@ def test_edge_cases_identical_to_peer(peer_head):
 
 
 def peer_2021_assignment(head: torch.nn.Module, outputs: HeadOutputs, targets: Targets, b: int) -> tuple:
-    """The 2021 (0.1.1rc0) assigner for image ``b``, transcribed literally from reference §3.3: in-box ∪ centre
-    radius 2.5 candidates, full-matrix BCE class cost, 1e5 penalty outside box ∧ centre; matching by the peer's own
-    ``simota_matching`` (unchanged since 2021). Returns (fg_mask [A], matched_gt [F], matched_iou [F])."""
+    """The 2021 (0.1.1rc0) assigner for image ``b``, transcribed literally from reference §3.3: in-box ∪
+    centre radius 2.5 candidates, full-matrix BCE class cost, 1e5 penalty outside box ∧ centre; matching by
+    the peer's own ``simota_matching`` (unchanged since 2021). Returns (fg_mask [A], matched_gt [F],
+    matched_iou [F])."""
     from yolox.utils import bboxes_iou
 
     n = int(targets.mask[b].sum())

@@ -1,4 +1,5 @@
-"""Every loss term against the peer's ``get_losses`` (official numerics, reference §3.4), same raw tensors in."""
+"""Every loss term against the peer's ``get_losses`` (official numerics, reference §3.4), same raw tensors
+in."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def test_loss_terms_match_peer(seed, gts_per_image, use_l1):
 
 
 def test_model_forward_losses_match_peer_training_forward():
-    """End to end from images: our model's outputs through assign + loss vs the peer model's training forward."""
+    """End to end from images: our model's outputs through assign + loss vs the peer model's training
+    forward."""
     peer = randomize_(peer_model("yolox-nano"), seed=3).train()
     ours = create_model("yolox-nano").train()
     ours.load_state_dict(peer.state_dict(), strict=True)

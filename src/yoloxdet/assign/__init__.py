@@ -2,12 +2,13 @@
 
 ``assign(name, outputs, targets, **options) -> Assignment``. Registered here:
 
-* ``"simota"``: the current official SimOTA (centre radius 1.5, centre-only candidates, 1e6 penalty; reference §3.2).
-* ``"simota-2021"``: the assigner the released weights were trained with and the paper describes (in-box ∪ centre
-  radius 2.5 candidates, 1e5 penalty outside box ∧ centre; reference §3.3).
+* ``"simota"``: the current official SimOTA (centre radius 1.5, centre-only candidates, 1e6 penalty; reference
+  §3.2).
+* ``"simota-2021"``: the assigner the released weights were trained with and the paper describes (in-box ∪
+  centre radius 2.5 candidates, 1e5 penalty outside box ∧ centre; reference §3.3).
 * ``"ota"``: optimal transport by log-domain Sinkhorn with a background supplier (reference §9.1; ota.py).
-* ``"single"`` / ``"center3x3"``: fixed positives, the GT's centre cell or its 3×3 region on one FPN level chosen
-  by size (the paper's roadmap; fixed.py).
+* ``"single"`` / ``"center3x3"``: fixed positives, the GT's centre cell or its 3×3 region on one FPN level
+  chosen by size (the paper's roadmap; fixed.py).
 
 Other assigners register with :func:`register` under the same signature.
 """

@@ -1,18 +1,18 @@
-"""Fixed, prediction-independent assigners from the YOLOX roadmap (paper Table 2): one positive per GT, and the
-3×3 centre region ("multi positives").
+"""Fixed, prediction-independent assigners from the YOLOX roadmap (paper Table 2): one positive per GT, and
+the 3×3 centre region ("multi positives").
 
 Rules (chosen here; the paper does not spell them out):
 
 - **Level by size**: each GT goes to the one FPN level whose stride makes its longer side closest to
-  ``cells_per_box = 8`` cells in log scale, ``argmin_l |log2(max(w, h) / (8·stride_l))|``. With strides 8/16/32
-  this is FCOS-like: max side below ~90 px -> stride 8, ~90–181 px -> stride 16, above -> stride 32. Ties go to the
-  finer level.
+  ``cells_per_box = 8`` cells in log scale, ``argmin_l |log2(max(w, h) / (8·stride_l))|``. With strides
+  8/16/32 this is FCOS-like: max side below ~90 px -> stride 8, ~90–181 px -> stride 16, above -> stride 32.
+  Ties go to the finer level.
 - **Single positive**: the cell of that level containing the GT centre (``floor(c / stride)``, clamped to the
   grid so a centre on the far edge still has a cell).
 - **Centre 3×3**: the 3×3 cells around that cell on the same level, as the roadmap's "assign the center 3×3
   area as positives" extends the single positive; cells off the grid are dropped.
-- **Conflicts**: an anchor claimed by several GTs goes to the smallest GT (by area; ties to the lower index), the
-  usual rule for fixed assigners, so small objects are not swallowed by the large ones around them.
+- **Conflicts**: an anchor claimed by several GTs goes to the smallest GT (by area; ties to the lower index),
+  the usual rule for fixed assigners, so small objects are not swallowed by the large ones around them.
 
 ``Assignment.cost`` holds, for each positive, the SimOTA-form cost ``cls + 3·(-log IoU)`` of the current
 predictions, so pictures can compare it with the learned assigners; ``matched_iou`` is the IoU of the decoded
@@ -33,7 +33,8 @@ from .simota import IOU_COST_EPS, IOU_COST_WEIGHT, class_cost
 
 
 def level_by_size(boxes_cxcywh: Tensor, strides: tuple[int, ...], cells_per_box: float = 8.0) -> Tensor:
-    """[..., G] index of the FPN level whose stride puts the box's longer side closest to ``cells_per_box`` cells."""
+    """[..., G] index of the FPN level whose stride puts the box's longer side closest to ``cells_per_box``
+    cells."""
     max_side = boxes_cxcywh[..., 2:4].amax(dim=-1).clamp(min=1e-6)
     log_strides = torch.tensor([math.log2(s) for s in strides], device=boxes_cxcywh.device)
     distance = (max_side.log2()[..., None] - math.log2(cells_per_box) - log_strides).abs()

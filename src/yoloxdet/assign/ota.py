@@ -1,9 +1,9 @@
 """OTA: label assignment as entropic optimal transport (Ge et al., CVPR 2021), adapted to YOLOX heads.
 
 Reference §9.1. Every real GT is a supplier of ``k_g`` positive labels, one background supplier holds the rest
-(``A - Σ k``), and every anchor point demands exactly one label. The plan minimising ``Σ cost·π`` with an entropy
-term is found by Sinkhorn–Knopp in the log domain, and each anchor goes to the supplier that sends it the most
-after every supplier's row is rescaled by its maximum (the official OTA post-processing).
+(``A - Σ k``), and every anchor point demands exactly one label. The plan minimising ``Σ cost·π`` with an
+entropy term is found by Sinkhorn–Knopp in the log domain, and each anchor goes to the supplier that sends it
+the most after every supplier's row is rescaled by its maximum (the official OTA post-processing).
 
 Choices for YOLOX's heads (the official OTA code is FCOS with focal loss):
 
@@ -14,20 +14,20 @@ Choices for YOLOX's heads (the official OTA code is FCOS with focal loss):
 - **IoU weight**: ``iou_weight = 3.0`` as SimOTA (OTA's FCOS config uses 1.5); the regression cost is
   ``-log(IoU + 1e-8)``.
 - **Candidates**: anchor centre (``(cell + 0.5) * stride``) strictly inside the GT box AND within
-  ``center_radius = 2.5`` strides of its centre; elsewhere the cost gets ``+1e6``. OTA clips the centre square to the
-  box, which is the same AND; OTA's 0.01-pixel in-box margin is 0 here, as YOLOX's in-box test.
+  ``center_radius = 2.5`` strides of its centre; elsewhere the cost gets ``+1e6``. OTA clips the centre square
+  to the box, which is the same AND; OTA's 0.01-pixel in-box margin is 0 here, as YOLOX's in-box test.
 - **Dynamic k**: ``clamp(int(Σ top-q IoU over candidates), 1)`` with ``q = 20``.
-- **Sinkhorn**: ``eps = 0.1``, 50 iterations. Padded GT rows have zero supply, i.e. ``log`` supply ``-inf``; their
-  scaling stays ``-inf`` and never turns into NaN because rows are scaled separately from columns.
+- **Sinkhorn**: ``eps = 0.1``, 50 iterations. Padded GT rows have zero supply, i.e. ``log`` supply ``-inf``;
+  their scaling stays ``-inf`` and never turns into NaN because rows are scaled separately from columns.
 
-A GT's positives are not exactly ``k``: after the rescaling it keeps every anchor where it sends nearly as much as
-to its best one, so near-tied candidates (typical at initialisation, where costs barely differ) all become
-positives. This is the official OTA post-processing, kept as is.
+A GT's positives are not exactly ``k``: after the rescaling it keeps every anchor where it sends nearly as
+much as to its best one, so near-tied candidates (typical at initialisation, where costs barely differ) all
+become positives. This is the official OTA post-processing, kept as is.
 
 All tensors are batched over padded ``[B, G(+1), A]``; there is no per-image loop and no host synchronisation.
-The time goes into ``2 · iterations`` log-sum-exp passes over all ``A`` anchors. Solving only over candidate columns
-would be several times faster on CPU, but it reaches the same plan only at convergence (the background's iterates
-differ), so the 50-iteration result would change; it is not done.
+The time goes into ``2 · iterations`` log-sum-exp passes over all ``A`` anchors. Solving only over candidate
+columns would be several times faster on CPU, but it reaches the same plan only at convergence (the
+background's iterates differ), so the 50-iteration result would change; it is not done.
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ def dynamic_k(ious: Tensor, mask: Tensor, top_q: int) -> Tensor:
 def _logsumexp_of_sum(a: Tensor, b: Tensor, dim: int) -> Tensor:
     """``torch.logsumexp(a + b, dim)`` with terms more than 80 below the maximum floored at ``e^-80``.
 
-    The error is at most ``n·e^-80 ≈ n·2e-35`` relative. It matters for speed: the 1e6 penalty makes most terms
-    underflow, and CPU ``exp`` is ~10x slower on underflowing arguments. One temporary, updated in place: the
-    Sinkhorn loop is memory-bound.
+    The error is at most ``n·e^-80 ≈ n·2e-35`` relative. It matters for speed: the 1e6 penalty makes most
+    terms underflow, and CPU ``exp`` is ~10x slower on underflowing arguments. One temporary, updated in
+    place: the Sinkhorn loop is memory-bound.
     """
     x = a + b
     peak = x.amax(dim=dim, keepdim=True)
@@ -72,8 +72,9 @@ def _logsumexp_of_sum(a: Tensor, b: Tensor, dim: int) -> Tensor:
 def sinkhorn_log(cost: Tensor, supply: Tensor, demand: Tensor, eps: float, iterations: int) -> Tensor:
     """Log of the entropic transport plan ``π = diag(u) exp(-C/eps) diag(v)``, log-domain Sinkhorn–Knopp.
 
-    Equivalent to OTA's potential updates (``u = eps·log a``, the old ``u`` cancels). Column scalings are updated
-    first, then rows, so the returned plan meets the supplies exactly and the demands up to convergence.
+    Equivalent to OTA's potential updates (``u = eps·log a``, the old ``u`` cancels). Column scalings are
+    updated first, then rows, so the returned plan meets the supplies exactly and the demands up to
+    convergence.
 
     Args:
         cost: [B, S, A] suppliers x demanders.
@@ -104,8 +105,9 @@ def ota_assign(
     iterations: int = 50,
     penalty: float = 1e6,
 ) -> Assignment:
-    """Assign anchors by optimal transport (module docstring). ``Assignment.cost`` holds, for each positive, its
-    foreground cost (cls + iou_weight·(-log IoU) + penalty when outside the candidate region); 0 on background."""
+    """Assign anchors by optimal transport (module docstring). ``Assignment.cost`` holds, for each positive,
+    its foreground cost (cls + iou_weight·(-log IoU) + penalty when outside the candidate region); 0 on
+    background."""
     if targets.boxes_cxcywh.shape[1] == 0:
         return Assignment.background(*outputs.obj_logits.shape, outputs.obj_logits.device)
     # Costs are float32 by explicit casts; autocast is off so nothing in the Sinkhorn is silently downcast.
@@ -114,7 +116,8 @@ def ota_assign(
             outputs, targets, iou_weight=iou_weight, center_radius=center_radius, penalty=penalty
         )
         k = dynamic_k(ious * candidate, targets.mask, top_q)
-        # More positives than anchors cannot be met; the background then supplies nothing (never seen in practice).
+        # More positives than anchors cannot be met; the background then supplies nothing (never seen in
+        # practice).
         bg_supply = (background.shape[1] - k.sum(dim=1)).clamp(min=0)
         supply = torch.cat([k, bg_supply[:, None]], dim=1).float()
         cost = torch.cat([fg_cost, background[:, None, :]], dim=1)  # [B, G + 1, A], background last
@@ -139,7 +142,8 @@ def ota_costs(
 
 
 def _match(log_plan: Tensor, supply: Tensor, fg_cost: Tensor, ious: Tensor) -> Assignment:
-    """OTA post-processing: rescale each supplier's row so its best anchor receives 1, then argmax per anchor."""
+    """OTA post-processing: rescale each supplier's row so its best anchor receives 1, then argmax per
+    anchor."""
     num_gt = fg_cost.shape[1]
     log_plan = log_plan - log_plan.amax(dim=2, keepdim=True)
     log_plan = torch.where(supply[..., None] > 0, log_plan, float("-inf"))  # zero-supply rows: -inf - -inf

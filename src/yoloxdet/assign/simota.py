@@ -1,32 +1,34 @@
 """SimOTA label assignment, batched (reference §3.2, §3.3, §9.2).
 
 Everything runs on padded tensors over the whole batch: no loop per image or per ground truth, and no host
-synchronisation (shapes depend only on ``B``, ``G``, ``A`` and the variant). Memory is bounded by splitting the batch
-into chunks whose ``[b, G, A]`` work fits ``max_elements``.
+synchronisation (shapes depend only on ``B``, ``G``, ``A`` and the variant). Memory is bounded by splitting
+the batch into chunks whose ``[b, G, A]`` work fits ``max_elements``.
 
 Faithfulness to the official per-image code:
 
-* Costs are computed only over the image's *candidates* (anchors inside any ground truth's centre region, or for the
-  2021 variant inside any box or any centre region), packed to a fixed capacity ``K`` per image. Padded slots get
-  infinite cost and zero IoU, so the top-``min(10, M)`` IoU sum for the dynamic ``k`` and the top-``k`` selection see
-  the image's own ``M`` candidates only, including ``M < 10``.
-* The class cost ``Σ_c BCE(sqrt(σ(cls)·σ(obj)), onehot)`` (logs clamped at -100, as ``F.binary_cross_entropy``) is
-  evaluated as ``Σ_c BCE(p_c, 0) - BCE(p_t, 0) + BCE(p_t, 1)``: the same value without the ``G·M·C`` tensor. It can
-  differ from the official sum by float rounding (~1e-6), so two candidates whose costs tie to that precision may be
-  ordered differently; on realistic batches assignments are identical (tests/oracle/test_assign_oracle.py).
-* Exact ties (e.g. identical predicted boxes *and* identical scores at many anchors) are broken by one ``topk`` over
-  the padded row instead of official's per-gt ``topk(k)``; among exactly equal costs either choice is arbitrary.
-* Conflicts (an anchor selected by several ground truths) go to ``argmin_g cost`` over *all* the image's ground
-  truths, exactly as official.
+* Costs are computed only over the image's *candidates* (anchors inside any ground truth's centre region, or
+  for the 2021 variant inside any box or any centre region), packed to a fixed capacity ``K`` per image.
+  Padded slots get infinite cost and zero IoU, so the top-``min(10, M)`` IoU sum for the dynamic ``k`` and the
+  top-``k`` selection see the image's own ``M`` candidates only, including ``M < 10``.
+* The class cost ``Σ_c BCE(sqrt(σ(cls)·σ(obj)), onehot)`` (logs clamped at -100, as
+  ``F.binary_cross_entropy``) is evaluated as ``Σ_c BCE(p_c, 0) - BCE(p_t, 0) + BCE(p_t, 1)``: the same value
+  without the ``G·M·C`` tensor. It can differ from the official sum by float rounding (~1e-6), so two
+  candidates whose costs tie to that precision may be ordered differently; on realistic batches assignments
+  are identical (tests/oracle/test_assign_oracle.py).
+* Exact ties (e.g. identical predicted boxes *and* identical scores at many anchors) are broken by one
+  ``topk`` over the padded row instead of official's per-gt ``topk(k)``; among exactly equal costs either
+  choice is arbitrary.
+* Conflicts (an anchor selected by several ground truths) go to ``argmin_g cost`` over *all* the image's
+  ground truths, exactly as official.
 
 Edge cases (documented behaviour):
 
 * An image without ground truth gets no positives.
-* If no anchor of an image is a candidate (e.g. every centre lies outside the image), the image gets no positives
-  (as pixeltable-yolox; official raises).
-* A ground truth without candidates of its own still takes its ``k`` cheapest candidates of the other ground truths
-  (they carry the penalty), as official. A ground truth can end up with no positive after conflicts; nothing
-  reassigns it.
+* If no anchor of an image is a candidate (e.g. every centre lies outside the image), the image gets no
+  positives (as pixeltable-yolox; official raises).
+* A ground truth without candidates of its own still takes its ``k`` cheapest candidates of the other ground
+  truths (they carry the penalty), as official. A ground truth can end up with no positive after conflicts;
+  nothing reassigns it.
 
 Cost and IoU are computed in float32 whatever the outputs' dtype (AMP).
 """
@@ -101,8 +103,9 @@ def _inside(xs: Tensor, ys: Tensor, left: Tensor, right: Tensor, top: Tensor, bo
 def candidate_capacity(outputs: HeadOutputs, num_gt_slots: int, variant: SimOTAVariant) -> int:
     """A static upper bound on candidates per image, so packing needs no host synchronisation.
 
-    An open interval ``2r`` strides long holds at most ``ceil(2r)`` cell centres per axis, so a ground truth has at
-    most ``ceil(2r)²`` centre candidates per level. The in-box test has no such bound (a box can cover the image).
+    An open interval ``2r`` strides long holds at most ``ceil(2r)`` cell centres per axis, so a ground truth
+    has at most ``ceil(2r)²`` centre candidates per level. The in-box test has no such bound (a box can cover
+    the image).
     """
     num_anchors = sum(h * w for h, w in outputs.feature_sizes)
     if variant.use_in_box:
@@ -137,8 +140,8 @@ def class_cost(cls_logits: Tensor, obj_logits: Tensor, gt_labels: Tensor) -> Ten
         cls_logits: [B, K, C]; obj_logits: [B, K]; gt_labels: [B, G] int64.
     """
     prob = (cls_logits.float().sigmoid() * obj_logits.float().sigmoid()[..., None]).sqrt()
-    # F.binary_cross_entropy semantics (logs clamped at -100), but vectorised log1p: its scalar kernel is ~10x slower
-    # and agrees to an ulp, well inside the rounding the decomposition already differs by.
+    # F.binary_cross_entropy semantics (logs clamped at -100), but vectorised log1p: its scalar kernel is ~10x
+    # slower and agrees to an ulp, well inside the rounding the decomposition already differs by.
     neg = torch.log1p(-prob).clamp_(min=-BCE_LOG_CLAMP).neg_()  # [B, K, C]  BCE(p, 0)
     index = gt_labels[:, None, :].expand(-1, prob.shape[1], -1)  # [B, K, G]
     pos = torch.log(prob.gather(2, index)).clamp_(min=-BCE_LOG_CLAMP).neg_()  # BCE(p_label, 1)
@@ -148,7 +151,8 @@ def class_cost(cls_logits: Tensor, obj_logits: Tensor, gt_labels: Tensor) -> Ten
 def decode_candidates(outputs: HeadOutputs, index: Tensor) -> Tensor:
     """[B, K, 4] float32 decoded cxcywh boxes of the anchors in ``index`` [B, K].
 
-    Same formula as :func:`yoloxdet.ops.decode.decode_boxes`, applied after gathering so only candidates pay for it.
+    Same formula as :func:`yoloxdet.ops.decode.decode_boxes`, applied after gathering so only candidates pay
+    for it.
     """
     grid_xy, stride = anchor_points(outputs.feature_sizes, outputs.strides, index.device)
     raw = outputs.box_raw.float().gather(1, index[..., None].expand(-1, -1, 4))
@@ -210,7 +214,8 @@ def simota_assign(
     """SimOTA for a batch.
 
     ``max_elements`` bounds the largest intermediate of one batch chunk (``b·G·A`` geometry, ``b·G·K`` costs,
-    ``b·K·C`` class terms), so memory stays bounded without an out-of-memory fallback; it never changes results.
+    ``b·K·C`` class terms), so memory stays bounded without an out-of-memory fallback; it never changes
+    results.
     """
     batch, num_anchors = outputs.obj_logits.shape
     num_gt_slots = targets.mask.shape[1]

@@ -1,11 +1,12 @@
-"""``yoloxdet bench WEIGHTS --formats all --data DATA.yaml``: every deployment format, exported, scored and timed.
+"""``yoloxdet bench WEIGHTS --formats all --data DATA.yaml``: every deployment format, exported, scored and
+timed.
 
-One model is exported once to a fixed-size fp32 ONNX file and from there to each format whose runtime is installed
-(int8 ONNX, OpenVINO fp32/int8, ncnn, TensorRT fp16/int8); the rest are listed as skipped with their install
-command. Each format's :class:`~yoloxdet.inference.api.Detector` is scored (COCO AP, official evaluation settings: conf
-0.001, NMS 0.65) on the same images, and timed on the same random 0-255 batches with
-:func:`~yoloxdet.bench.perf.time_interleaved`, all formats taking turns, at batch 1 and at batch N. PyTorch fp32 is the
-AP reference, fp32 onnxruntime the latency reference.
+One model is exported once to a fixed-size fp32 ONNX file and from there to each format whose runtime is
+installed (int8 ONNX, OpenVINO fp32/int8, ncnn, TensorRT fp16/int8); the rest are listed as skipped with their
+install command. Each format's :class:`~yoloxdet.inference.api.Detector` is scored (COCO AP, official
+evaluation settings: conf 0.001, NMS 0.65) on the same images, and timed on the same random 0-255 batches with
+:func:`~yoloxdet.bench.perf.time_interleaved`, all formats taking turns, at batch 1 and at batch N. PyTorch
+fp32 is the AP reference, fp32 onnxruntime the latency reference.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class FormatsReport:
         return next((r for r in self.results if r.name == fmt and r.skipped is None), None)
 
     def rows(self) -> list[list[str]]:
-        """Table cells: format, precision, size, AP, AP drop vs PyTorch fp32, ms/image b1 and bN, x fp32-ONNX."""
+        """Table cells: format, precision, size, AP, AP drop vs PyTorch fp32, ms/image b1 and bN, x
+        fp32-ONNX."""
         torch_ref, onnx_ref = self._reference("pytorch fp32"), self._reference("onnx fp32")
         rows = []
         for r in self.results:
@@ -220,9 +222,10 @@ def bench_formats(
     """Export ``model`` (BN folded) to ``formats``, score each on ``gt`` and time each.
 
     Args:
-        gt: COCO ground truth of the images ``samples()`` yields (``(image_id, BGR image)`` pairs, a new iterator
-            per call), as :func:`~yoloxdet.engine.evaluator.predict_coco_results` takes them.
-        calibrate: int8 calibration images (folder, glob or dataset YAML); int8 formats are skipped without them.
+        gt: COCO ground truth of the images ``samples()`` yields (``(image_id, BGR image)`` pairs, a new
+            iterator per call), as :func:`~yoloxdet.engine.evaluator.predict_coco_results` takes them.
+        calibrate: int8 calibration images (folder, glob or dataset YAML); int8 formats are skipped without
+            them.
         score: measure AP (False: latency only, e.g. for random weights).
     """
     from ..engine.evaluator import evaluate_coco, predict_coco_results

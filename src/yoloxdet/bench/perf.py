@@ -1,8 +1,8 @@
 """Inference timing: per-backend latency and throughput, and the machine's matmul peak to judge them against.
 
-A model's *compute bound* is its GFLOPs divided by the matmul GFLOP/s measured on the same machine in the same run
-(a 1024x1024 float32 matmul timed in turns with the models, median): the time it would take if every FLOP ran at
-dense-matmul speed. ``x bound`` = measured time / compute bound.
+A model's *compute bound* is its GFLOPs divided by the matmul GFLOP/s measured on the same machine in the same
+run (a 1024x1024 float32 matmul timed in turns with the models, median): the time it would take if every FLOP
+ran at dense-matmul speed. ``x bound`` = measured time / compute bound.
 """
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ def time_interleaved(
     burst: int = 1,
 ) -> dict[str, list[float]]:
     """Seconds of each timed call of each function over ``iters`` rounds. The functions take turns (the order
-    reversed every round), so that load from elsewhere on a shared machine falls on all of them alike. ``sync``
-    (e.g. ``torch.cuda.synchronize``) runs before each clock read.
+    reversed every round), so that load from elsewhere on a shared machine falls on all of them alike.
+    ``sync`` (e.g. ``torch.cuda.synchronize``) runs before each clock read.
 
-    With ``burst`` > 1 each turn is ``burst`` calls in a row and the first is not counted: it pays for the caches
-    the previous function filled with its own weights, which a model called again and again does not."""
+    With ``burst`` > 1 each turn is ``burst`` calls in a row and the first is not counted: it pays for the
+    caches the previous function filled with its own weights, which a model called again and again does
+    not."""
     sync = sync or (lambda: None)
     for fn in fns.values():
         for _ in range(warmup):
@@ -69,7 +70,8 @@ def median(values: Sequence[float]) -> float:
 
 
 def matmul_probe(size: int = 1024, seed: int = 0) -> tuple[Callable[[], object], float]:
-    """A float32 ``size``x``size`` matmul to time, and its GFLOPs per call: the yardstick of the compute bound."""
+    """A float32 ``size``x``size`` matmul to time, and its GFLOPs per call: the yardstick of the compute
+    bound."""
     gen = torch.Generator().manual_seed(seed)
     a = torch.randn(size, size, generator=gen)
     b = torch.randn(size, size, generator=gen)
@@ -192,8 +194,8 @@ def bench_model(
 ) -> BenchReport:
     """Time ``model`` on each backend at a square ``input_size``; ``torch`` threads are set to ``threads``.
 
-    ``others`` adds rows for outside runners (name -> function of the image batch), e.g. a peer implementation.
-    All runners take turns, ``burst`` calls at a time (:func:`time_interleaved`)."""
+    ``others`` adds rows for outside runners (name -> function of the image batch), e.g. a peer
+    implementation. All runners take turns, ``burst`` calls at a time (:func:`time_interleaved`)."""
     torch.set_num_threads(threads)
     model = model.eval()
     gen = torch.Generator().manual_seed(0)

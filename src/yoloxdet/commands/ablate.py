@@ -1,4 +1,5 @@
-"""``yoloxdet ablate DATASET.yaml --budget-iters 300``: train a list of variants under one budget and compare them.
+"""``yoloxdet ablate DATASET.yaml --budget-iters 300``: train a list of variants under one budget and compare
+them.
 
 Variants come from ``--variants FILE.yaml`` (``variants: [{name, description, overrides: {key: value}}]``) or
 default to the YOLOX roadmap (``--print-variants`` shows it as YAML to copy and edit). Trailing ``key=value``

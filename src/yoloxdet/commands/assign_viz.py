@@ -1,9 +1,9 @@
 """``yoloxdet assign-viz``: see which anchor points each assigner makes positive for each GT.
 
-Input is an image with boxes (``--image IMG --boxes "x1,y1,x2,y2,cls;..."``, original pixels) or a dataset sample
-(``--data DATASET.yaml --index N``). The model is a checkpoint (``--weights``) or ``--model`` at its (seeded)
-initialisation. Writes into ``-o``: ``<assigner>.png`` and ``<assigner>.json`` (every positive with its GT, stride,
-cell, cost and IoU) per assigner, and ``sheet.png`` with all panels side by side.
+Input is an image with boxes (``--image IMG --boxes "x1,y1,x2,y2,cls;..."``, original pixels) or a dataset
+sample (``--data DATASET.yaml --index N``). The model is a checkpoint (``--weights``) or ``--model`` at its
+(seeded) initialisation. Writes into ``-o``: ``<assigner>.png`` and ``<assigner>.json`` (every positive with
+its GT, stride, cell, cost and IoU) per assigner, and ``sheet.png`` with all panels side by side.
 """
 
 from __future__ import annotations

@@ -7,7 +7,10 @@ from pathlib import Path
 
 from .bench_formats_cli import add_formats_arguments, run_formats
 
-HELP = "time inference (ms/image, images/s, GFLOP/s vs a measured matmul peak) for eager, fused and ONNX backends"
+HELP = (
+    "time inference (ms/image, images/s, GFLOP/s vs a measured matmul peak) for eager, fused and ONNX "
+    "backends"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

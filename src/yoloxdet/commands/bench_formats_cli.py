@@ -1,4 +1,5 @@
-"""``yoloxdet bench WEIGHTS --formats all --data DATA.yaml``: the options and the run of the all-formats table."""
+"""``yoloxdet bench WEIGHTS --formats all --data DATA.yaml``: the options and the run of the all-formats
+table."""
 
 from __future__ import annotations
 

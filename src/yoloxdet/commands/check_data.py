@@ -1,4 +1,5 @@
-"""``yoloxdet check-data DATASET``: report bad data (naming the file and line / annotation id) and statistics."""
+"""``yoloxdet check-data DATASET``: report bad data (naming the file and line / annotation id) and
+statistics."""
 
 from __future__ import annotations
 

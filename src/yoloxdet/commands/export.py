@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--layout",
         choices=CHOICES["export.layout"],
         default=ExportConfig.layout,
-        help="decoded [B, A, 5+C] cxcywh boxes (default), the official raw layout (tx, ty, tw, th), or NMS inside "
-        "the graph: [N, 7] (image, x1, y1, x2, y2, score, class)",
+        help="decoded [B, A, 5+C] cxcywh boxes (default), the official raw layout (tx, ty, tw, th), "
+        "or NMS inside the graph: [N, 7] (image, x1, y1, x2, y2, score, class)",
     )
     parser.add_argument(
         "--conf",
@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         export_torchscript(model, output, metadata)
     print(
-        f"wrote {output} ({output.stat().st_size / 2**20:.1f} MB, {args.layout} layout, input {size[0]}x{size[1]})"
+        f"wrote {output} ({output.stat().st_size / 2**20:.1f} MB, {args.layout} layout, "
+        f"input {size[0]}x{size[1]})"
     )
     return 0

@@ -1,4 +1,5 @@
-"""The deployment options of ``yoloxdet export``: ``--format openvino|ncnn|tensorrt``, ``--int8`` and calibration."""
+"""The deployment options of ``yoloxdet export``: ``--format openvino|ncnn|tensorrt``, ``--int8`` and
+calibration."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ if TYPE_CHECKING:
 
     from ..export import ExportMetadata
 
-# as yoloxdet.export.calibration.DEFAULT_CALIBRATION_IMAGES, which is not imported here: the CLI builds every command's
-# parser at start-up, and that module pulls in cv2 and torch (the test below keeps the two equal)
+# as yoloxdet.export.calibration.DEFAULT_CALIBRATION_IMAGES, which is not imported here: the CLI builds every
+# command's parser at start-up, and that module pulls in cv2 and torch (the test below keeps the two equal)
 DEFAULT_CALIBRATION_IMAGES = 300
 
 DEPLOY_ONLY_FORMATS = ("openvino", "ncnn", "tensorrt")

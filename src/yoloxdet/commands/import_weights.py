@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         extra["bn_calibrated"] = True
     elif Path(args.source).suffix.lower() == ".onnx":
         print(
-            "note: BN is folded in ONNX imports; pass --calibrate IMAGES before fine-tuning with train-mode BN"
+            "note: BN is folded in ONNX imports; pass --calibrate IMAGES before fine-tuning with "
+            "train-mode BN"
         )
     save_checkpoint(args.output, model, info, extra)
     print(

@@ -1,7 +1,7 @@
 """``yoloxdet predict WEIGHTS SOURCE...``: detect objects in images, folders, globs and videos.
 
-Writes annotated images/videos and ``detections.json`` into ``--output``. An unreadable input is reported on one
-line and the others are still processed (exit status 1 when any input failed).
+Writes annotated images/videos and ``detections.json`` into ``--output``. An unreadable input is reported on
+one line and the others are still processed (exit status 1 when any input failed).
 """
 
 from __future__ import annotations
@@ -85,17 +85,22 @@ def add_detector_arguments(
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def input_size_from_args(size: list[int] | None) -> tuple[int, int] | None:
+    """``--size``: one value (square) or two (H W); None when not given."""
+    if not size:
+        return None
+    if len(size) > 2:
+        raise ValueError("--size takes one value or two (H W)")
+    return size[0], size[-1]
+
+
 def detector_from_args(args: argparse.Namespace) -> Detector:
     import torch  # here, as the api import: `yoloxdet --help` starts without torch
 
     from ..inference.api import Detector
     from ..inference.tiling import TileSpec
 
-    size = None
-    if args.size:
-        if len(args.size) > 2:
-            raise ValueError("--size takes one value or two (H W)")
-        size = (args.size[0], args.size[-1])
+    size = input_size_from_args(args.size)
     return Detector.from_checkpoint(
         args.weights,
         model_name=args.model,

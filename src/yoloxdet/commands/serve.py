@@ -9,6 +9,8 @@ import signal
 import tempfile
 from pathlib import Path
 
+from .predict import input_size_from_args
+
 HELP = "serve detection over HTTP: POST /v1/detect, a web page at /, /metrics, /docs (dynamic batching)"
 
 
@@ -78,11 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..serve.config import CONFIG_ENV, ServeConfig, default_allowed_hosts
 
-    size = None
-    if args.size:
-        if len(args.size) > 2:
-            raise ValueError("--size takes one value or two (H W)")
-        size = (args.size[0], args.size[-1])
+    size = input_size_from_args(args.size)
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     weights = Path(args.weights)

@@ -1,7 +1,7 @@
 """``yoloxdet train DATASET.yaml model=yolox-nano epochs=50 batch=16``: train or fine-tune a YOLOX model.
 
-Bare ``key=value`` overrides are resolved against every config section (``epochs`` is ``train.epochs``), with a
-"did you mean" for typos; ``model=NAME`` is short for ``model.name=NAME``, ``batch``/``input_size`` mean the
+Bare ``key=value`` overrides are resolved against every config section (``epochs`` is ``train.epochs``), with
+a "did you mean" for typos; ``model=NAME`` is short for ``model.name=NAME``, ``batch``/``input_size`` mean the
 training ones. ``--config FILE`` loads a YAML config
 first. ``--resume RUN/last.pt`` continues an interrupted run exactly (its saved config, plus any overrides).
 Multi-GPU: ``torchrun --nproc_per_node=N -m yoloxdet train ...`` (see docs/training.md).

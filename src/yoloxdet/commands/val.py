@@ -1,9 +1,9 @@
 """``yoloxdet val WEIGHTS --images DIR --annotations instances.json`` or ``yoloxdet val WEIGHTS --data
 DATASET.yaml [--split val]``: COCO box AP of a model, plus VOC AP for Pascal VOC datasets.
 
-Official evaluation conventions (reference §6.3): conf 0.001, class-aware NMS 0.65, boxes rescaled and not clipped,
-categories through the sorted ids, iscrowd ground truth ignored. Prints the summary and a per-class AP table and
-saves them as JSON.
+Official evaluation conventions (reference §6.3): conf 0.001, class-aware NMS 0.65, boxes rescaled and not
+clipped, categories through the sorted ids, iscrowd ground truth ignored. Prints the summary and a per-class
+AP table and saves them as JSON.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Every function takes its randomness from an explicit ``numpy.random.Generator`` (or takes the drawn values as
 arguments), returns new arrays and mutates nothing it was given. Boxes are ``[N, 4]`` float32 xyxy pixels.
-Unlike the official ``TrainTransform`` there is no cap on boxes per image (official pads to 50/120 and silently
-drops the rest).
+Unlike the official ``TrainTransform`` there is no cap on boxes per image (official pads to 50/120 and
+silently drops the rest).
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ def hsv_offsets(rng: np.random.Generator, gains: tuple[int, int, int] = HSV_GAIN
 
 
 def apply_hsv(image: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """H += dh mod 180, S and V += ds, dv clipped to 0..255; one per-channel LUT instead of int16 arithmetic."""
+    """H += dh mod 180, S and V += ds, dv clipped to 0..255; one per-channel LUT instead of int16
+    arithmetic."""
     values = np.arange(256, dtype=np.int16)
     lut = (
         np.stack(
@@ -178,8 +179,8 @@ def rot90(image: np.ndarray, boxes_xyxy: np.ndarray, turns: int) -> tuple[np.nda
 def overhead_views(
     image: np.ndarray, boxes_xyxy: np.ndarray, rng: np.random.Generator, vflip_prob: float, rot90_prob: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Not official: vertical flip (p) and a random quarter turn (p), for imagery with no "up". Draws nothing from
-    ``rng`` when both probabilities are 0, so the official random stream is unchanged."""
+    """Not official: vertical flip (p) and a random quarter turn (p), for imagery with no "up". Draws nothing
+    from ``rng`` when both probabilities are 0, so the official random stream is unchanged."""
     if vflip_prob > 0 and rng.random() < vflip_prob:
         image, boxes_xyxy = vflip(image, boxes_xyxy)
     if rot90_prob > 0 and rng.random() < rot90_prob:
@@ -212,8 +213,8 @@ def train_transform(
     vflip_prob: float = 0.0,
     rot90_prob: float = 0.0,
 ) -> TrainSample:
-    """Official ``TrainTransform``: HSV (p), flip (p), letterbox to ``input_hw``, keep boxes with min side > 1;
-    the optional overhead views (:func:`overhead_views`) come after the flip.
+    """Official ``TrainTransform``: HSV (p), flip (p), letterbox to ``input_hw``, keep boxes with min
+    side > 1; the optional overhead views (:func:`overhead_views`) come after the flip.
 
     As official, an image without boxes gets no HSV or flip, and when no box survives the image falls back to
     the un-augmented one; unlike official the fallback also drops its degenerate boxes (min side <= 1).

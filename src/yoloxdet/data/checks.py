@@ -293,7 +293,8 @@ def check_split(
 
 
 def content_hash(spec: DatasetSpec, split: str) -> str:
-    """Hash of what the checks depend on: the description, annotation files' bytes, image names/sizes/mtimes."""
+    """Hash of what the checks depend on: the description, annotation files' bytes, image
+    names/sizes/mtimes."""
     digest = hashlib.sha1(
         f"v{CHECK_VERSION}|{spec.format}|{split}|{spec.names}|{spec.keep_difficult}".encode()
     )

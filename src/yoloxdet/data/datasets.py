@@ -1,8 +1,9 @@
 """``DetectionDataset``: any supported format behind one interface, with an optional decoded-image cache.
 
-``build_dataset(spec, split)`` reads the annotations once (see :mod:`yoloxdet.data.formats`); ``load(i)`` decodes
-one image with its boxes in original pixels; ``load_resized(i, size_hw)`` gives the official ``pull_item``
-(image resized by ``r = min(H / h, W / w)``, boxes scaled by ``r``), served from the cache when enabled.
+``build_dataset(spec, split)`` reads the annotations once (see :mod:`yoloxdet.data.formats`); ``load(i)``
+decodes one image with its boxes in original pixels; ``load_resized(i, size_hw)`` gives the official
+``pull_item`` (image resized by ``r = min(H / h, W / w)``, boxes scaled by ``r``), served from the cache when
+enabled.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ class DetectionDataset:
         return Sample(read_image(path), boxes.copy(), labels.copy(), int(self._index.image_ids[index]), path)
 
     def annotations(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(boxes_xyxy, labels) of ``index`` in original pixels, without decoding the image (read-only views)."""
+        """(boxes_xyxy, labels) of ``index`` in original pixels, without decoding the image (read-only
+        views)."""
         return self._index.boxes(index)
 
     def box_counts(self) -> np.ndarray:
@@ -99,7 +101,8 @@ class DetectionDataset:
         return self._index.size_wh(index)
 
     def load_resized(self, index: int, size_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The official ``pull_item``: image resized by ``r = min(H/h, W/w)`` (INTER_LINEAR), boxes times ``r``.
+        """The official ``pull_item``: image resized by ``r = min(H/h, W/w)`` (INTER_LINEAR), boxes times
+        ``r``.
 
         Returns image [h', w', 3] uint8 (read-only when cached: copy before writing), boxes_xyxy, labels
         (read-only).
@@ -124,8 +127,8 @@ class DetectionDataset:
     def enable_cache(
         self, mode: str, size_hw: tuple[int, int], cache_dir: str | Path | None = None, workers: int = 4
     ) -> None:
-        """Cache decoded, resized images: "ram" fills memory now (before loader workers fork, so they share it),
-        "disk" writes ``.npy`` files to ``cache_dir`` lazily and reuses them across runs."""
+        """Cache decoded, resized images: "ram" fills memory now (before loader workers fork, so they share
+        it), "disk" writes ``.npy`` files to ``cache_dir`` lazily and reuses them across runs."""
         if mode not in CACHE_MODES:
             raise ValueError(f"cache mode '{mode}' is not one of {list(CACHE_MODES)}")
         self._cache_mode = mode
@@ -214,7 +217,8 @@ class DetectionDataset:
 
 
 def resize_to_fit(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """Resize by ``r = min(H/h, W/w)`` to ``(int(w r), int(h r))`` with INTER_LINEAR, as the official loader."""
+    """Resize by ``r = min(H/h, W/w)`` to ``(int(w r), int(h r))`` with INTER_LINEAR, as the official
+    loader."""
     h, w = image.shape[:2]
     ratio = min(size_hw[0] / h, size_hw[1] / w)
     new_wh = (int(w * ratio), int(h * ratio))

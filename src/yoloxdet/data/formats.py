@@ -266,10 +266,11 @@ def _coco_xywh(bboxes: list) -> tuple[np.ndarray, np.ndarray]:
 def read_voc(
     sources: Iterable[SplitSource], names: tuple[str, ...] | None, keep_difficult: bool = True
 ) -> ReadResult:
-    """Pascal VOC: ``<dir>/Annotations/<id>.xml``, ``JPEGImages/<id>.jpg``, ids from ``ImageSets/Main/<set>.txt``.
+    """Pascal VOC: ``<dir>/Annotations/<id>.xml``, ``JPEGImages/<id>.jpg``, ids from
+    ``ImageSets/Main/<set>.txt``.
 
-    Coordinates become 0-based as official (``int(float(v)) - 1``). Without ``names`` the classes are the sorted
-    names found in the XML files.
+    Coordinates become 0-based as official (``int(float(v)) - 1``). Without ``names`` the classes are the
+    sorted names found in the XML files.
     """
     issues: list[Issue] = []
     parsed = []
@@ -379,7 +380,8 @@ def list_images(source: Path) -> list[Path]:
 
 
 def yolo_label_path(image: Path) -> Path:
-    """The ultralytics convention: the last ``images`` folder in the path becomes ``labels``, suffix ``.txt``."""
+    """The ultralytics convention: the last ``images`` folder in the path becomes ``labels``, suffix
+    ``.txt``."""
     parts = list(image.parts)
     for i in range(len(parts) - 2, -1, -1):
         if parts[i] == "images":
@@ -389,8 +391,8 @@ def yolo_label_path(image: Path) -> Path:
 
 
 def read_yolo(sources: Iterable[SplitSource], names: tuple[str, ...]) -> ReadResult:
-    """YOLO txt: one ``cls cx cy w h`` row per box, normalised to the image size; a missing or empty label file
-    means a negative image. Polygon rows (``cls x1 y1 x2 y2 ...``) become their bounding box."""
+    """YOLO txt: one ``cls cx cy w h`` row per box, normalised to the image size; a missing or empty label
+    file means a negative image. Polygon rows (``cls x1 y1 x2 y2 ...``) become their bounding box."""
     issues: list[Issue] = []
     records: list[Record] = []
     for source in sources:

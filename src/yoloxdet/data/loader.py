@@ -2,9 +2,9 @@
 
 Reproducibility: the shuffle order comes from ``(seed, epoch)`` and every random choice of a sample from a
 generator seeded with ``(seed, epoch, sample index)``, so a run reproduces exactly whatever the number of
-workers and whichever worker draws a sample. The phase (mosaic on/off) travels with each index from the sampler,
-which lives in the main process, so ``set_epoch`` reaches persistent workers too (official does the same through
-its batch sampler).
+workers and whichever worker draws a sample. The phase (mosaic on/off) travels with each index from the
+sampler, which lives in the main process, so ``set_epoch`` reaches persistent workers too (official does the
+same through its batch sampler).
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ class _PhaseSampler(Sampler):
 
 
 def collate_train(samples: list[TrainSample]) -> tuple[torch.Tensor, Targets]:
-    """uint8 images [B, 3, H, W] (converted to float in the main process: 4x less to move between processes)."""
+    """uint8 images [B, 3, H, W] (converted to float in the main process: 4x less to move between
+    processes)."""
     images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2)
     targets = Targets.from_list(
         [torch.from_numpy(s.boxes_cxcywh) for s in samples], [torch.from_numpy(s.labels) for s in samples]
@@ -144,7 +145,8 @@ class TrainLoader:
     uint8: bool = False
 
     def set_epoch(self, epoch: int, mosaic: bool) -> None:
-        """Select the epoch (reshuffle, reseed) and the explicit phase: mosaic/mixup on, or the no-aug phase."""
+        """Select the epoch (reshuffle, reseed) and the explicit phase: mosaic/mixup on, or the no-aug
+        phase."""
         self.sampler.epoch, self.sampler.mosaic = epoch, mosaic
 
     def __len__(self) -> int:

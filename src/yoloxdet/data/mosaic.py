@@ -1,8 +1,8 @@
 """Mosaic and MixUp (official ``MosaicDetection``, reference §4.5) and the whole training-sample recipe.
 
 ``make_train_sample`` is the one place that composes a training sample; it takes a ``load(index)`` callable
-returning the official ``pull_item`` (image resized to fit the input, boxes scaled, labels), so it is independent
-of the dataset class, the cache and the loader.
+returning the official ``pull_item`` (image resized to fit the input, boxes scaled, labels), so it is
+independent of the dataset class, the cache and the loader.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def mosaic_tile(
 class Tile:
     """A mosaic tile whose pixels are decoded only when some of them can be seen after the affine warp.
 
-    ``size_wh`` is the size of the fitted image (the official ``pull_item``); ``load`` returns the fitted image
-    with its boxes and labels (which win over the predicted ones, e.g. when a bad file was substituted).
+    ``size_wh`` is the size of the fitted image (the official ``pull_item``); ``load`` returns the fitted
+    image with its boxes and labels (which win over the predicted ones, e.g. when a bad file was substituted).
     """
 
     size_wh: tuple[int, int]
@@ -129,8 +129,9 @@ def mosaic(
 
 
 def mixup(base: Loaded, other: Loaded, rng: np.random.Generator, scale_range: tuple[float, float]) -> Loaded:
-    """Official MixUp: letterbox ``other`` into the base size, rescale by U(scale_range), flip with p 0.5, crop
-    a random base-sized window of its zero-padded canvas, and blend ``0.5 a + 0.5 b`` (truncated to uint8)."""
+    """Official MixUp: letterbox ``other`` into the base size, rescale by U(scale_range), flip with p 0.5,
+    crop a random base-sized window of its zero-padded canvas, and blend ``0.5 a + 0.5 b`` (truncated to
+    uint8)."""
     image, boxes, labels = base
     target_h, target_w = image.shape[:2]
     jitter = rng.uniform(*scale_range)

@@ -75,7 +75,8 @@ def load_dataset_spec(path: str | Path) -> DatasetSpec:
 
 
 def parse_dataset_spec(data: Mapping[str, Any], base: Path, source: Path | None = None) -> DatasetSpec:
-    """Build a :class:`DatasetSpec` from an already-parsed mapping; relative paths resolve against ``base``."""
+    """Build a :class:`DatasetSpec` from an already-parsed mapping; relative paths resolve against
+    ``base``."""
     where = source or "dataset description"
     fmt = str(data.get("format", "yolo")).lower()
     if fmt not in FORMATS:

@@ -1,7 +1,8 @@
-"""A generated detection dataset: filled rectangles and ellipses on noisy, faintly lined backgrounds (YOLO txt).
+"""A generated detection dataset: filled rectangles and ellipses on noisy, faintly lined backgrounds (YOLO
+txt).
 
-Small, deterministic for a seed and learnable in minutes on a CPU, so trainer tests, ``yoloxdet ablate`` and the
-ablation docs can train something real without downloading data.
+Small, deterministic for a seed and learnable in minutes on a CPU, so trainer tests, ``yoloxdet ablate`` and
+the ablation docs can train something real without downloading data.
 """
 
 from __future__ import annotations

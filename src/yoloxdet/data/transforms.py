@@ -12,10 +12,12 @@ PAD_VALUE = 114
 def letterbox(
     image: np.ndarray, size_hw: tuple[int, int], pad_value: int = PAD_VALUE
 ) -> tuple[np.ndarray, float]:
-    """Resize keeping aspect ratio and paste at the top-left of a ``size_hw`` canvas filled with ``pad_value``.
+    """Resize keeping aspect ratio and paste at the top-left of a ``size_hw`` canvas filled with
+    ``pad_value``.
 
-    As the official ``preproc``: ratio ``r = min(H / h, W / w)``, ``cv2.resize`` to ``(int(w * r), int(h * r))``
-    with INTER_LINEAR. Boxes map to the canvas by multiplying with ``r`` (no offset, the padding is top-left).
+    As the official ``preproc``: ratio ``r = min(H / h, W / w)``, ``cv2.resize`` to
+    ``(int(w * r), int(h * r))`` with INTER_LINEAR. Boxes map to the canvas by multiplying with ``r`` (no
+    offset, the padding is top-left).
 
     Args:
         image: [h, w, 3] uint8 BGR.

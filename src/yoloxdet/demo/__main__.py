@@ -1,9 +1,10 @@
-"""``make demo`` / ``python -m yoloxdet.demo``: fine-tune YOLOX-Nano on aerial tree crowns on a CPU and report.
+"""``make demo`` / ``python -m yoloxdet.demo``: fine-tune YOLOX-Nano on aerial tree crowns on a CPU and
+report.
 
-A thin wrapper over the public commands a user would run (``import-weights``, ``train``, ``val``, ``predict``):
-it prepares the data (see :mod:`yoloxdet.demo.treecrowns`), resolves the COCO-pretrained weights, runs the
-commands with the recipe in ``recipe.yaml`` (``recipe_scratch.yaml`` when no weights can be had), and writes the
-report (see :mod:`yoloxdet.demo.report`).
+A thin wrapper over the public commands a user would run (``import-weights``, ``train``, ``val``,
+``predict``): it prepares the data (see :mod:`yoloxdet.demo.treecrowns`), resolves the COCO-pretrained
+weights, runs the commands with the recipe in ``recipe.yaml`` (``recipe_scratch.yaml`` when no weights can be
+had), and writes the report (see :mod:`yoloxdet.demo.report`).
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--no-progress",
             ],
         )
-    # The whole 2472 x 2299 px YELL image: tiles at the training tiles' scale vs one pass shrunk to the input size.
+    # The whole 2472 x 2299 px YELL image: tiles at the training tiles' scale vs one pass shrunk to the input
+    # size.
     whole = [str(p) for p in paths.split_images("whole")]
     for name, tiling in (
         ("whole_tiled", ["--tile", str(treecrowns.TileSettings().tile)]),

@@ -57,8 +57,8 @@ class DemoPaths:
         return self.root / "report"
 
     def final_checkpoint(self) -> Path:
-        """The weights at the deadline (the lr schedule ends there). Not ``best.pt``: that one is chosen by AP on
-        the val split, which is also a test set here, so reporting it would flatter the result."""
+        """The weights at the deadline (the lr schedule ends there). Not ``best.pt``: that one is chosen by AP
+        on the val split, which is also a test set here, so reporting it would flatter the result."""
         path = self.run_dir / "last.pt"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: training wrote no checkpoint")
@@ -165,8 +165,9 @@ def build_report(
 
 
 def _whole_image(paths: DemoPaths, out: Path) -> dict:
-    """AP50 on the whole YELL image, tiled vs one resized pass (VOC all-point AP: COCO's 100-detection cap would
-    bound recall on an image with hundreds of trees), and a picture of the tiled result at its best-F1 threshold."""
+    """AP50 on the whole YELL image, tiled vs one resized pass (VOC all-point AP: COCO's 100-detection cap
+    would bound recall on an image with hundreds of trees), and a picture of the tiled result at its best-F1
+    threshold."""
     [stem] = paths.split_stems("whole")
     boxes = read_voc_boxes((paths.data / "Annotations" / f"{stem}.xml").read_bytes(), f"{stem}.xml")
     ground_truth = {0: VocGroundTruth(boxes, np.zeros(len(boxes), dtype=int))}
@@ -210,17 +211,17 @@ def _markdown(
         f"YOLOX-Nano {start}, {minutes:g}-minute training budget ({wall_minutes:.1f} min end to end).",
         "| test set | images | trees | AP50 | AP50:95 | threshold (best F1) | precision | recall | F1 |\n"
         "|---|---|---|---|---|---|---|---|---|\n" + rows,
-        "AP from `yoloxdet val` (COCO, conf 0.001, NMS 0.65); precision/recall/F1 at IoU 0.5 at the threshold with "
-        "the best F1 on that set.",
+        "AP from `yoloxdet val` (COCO, conf 0.001, NMS 0.65); precision/recall/F1 at IoU 0.5 at the "
+        "threshold with the best F1 on that set.",
         "![precision-recall](pr_curve.png)\n\n![training curves](training_curves.png)",
         "Ground truth in green, predictions (score >= the best-F1 threshold) in red:\n\n" + pictures,
         "## The whole image\n\n"
-        f"The whole YELL image (2472 x 2299 px, {whole['boxes']} trees; its upper part is training data, so this "
-        "shows what tiling does, not generalisation): `yoloxdet predict --tile 400` (the training tiles' scale, "
-        "0.25 overlap, plus a full pass for objects larger than the overlap) against one pass shrunk to the input "
-        "size. VOC all-point AP50 at conf 0.001:\n\n"
+        f"The whole YELL image (2472 x 2299 px, {whole['boxes']} trees; its upper part is training data, so "
+        "this shows what tiling does, not generalisation): `yoloxdet predict --tile 400` (the training "
+        "tiles' scale, 0.25 overlap, plus a full pass for objects larger than the overlap) against one pass "
+        "shrunk to the input size. VOC all-point AP50 at conf 0.001:\n\n"
         "| pass | AP50 |\n|---|---|\n"
         f"| tiled | {whole['AP50_tiled']:.3f} |\n| single resized | {whole['AP50_single']:.3f} |\n\n"
-        f"Tiled, at its best-F1 threshold {whole['threshold']:.2f} (precision {whole['precision']:.3f}, recall "
-        f"{whole['recall']:.3f}), half size:\n\n![whole image, tiled](whole_tiled.png)",
+        f"Tiled, at its best-F1 threshold {whole['threshold']:.2f} (precision {whole['precision']:.3f}, "
+        f"recall {whole['recall']:.3f}), half size:\n\n![whole image, tiled](whole_tiled.png)",
     ]

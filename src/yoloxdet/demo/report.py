@@ -1,7 +1,9 @@
-"""The demo report: metrics at a chosen threshold, a PR curve, pictures of ground truth vs predictions, report.md.
+"""The demo report: metrics at a chosen threshold, a PR curve, pictures of ground truth vs predictions,
+report.md.
 
-Everything is computed from the files the public commands wrote (predict's detections JSON, val's metrics JSON,
-the training run folder) and the dataset's ground truth, so the report can be rebuilt without re-running anything.
+Everything is computed from the files the public commands wrote (predict's detections JSON, val's metrics
+JSON, the training run folder) and the dataset's ground truth, so the report can be rebuilt without re-running
+anything.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def plot_pr(curves: dict[str, PRCurve], path: Path) -> Path:
 
 
 def draw_gt_vs_pred(image: np.ndarray, gt_xyxy: np.ndarray, pred_xyxy: np.ndarray) -> np.ndarray:
-    """Ground truth in green, predictions in red, with a legend; boxes drawn 1-2 px so small crowns stay visible."""
+    """Ground truth in green, predictions in red, with a legend; boxes drawn 1-2 px so small crowns stay
+    visible."""
     canvas = image.copy()
     thickness = max(1, round(max(canvas.shape[:2]) / 500))
     for boxes, color in ((gt_xyxy, GT_COLOR), (pred_xyxy, PRED_COLOR)):

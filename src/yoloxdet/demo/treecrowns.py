@@ -1,10 +1,11 @@
 """The demo's real data: aerial tree-crown images shipped in the ``deepforest`` wheel on PyPI.
 
-We download the wheel with pip (``--no-deps``, deepforest itself is never installed), read the PNG images and their
-Pascal VOC boxes (class "Tree") out of it, tile the two large Yellowstone images (``2019_YELL_2_*``) into training
-tiles, and hold out a different site (``OSBS_029``) plus a strip of the larger YELL image as test sets. The larger YELL
-image is also kept whole (image set ``whole``), to show detection on a full aerial image with ``predict --tile``. The
-result is an ordinary VOC dataset folder plus a dataset YAML, so the rest of the demo uses the public commands.
+We download the wheel with pip (``--no-deps``, deepforest itself is never installed), read the PNG images and
+their Pascal VOC boxes (class "Tree") out of it, tile the two large Yellowstone images (``2019_YELL_2_*``)
+into training tiles, and hold out a different site (``OSBS_029``) plus a strip of the larger YELL image as
+test sets. The larger YELL image is also kept whole (image set ``whole``), to show detection on a full aerial
+image with ``predict --tile``. The result is an ordinary VOC dataset folder plus a dataset YAML, so the rest
+of the demo uses the public commands.
 """
 
 from __future__ import annotations
@@ -182,8 +183,8 @@ def write_dataset_yaml(data_dir: Path, train_set: str = "train") -> Path:
 
 
 def prepare(wheel: Path, data_dir: Path, settings: TileSettings = TileSettings(), max_tiles: int = 0) -> Path:
-    """Build the dataset once (kept between runs) and return its YAML. ``max_tiles`` trains on an evenly spread
-    subset of the tiles (image set ``train_subset``), for quick runs."""
+    """Build the dataset once (kept between runs) and return its YAML. ``max_tiles`` trains on an evenly
+    spread subset of the tiles (image set ``train_subset``), for quick runs."""
     sets = data_dir / "ImageSets" / "Main"
     if not all((sets / f"{image_set}.txt").is_file() for image_set in ("train", "whole")):
         build_dataset(wheel, data_dir, settings)

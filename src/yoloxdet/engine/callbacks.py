@@ -73,8 +73,8 @@ class ProgressBar(Callback):
 
 
 class CsvLogger(Callback):
-    """``results.csv``: one row per epoch (mean loss terms, lr, timings, metrics), rewritten atomically from the
-    trainer's history so a resumed run continues the same file."""
+    """``results.csv``: one row per epoch (mean loss terms, lr, timings, metrics), rewritten atomically from
+    the trainer's history so a resumed run continues the same file."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -90,7 +90,8 @@ class CsvLogger(Callback):
 
 
 class TensorBoardLogger(Callback):
-    """Per-step losses and lr, per-epoch means and metrics, under ``log_dir`` (``torch.utils.tensorboard``)."""
+    """Per-step losses and lr, per-epoch means and metrics, under ``log_dir``
+    (``torch.utils.tensorboard``)."""
 
     def __init__(self, log_dir: str | Path) -> None:
         self.log_dir = Path(log_dir)
@@ -123,7 +124,8 @@ class TensorBoardLogger(Callback):
 
 
 class CurvePlotter(Callback):
-    """``curves.png``: loss terms, lr and AP per epoch (matplotlib, Agg backend), redrawn after every epoch."""
+    """``curves.png``: loss terms, lr and AP per epoch (matplotlib, Agg backend), redrawn after every
+    epoch."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

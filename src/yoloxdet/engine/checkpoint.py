@@ -1,5 +1,5 @@
-"""Training checkpoints: ``weights_only`` reads, everything needed to resume bit for bit. The format tag and the
-atomic writer are ``yoloxdet.weights``' (which also loads these files as inference weights).
+"""Training checkpoints: ``weights_only`` reads, everything needed to resume bit for bit. The format tag and
+the atomic writer are ``yoloxdet.weights``' (which also loads these files as inference weights).
 
 Layout (a plain dict of tensors and primitives, so ``torch.load(weights_only=True)`` reads it)::
 

@@ -1,9 +1,10 @@
 """Exponential moving average of the weights, as official ``ModelEMA`` (reference §4.3).
 
-``d = 0.9998 · (1 − exp(−updates / 2000))``; every floating-point state_dict entry (parameters *and* BN running
-statistics) becomes ``d·ema + (1−d)·model`` after each optimizer step. Integer buffers (``num_batches_tracked``)
-are left untouched, as official. Evaluation and checkpoints use the EMA copy. The ramp (2000 updates) is
-settable: with 2000, d is still about 0.26 after 600 updates, so a short run's "average" is nearly its last weights.
+``d = 0.9998 · (1 − exp(−updates / 2000))``; every floating-point state_dict entry (parameters *and* BN
+running statistics) becomes ``d·ema + (1−d)·model`` after each optimizer step. Integer buffers
+(``num_batches_tracked``) are left untouched, as official. Evaluation and checkpoints use the EMA copy. The
+ramp (2000 updates) is settable: with 2000, d is still about 0.26 after 600 updates, so a short run's
+"average" is nearly its last weights.
 """
 
 from __future__ import annotations

@@ -101,7 +101,8 @@ def to_coco_results(
     """Detections of one image (original pixels, contiguous classes) -> COCO result dicts (xywh, category id).
 
     From a training loop: ``to_coco_results(image_id, raw.boxes_xyxy.cpu() / ratio, raw.scores.cpu(),
-    raw.class_ids.cpu(), category_ids(gt))`` with ``raw`` from ``postprocess.postprocess`` and the letterbox ratio.
+    raw.class_ids.cpu(), category_ids(gt))`` with ``raw`` from ``postprocess.postprocess`` and the
+    letterbox ratio.
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
@@ -175,15 +176,17 @@ def predict_coco_results(
     progress: bool = True,
     timings: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``predictor`` on the images of ``gt`` and return COCO result dicts (boxes not clipped, as official).
+    """Run ``predictor`` on the images of ``gt`` and return COCO result dicts (boxes not clipped, as
+    official).
 
     Args:
-        images: the folder holding the files named in ``gt["images"]``, or any iterable of ``(image_id, BGR image)``
-            (e.g. :func:`yoloxdet.data.loader.decoded_images`, which decodes in parallel); None is skipped.
+        images: the folder holding the files named in ``gt["images"]``, or any iterable of
+            ``(image_id, BGR image)`` (e.g. :func:`yoloxdet.data.loader.decoded_images`, which decodes in
+            parallel); None is skipped.
         timings: filled with the seconds spent waiting for images (``read_images``: decoding not hidden
             behind inference), in ``inference`` (letterbox, forward, NMS) and in ``to_results``.
-    An unreadable file is logged (one line naming it) and skipped: it keeps its ground truth, so its objects count
-    as missed.
+    An unreadable file is logged (one line naming it) and skipped: it keeps its ground truth, so its objects
+    count as missed.
     """
     from tqdm import tqdm
 
@@ -216,8 +219,8 @@ def predict_coco_results(
 
 
 def folder_samples(gt: Mapping[str, Any], image_dir: str | Path) -> Iterator[tuple[int, np.ndarray | None]]:
-    """``(image_id, BGR image)`` for every image of ``gt`` read from ``image_dir``; None (and a warning naming the
-    file) for one that cannot be read."""
+    """``(image_id, BGR image)`` for every image of ``gt`` read from ``image_dir``; None (and a warning naming
+    the file) for one that cannot be read."""
     for info in gt["images"]:
         path = Path(image_dir) / info.get("file_name", f"{int(info['id']):012}.jpg")
         try:

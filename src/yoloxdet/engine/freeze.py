@@ -19,8 +19,8 @@ def _hold_eval(module: nn.Module, _inputs: object) -> None:
 
 
 def freeze(model: nn.Module, prefixes: Sequence[str]) -> int:
-    """Freeze every module whose dotted path is one of ``prefixes`` or lies below one (``backbone.backbone`` is the
-    CSPDarknet / Darknet of a YOLOX model). Returns the number of frozen parameter elements.
+    """Freeze every module whose dotted path is one of ``prefixes`` or lies below one (``backbone.backbone``
+    is the CSPDarknet / Darknet of a YOLOX model). Returns the number of frozen parameter elements.
 
     Raises:
         ConfigError: a prefix names no module (the message suggests the closest path).

@@ -42,7 +42,8 @@ class MultiScale:
 def multiscale_for(
     base_hw: tuple[int, int], range_units: int, random_size: tuple[int, int] | None, interval: int, seed: int
 ) -> MultiScale | None:
-    """The official range: ``random_size`` if the model sets one, else ``base/32 ± range``; None when disabled."""
+    """The official range: ``random_size`` if the model sets one, else ``base/32 ± range``; None when
+    disabled."""
     if range_units <= 0 or interval <= 0:
         return None
     if random_size is not None:

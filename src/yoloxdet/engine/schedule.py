@@ -4,8 +4,8 @@ Pure functions of the position in training: the trainer asks ``lr_at(position)``
 hands the answers to the optimizer, the data loader and the loss, so every part sees the same explicit state.
 
 A wall-clock budget maps onto the same schedule: the warm-up still counts steps, and after it the position is
-``max(iteration, warmup + elapsed/budget · (total - warmup))``, so the cosine reaches its floor at the deadline
-whichever comes first (see :func:`progress_iters`).
+``max(iteration, warmup + elapsed/budget · (total - warmup))``, so the cosine reaches its floor at the
+deadline whichever comes first (see :func:`progress_iters`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class LRSchedule:
-    """Quadratic warm-up from ``warmup_lr`` to ``base_lr``, cosine down to ``min_lr_ratio · base_lr``, then flat
-    for the last ``no_aug_epochs`` (official ``LRScheduler("yoloxwarmcos", ...)``)."""
+    """Quadratic warm-up from ``warmup_lr`` to ``base_lr``, cosine down to ``min_lr_ratio · base_lr``, then
+    flat for the last ``no_aug_epochs`` (official ``LRScheduler("yoloxwarmcos", ...)``)."""
 
     base_lr: float
     iters_per_epoch: int
@@ -66,8 +66,9 @@ def progress_iters(
 ) -> float:
     """Schedule position: the iteration count, or further along if a wall-clock budget is running out faster.
 
-    The warm-up is a number of steps whatever the budget: laying it over the clock as well would shrink a warm-up of
-    one epoch out of an upper bound of 300 to a few seconds. The time budget is laid over the span after it."""
+    The warm-up is a number of steps whatever the budget: laying it over the clock as well would shrink a
+    warm-up of one epoch out of an upper bound of 300 to a few seconds. The time budget is laid over the span
+    after it."""
     total, warmup = schedule.total_iters, schedule.warmup_iters
     if budget_s <= 0:
         return float(iteration)
@@ -80,21 +81,23 @@ def progress_iters(
 
 @dataclass(frozen=True)
 class Phase:
-    """What the data loader and the loss do in an epoch: strong augmentation (mosaic/mixup) or the no-aug phase
-    with the L1 term."""
+    """What the data loader and the loss do in an epoch: strong augmentation (mosaic/mixup) or the no-aug
+    phase with the L1 term."""
 
     mosaic: bool
     l1: bool
 
 
 def phase_at(epoch: int, epochs: int, no_aug_epochs: int) -> Phase:
-    """Phase of 0-based ``epoch``. Official switches when ``epoch + 1 == epochs - no_aug_epochs``, so the no-aug
-    phase lasts ``no_aug_epochs + 1`` epochs while the lr is flat only for the last ``no_aug_epochs`` (§4.4)."""
+    """Phase of 0-based ``epoch``. Official switches when ``epoch + 1 == epochs - no_aug_epochs``, so the
+    no-aug phase lasts ``no_aug_epochs + 1`` epochs while the lr is flat only for the last ``no_aug_epochs``
+    (§4.4)."""
     no_aug = epoch + 1 >= epochs - no_aug_epochs
     return Phase(mosaic=not no_aug, l1=no_aug)
 
 
 def eval_due(epoch: int, epochs: int, interval: int, phase: Phase) -> bool:
-    """Evaluate after 0-based ``epoch``: every ``interval`` epochs, every epoch in the no-aug phase, and at the end."""
+    """Evaluate after 0-based ``epoch``: every ``interval`` epochs, every epoch in the no-aug phase, and at
+    the end."""
     done = epoch + 1
     return done == epochs or (interval > 0 and done % interval == 0) or not phase.mosaic

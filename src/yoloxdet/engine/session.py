@@ -1,5 +1,5 @@
-"""Assemble a training run from a :class:`~yoloxdet.config.Config`: datasets, loader, model, optimizer, schedule,
-run folder and callbacks, then hand them to the :class:`~yoloxdet.engine.trainer.Trainer`.
+"""Assemble a training run from a :class:`~yoloxdet.config.Config`: datasets, loader, model, optimizer,
+schedule, run folder and callbacks, then hand them to the :class:`~yoloxdet.engine.trainer.Trainer`.
 
 Used by ``yoloxdet train`` and usable from Python::
 
@@ -73,7 +73,8 @@ def batch_layout(global_batch: int, world_size: int, accumulate: int) -> Layout:
 
 
 def make_run_dir(config: Config, resume_from: str | Path | None) -> Path:
-    """The checkpoint's folder when resuming; else ``output_dir/name`` (default: model and time), never reused."""
+    """The checkpoint's folder when resuming; else ``output_dir/name`` (default: model and time), never
+    reused."""
     if resume_from is not None:
         return Path(resume_from).resolve().parent
     base = Path(config.train.output_dir)
@@ -138,7 +139,8 @@ def build_trainer(
 ) -> Trainer:
     """Everything a run needs, wired into a :class:`Trainer` (resumed from ``resume`` if given).
 
-    ``loss_fn``: replaces the default ``yolox_loss_fn(config.train.assigner)`` (e.g. ablations time assignment).
+    ``loss_fn``: replaces the default ``yolox_loss_fn(config.train.assigner)`` (e.g. ablations time
+    assignment).
     """
 
     device = resolve_device(config.train.device)
@@ -252,9 +254,10 @@ def train(
     extra_callbacks: tuple[Callback, ...] = (),
     loss_fn: LossFn | None = None,
 ) -> tuple[TrainState, Path]:
-    """Run (or resume) training; returns the final state and the run folder (resolved config, CSV, TensorBoard,
-    curves, ``last.pt`` / ``best.pt``). ``resume_from``: a checkpoint path, or a :class:`ResumePoint` already read
-    (``yoloxdet train --resume`` reads it once for its config). ``loss_fn``: see :func:`build_trainer`."""
+    """Run (or resume) training; returns the final state and the run folder (resolved config, CSV,
+    TensorBoard, curves, ``last.pt`` / ``best.pt``). ``resume_from``: a checkpoint path, or
+    a :class:`ResumePoint` already read (``yoloxdet train --resume`` reads it once for its config).
+    ``loss_fn``: see :func:`build_trainer`."""
     if resume_from is not None and not isinstance(resume_from, ResumePoint):
         resume_from = ResumePoint.read(resume_from)
     payload = resume_from.payload if resume_from is not None else None

@@ -1,10 +1,11 @@
 """The training loop: one optimizer step on one screen, everything else in small hooks.
 
-``Trainer(model, loader, optimizer, ...)`` runs epochs of official YOLOX training (reference §4): lr set after each
-step to ``lr_at(it + 1)``, EMA after each step, explicit :class:`Phase` handed to the loader and the loss, multiscale
-resizing, evaluation every ``eval_interval`` epochs (every epoch in the no-aug phase) on the EMA weights, best/last
-checkpoints, early stopping, gradient accumulation, AMP on CUDA, a wall-clock budget, SIGINT/SIGTERM handling and
-bit-exact resume. Progress, CSV, TensorBoard and plots are callbacks (:mod:`yoloxdet.engine.callbacks`).
+``Trainer(model, loader, optimizer, ...)`` runs epochs of official YOLOX training (reference §4): lr set after
+each step to ``lr_at(it + 1)``, EMA after each step, explicit :class:`Phase` handed to the loader and the
+loss, multiscale resizing, evaluation every ``eval_interval`` epochs (every epoch in the no-aug phase) on the
+EMA weights, best/last checkpoints, early stopping, gradient accumulation, AMP on CUDA, a wall-clock budget,
+SIGINT/SIGTERM handling and bit-exact resume. Progress, CSV, TensorBoard and plots are callbacks
+(:mod:`yoloxdet.engine.callbacks`).
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ class Trainer:
 
     Args:
         loss_fn: ``(model, images, targets, phase) -> {"total", ...}`` (see :func:`yolox_loss_fn`).
-        evaluate: ``(eval_model) -> {"AP": ..., "AP50": ...}`` on the validation split, called on every process.
+        evaluate: ``(eval_model) -> {"AP": ..., "AP50": ...}`` on the validation split, called on every
+            process.
         run_dir: where ``last.pt`` and ``best.pt`` go (main process only); None disables checkpoints.
         meta: extra entries for every checkpoint (the resolved config, class names).
     """
@@ -234,15 +236,17 @@ class Trainer:
         if self.state.nonfinite_streak >= NONFINITE_LIMIT:
             lr = self.optimizer.param_groups[0]["lr"]
             raise TrainingDiverged(
-                f"the loss was not finite for {NONFINITE_LIMIT} steps in a row (lr {lr:.3g}). Likely causes: the "
-                f"learning rate is too high for the batch ({self.config.batch}; lower train.lr_per_image or raise "
-                "train.warmup_epochs), or bad boxes in the labels (zero or negative size, far outside the image: "
+                f"the loss was not finite for {NONFINITE_LIMIT} steps in a row (lr {lr:.3g}). "
+                "Likely causes: the learning rate is too high for the batch "
+                f"({self.config.batch}; lower train.lr_per_image or raise train.warmup_epochs), "
+                "or bad boxes in the labels (zero or negative size, far outside the image: "
                 "run `yoloxdet check-data`)."
             )
 
     # ------------------------------------------------------------------ epochs
     def fit(self) -> TrainState:
-        """Train until ``epochs``, the time budget, early stopping or a stop request; returns the final state."""
+        """Train until ``epochs``, the time budget, early stopping or a stop request; returns the final
+        state."""
         self._call("on_train_start")
         with self._stop_on_signals():
             while self.state.epoch < self.config.epochs and not self.stop:
@@ -378,7 +382,8 @@ class Trainer:
             ckpt.save_atomic(payload, self.run_dir / name)
 
     def resume(self, payload: dict[str, Any]) -> None:
-        """Restore everything :meth:`checkpoint_payload` saved; training continues exactly where it stopped."""
+        """Restore everything :meth:`checkpoint_payload` saved; training continues exactly where it
+        stopped."""
         unwrap(self.model).load_state_dict(payload["train_model"])
         if self.ema is not None and payload.get("ema") is not None:
             self.ema.load_state_dict(payload["ema"])
@@ -451,10 +456,11 @@ class Trainer:
 def yolox_loss_fn(
     assigner: str = TrainConfig.assigner, on_assign_s: Callable[[float], None] | None = None
 ) -> LossFn:
-    """The official loss: assignment (no grad) then :func:`yoloxdet.loss.yolox_loss` with the phase's L1 switch.
+    """The official loss: assignment (no grad) then :func:`yoloxdet.loss.yolox_loss` with the phase's L1
+    switch.
 
-    ``on_assign_s`` (ablations) receives the assignment's wall time per call; timing synchronises CUDA around it,
-    so the default path (None) stays free of host syncs.
+    ``on_assign_s`` (ablations) receives the assignment's wall time per call; timing synchronises CUDA around
+    it, so the default path (None) stays free of host syncs.
     """
 
     def loss_fn(model: nn.Module, images: Tensor, targets: Targets, phase: Phase) -> dict[str, Tensor]:

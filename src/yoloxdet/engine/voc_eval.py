@@ -162,9 +162,9 @@ def evaluate_voc(
 
 
 def ground_truth_from_dataset(dataset: DetectionDataset) -> dict[int, VocGroundTruth]:
-    """Ground truth of a :class:`yoloxdet.data.datasets.DetectionDataset`, with VOC ``difficult`` flags when the
-    reader kept them (evaluate with ``keep_difficult: true``, the official setting, so difficult objects are
-    ignored rather than missing)."""
+    """Ground truth of a :class:`yoloxdet.data.datasets.DetectionDataset`, with VOC ``difficult`` flags when
+    the reader kept them (evaluate with ``keep_difficult: true``, the official setting, so difficult objects
+    are ignored rather than missing)."""
     out = {}
     for rec in dataset.records:
         difficult = rec.extra.get("difficult")

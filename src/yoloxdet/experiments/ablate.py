@@ -1,10 +1,10 @@
 """Ablations: train named variants under one budget, seed and data order, and report how they compare.
 
-A variant is a name plus config overrides (``model.head=coupled``, ``train.assigner=single``, ...). Every variant
-is trained by :func:`yoloxdet.engine.session.train` (the only training loop) from the same base config, so the
-seed, data order, schedule and budget are identical and only the overrides differ. The report is a table
-(``summary.md``, ``summary.csv``, ``summary.json``) and one PNG per metric with every variant's curve against the
-iteration.
+A variant is a name plus config overrides (``model.head=coupled``, ``train.assigner=single``, ...). Every
+variant is trained by :func:`yoloxdet.engine.session.train` (the only training loop) from the same base
+config, so the seed, data order, schedule and budget are identical and only the overrides differ. The report
+is a table (``summary.md``, ``summary.csv``, ``summary.json``) and one PNG per metric with every variant's
+curve against the iteration.
 
 The default list is the YOLOX roadmap (paper Table 2, reference §9.2) as far as this framework can express it:
 anchor-based vs anchor-free is not an option here (every head is anchor-free), so that step is absent.
@@ -87,7 +87,8 @@ DEFAULT_VARIANTS: tuple[Variant, ...] = (
 
 @dataclass(frozen=True)
 class Budget:
-    """Either a fixed number of optimizer steps (rounded up to whole epochs) or a wall-clock limit per variant."""
+    """Either a fixed number of optimizer steps (rounded up to whole epochs) or a wall-clock limit per
+    variant."""
 
     iterations: int = 0
     minutes: float = 0.0
@@ -147,7 +148,8 @@ def _override_strings(raw: Any, where: str) -> tuple[str, ...]:
 
 
 def parse_variants(data: Any, source: str = "<variants>") -> list[Variant]:
-    """Variants from parsed YAML: ``{"variants": [{"name": ..., "overrides": {...}}, ...]}`` or the bare list."""
+    """Variants from parsed YAML: ``{"variants": [{"name": ..., "overrides": {...}}, ...]}`` or the bare
+    list."""
     entries = data.get("variants") if isinstance(data, Mapping) else data
     if isinstance(data, Mapping) and set(data) != {"variants"}:
         extra = sorted(set(data) - {"variants"})
@@ -232,7 +234,8 @@ def base_config(
     seed: int = 0,
     output_dir: str | Path = "runs/ablate",
 ) -> Config:
-    """The config every variant starts from: dataset, model, size, seed, budget, then ``overrides`` (all variants)."""
+    """The config every variant starts from: dataset, model, size, seed, budget, then ``overrides`` (all
+    variants)."""
     config = load_config(
         None,
         [

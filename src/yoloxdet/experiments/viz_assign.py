@@ -1,10 +1,10 @@
 """Pictures of label assignment: which anchor points become positives for which GT, at which stride.
 
-One panel per assigner, drawn on the letterboxed input image: every GT outlined in its own colour, every positive
-anchor point marked at its centre ``(cell + 0.5) * stride`` in the colour of its GT, with a marker shape and size per
-stride (stride 8 a small dot, 16 a square, 32 a large diamond, coarser levels larger diamonds) so all levels overlay
-on one image. A title bar names the assigner and the positives per GT. :func:`positive_rows` gives the same
-positives as JSON-ready rows with their cost and IoU.
+One panel per assigner, drawn on the letterboxed input image: every GT outlined in its own colour, every
+positive anchor point marked at its centre ``(cell + 0.5) * stride`` in the colour of its GT, with a marker
+shape and size per stride (stride 8 a small dot, 16 a square, 32 a large diamond, coarser levels larger
+diamonds) so all levels overlay on one image. A title bar names the assigner and the positives per GT.
+:func:`positive_rows` gives the same positives as JSON-ready rows with their cost and IoU.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def gt_color(gt_index: int) -> tuple[int, int, int]:
-    """BGR colour of a GT: the class palette walked in steps of 7 (coprime with its 20 colours), so neighbouring
-    GT indices get clearly different hues."""
+    """BGR colour of a GT: the class palette walked in steps of 7 (coprime with its 20 colours), so
+    neighbouring GT indices get clearly different hues."""
     return class_color(gt_index * 7)
 
 
 def positive_rows(assignment: Assignment, outputs: HeadOutputs, image_index: int = 0) -> list[dict[str, Any]]:
-    """The positives of one image: anchor index, GT index, stride, cell, centre (input pixels), cost and IoU."""
+    """The positives of one image: anchor index, GT index, stride, cell, centre (input pixels), cost and
+    IoU."""
     grid_xy, stride = anchor_points(outputs.feature_sizes, outputs.strides)
     fg = assignment.fg_mask[image_index].cpu()
     matched_gt = assignment.matched_gt[image_index].cpu()
@@ -92,7 +93,8 @@ def draw_assignment(
     title: str,
     strides: Sequence[int] = (8, 16, 32),
 ) -> np.ndarray:
-    """A new image: a title bar above ``image_bgr`` with GTs outlined and positives marked, colour per GT index.
+    """A new image: a title bar above ``image_bgr`` with GTs outlined and positives marked, colour per GT
+    index.
 
     Args:
         image_bgr: [H, W, 3] uint8, the (letterboxed) model input.

@@ -3,8 +3,8 @@
 Every quantiser (onnxruntime, NNCF, TensorRT) gets the same batches: each image read as BGR uint8, letterboxed
 top-left with pad 114 to the model's input size, then float32 0-255 CHW, through the same
 :func:`~yoloxdet.data.transforms.letterbox` and :func:`~yoloxdet.data.transforms.to_chw_float` as
-:meth:`yoloxdet.inference.api.Detector.predict_arrays`. Ranges calibrated on any other preprocessing would be wrong for the
-images the model sees in use.
+:meth:`yoloxdet.inference.api.Detector.predict_arrays`. Ranges calibrated on any other preprocessing would be
+wrong for the images the model sees in use.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def calibration_image_paths(
 ) -> list[Path]:
     """The first ``limit`` images (sorted) of a folder, glob or file list, or of a dataset YAML's train split.
 
-    A dataset YAML uses its ``train`` split (its ``val`` split when there is no ``train``), so that the evaluation
-    images are not the calibration images where the data allow it.
+    A dataset YAML uses its ``train`` split (its ``val`` split when there is no ``train``), so that the
+    evaluation images are not the calibration images where the data allow it.
     """
     if limit < 1:
         raise ValueError(f"--calib-images must be at least 1, got {limit}")
@@ -55,7 +55,8 @@ def preprocess(image_bgr: np.ndarray, input_size: tuple[int, int]) -> np.ndarray
 
 class CalibrationImages:
     """The calibration set: re-read from disk on each pass (quantisers walk it more than once; 300 images at
-    640 px would hold 1.5 GB in memory). Yields ``[1, 3, h, w]`` float32 arrays; unreadable images are skipped."""
+    640 px would hold 1.5 GB in memory). Yields ``[1, 3, h, w]`` float32 arrays; unreadable images are
+    skipped."""
 
     def __init__(
         self,

@@ -1,9 +1,10 @@
 """Deployment exports in one call: int8 ONNX, OpenVINO (fp32/int8), ncnn, TensorRT (fp16/int8).
 
-:func:`export_deployment` is what ``yoloxdet export --format openvino|ncnn|tensorrt`` and ``--int8`` run, and what
-``yoloxdet bench --formats all`` exports with. Every int8 path is calibrated on the same images, preprocessed as at
-inference (:class:`~yoloxdet.export.calibration.CalibrationImages`), and keeps the same float tail (prediction convs and
-decode). The runtimes are optional: a missing one fails at once with the install command (:mod:`yoloxdet.export.runtimes`).
+:func:`export_deployment` is what ``yoloxdet export --format openvino|ncnn|tensorrt`` and ``--int8`` run, and
+what ``yoloxdet bench --formats all`` exports with. Every int8 path is calibrated on the same images,
+preprocessed as at inference (:class:`~yoloxdet.export.calibration.CalibrationImages`), and keeps the same
+float tail (prediction convs and decode). The runtimes are optional: a missing one fails at once with the
+install command (:mod:`yoloxdet.export.runtimes`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The module that gets exported: the raw model plus decoding (or NMS) on top, built from the input's symbolic size."""
+"""The module that gets exported: the raw model plus decoding (or NMS) on top, built from the input's symbolic
+size."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def _cells(size: int | torch.SymInt, stride: int) -> int | torch.SymInt:
 def with_input_grid(
     outputs: HeadOutputs, height: int | torch.SymInt, width: int | torch.SymInt
 ) -> HeadOutputs:
-    """``outputs`` with feature sizes derived from the input size, which stay symbolic in an exported graph."""
+    """``outputs`` with feature sizes derived from the input size, which stay symbolic in an exported
+    graph."""
     sizes = tuple((_cells(height, s), _cells(width, s)) for s in outputs.strides)
     return outputs._replace(feature_sizes=sizes)
 
@@ -45,8 +47,8 @@ def decode_raw_layout(raw: Tensor, strides: Sequence[int], input_hw: tuple[int, 
 def nms_detections(decoded: Tensor, conf_threshold: float, nms_iou_threshold: float) -> Tensor:
     """[N, 7] detections of the whole batch: (image index, x1, y1, x2, y2, score, class), as ``postprocess``.
 
-    Written without Python branches on data so that it exports: one ``nms`` over all images and classes, with the
-    boxes of each (image, class) group shifted apart, which is what ``batched_nms`` does per image.
+    Written without Python branches on data so that it exports: one ``nms`` over all images and classes, with
+    the boxes of each (image, class) group shifted apart, which is what ``batched_nms`` does per image.
     """
     batch, anchors, _ = decoded.shape
     num_classes = decoded.shape[2] - 5
@@ -66,7 +68,8 @@ def nms_detections(decoded: Tensor, conf_threshold: float, nms_iou_threshold: fl
 
 
 class ExportWrapper(nn.Module):
-    """``images -> [B, A, 5 + C]`` (decoded or raw layout) or ``[N, 7]`` detections (``nms``); what gets exported."""
+    """``images -> [B, A, 5 + C]`` (decoded or raw layout) or ``[N, 7]`` detections (``nms``); what gets
+    exported."""
 
     def __init__(
         self,

@@ -1,30 +1,31 @@
-"""Post-training int8 for ONNX: a static QDQ model (per-channel int8 weights, uint8 activations) for onnxruntime.
+"""Post-training int8 for ONNX: a static QDQ model (per-channel int8 weights, uint8 activations) for
+onnxruntime.
 
 Two quantisers write it, both from the same calibration images and with the same float tail:
 
 - ``nncf`` (default): NNCF's post-training quantisation on the ONNX graph (min/max range estimators and *fast
   bias correction*). On the official Nano it loses 0.6 AP on coco128. But onnxruntime does not fuse its Q/DQ
-  pattern (Q/DQ on the conv inputs only, the conv outputs float) into int8 kernels: it runs DequantizeLinear ->
-  float Conv, *slower* than the fp32 file. It is an accurate, half-size int8 ONNX file (for runtimes that fuse
-  that pattern, e.g. TensorRT or OpenVINO reading the ONNX); for int8 speed on a CPU use ``--format openvino
-  --int8``, whose CPU plugin runs the same placement in int8.
+  pattern (Q/DQ on the conv inputs only, the conv outputs float) into int8 kernels: it runs DequantizeLinear
+  -> float Conv, *slower* than the fp32 file. It is an accurate, half-size int8 ONNX file (for runtimes that
+  fuse that pattern, e.g. TensorRT or OpenVINO reading the ONNX); for int8 speed on a CPU use
+  ``--format openvino --int8``, whose CPU plugin runs the same placement in int8.
 - ``ort``: onnxruntime's ``quantize_static`` (MinMax, Entropy or Percentile calibration). It quantises conv
   outputs too, which onnxruntime fuses into ``QLinearConv`` (real int8 kernels); on the official Nano it
-  loses 17 to 20 AP, and quantising the first conv alone already moves the outputs by ~10 px on confident boxes.
-  A likely cause: BN folded into depthwise-separable blocks leaves channels whose scales differ by up to ~300x in
-  one tensor, and a per-tensor activation scale rounds the small ones away. NNCF's pipeline (range estimators,
-  fast bias correction) does not suffer from it; which of its steps makes the difference is not isolated yet.
-  (Measured, with the commands, in docs/benchmarks.md, deploy section.)
+  loses 17 to 20 AP, and quantising the first conv alone already moves the outputs by ~10 px on confident
+  boxes. A likely cause: BN folded into depthwise-separable blocks leaves channels whose scales differ by up
+  to ~300x in one tensor, and a per-tensor activation scale rounds the small ones away. NNCF's pipeline (range
+  estimators, fast bias correction) does not suffer from it; which of its steps makes the difference is not
+  isolated yet. (Measured, with the commands, in docs/benchmarks.md, deploy section.)
 
 Why int8 YOLO loses accuracy elsewhere, and what we keep in float because of it: the prediction convs
-(``cls_preds``, ``obj_preds``, ``reg_preds``) feed sigmoids and an ``exp``, and one int8 step there moves a score
-or a box by a lot; the decode (grid add, ``exp``, stride multiply, concat of boxes in pixels with scores in 0-1)
-mixes ranges that no single int8 scale holds. So the *float tail* of the graph stays float: the convs from which no
-other conv can be reached (the prediction convs, found from the graph, not by name) and every node after them.
-Everything else (backbone, neck, head stems and branches) runs int8.
+(``cls_preds``, ``obj_preds``, ``reg_preds``) feed sigmoids and an ``exp``, and one int8 step there moves a
+score or a box by a lot; the decode (grid add, ``exp``, stride multiply, concat of boxes in pixels with scores
+in 0-1) mixes ranges that no single int8 scale holds. So the *float tail* of the graph stays float: the convs
+from which no other conv can be reached (the prediction convs, found from the graph, not by name) and every
+node after them. Everything else (backbone, neck, head stems and branches) runs int8.
 
-:func:`activation_report` is the per-layer sensitivity report (``yoloxdet export --int8-report``): the signal to
-quantisation noise ratio (SQNR, dB) of every conv output of the int8 model against the float model on a few
+:func:`activation_report` is the per-layer sensitivity report (``yoloxdet export --int8-report``): the signal
+to quantisation noise ratio (SQNR, dB) of every conv output of the int8 model against the float model on a few
 calibration images; a steep fall from one conv to the next points at a layer worth keeping float.
 """
 
@@ -80,7 +81,8 @@ class _ArrayReader(CalibrationDataReader):
 
 
 def float_tail_nodes(graph: onnx.GraphProto) -> list[str]:
-    """Names of the nodes that stay float: convs from which no other conv is reachable, and all nodes after them.
+    """Names of the nodes that stay float: convs from which no other conv is reachable, and all nodes after
+    them.
 
     In YOLOX these are the prediction convs (cls/obj/reg, one per level) and the decode behind them.
     """
@@ -125,8 +127,9 @@ def quantize_onnx(
     """Write a static int8 QDQ copy of the yoloxdet ONNX file ``fp32_path`` (its metadata kept) to ``output``.
 
     Args:
-        calibration: ``[1, 3, h, w]`` float32 BGR 0-255 letterboxed images (:class:`~yoloxdet.export.calibration.
-            CalibrationImages`), at the file's input size; a file with a fixed input size is best.
+        calibration: ``[1, 3, h, w]`` float32 BGR 0-255 letterboxed images
+            (:class:`~yoloxdet.export.calibration.CalibrationImages`), at the file's input size; a file
+            with a fixed input size is best.
         quantizer: "nncf" (NNCF post-training quantisation with fast bias correction) or "ort" (onnxruntime's
             ``quantize_static``).
         method: "minmax", "entropy" or "percentile" (onnxruntime's calibrators; ``ort`` only).
@@ -212,9 +215,9 @@ def float_node_names(path: str | Path) -> list[str]:
 def activation_report(
     fp32_path: str | Path, int8_path: str | Path, images: Sequence[np.ndarray]
 ) -> list[dict[str, Any]]:
-    """Per conv of the float model: SQNR (dB) of the int8 model's output of that conv against the float model's,
-    over ``images``, lowest first. The error is the one accumulated from the input up to that conv: where it falls
-    steeply from one conv to the next, that conv is sensitive."""
+    """Per conv of the float model: SQNR (dB) of the int8 model's output of that conv against the float
+    model's, over ``images``, lowest first. The error is the one accumulated from the input up to that conv:
+    where it falls steeply from one conv to the next, that conv is sensitive."""
     float_graph = onnx.load(str(fp32_path)).graph
     tensors = {node.output[0]: node.name for node in float_graph.node if node.op_type == "Conv"}
     input_name = float_graph.input[0].name

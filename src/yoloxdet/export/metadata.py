@@ -46,7 +46,8 @@ class ExportMetadata:
 
     @classmethod
     def from_props(cls, props: dict[str, str], source: str | Path) -> ExportMetadata:
-        """Parse :meth:`to_props` output; a missing or malformed entry raises ``ValueError`` naming ``source``."""
+        """Parse :meth:`to_props` output; a missing or malformed entry raises ``ValueError`` naming
+        ``source``."""
         try:
             meta = cls(
                 model_name=props["model_name"],
@@ -84,7 +85,8 @@ def _pair(value: Any) -> tuple[int, int]:
 
 
 def read_onnx_metadata(path: str | Path) -> ExportMetadata | None:
-    """The :class:`ExportMetadata` of a yoloxdet ONNX file, or None for other files (e.g. official exports)."""
+    """The :class:`ExportMetadata` of a yoloxdet ONNX file, or None for other files (e.g. official
+    exports)."""
     import onnx
 
     path = Path(path)

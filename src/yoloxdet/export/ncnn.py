@@ -1,10 +1,10 @@
 """ncnn (``.param`` + ``.bin``), the format of YOLOX's official mobile demos, converted by pnnx from a trace.
 
 The graph is the official raw layout ``[A, 5 + C]`` at a fixed input size (``tx, ty, tw, th``, sigmoid obj,
-sigmoid cls): ncnn runs one image at a time without a batch axis, and the decode (grid, ``exp``, strides) is done
-by :func:`~yoloxdet.export.decode_raw_layout` in the backend, as the official ncnn demo does it in C++. Weights are
-stored fp32 (pnnx's default is fp16) so that outputs stay within 1e-3 of PyTorch. ncnn files have no metadata
-slot: :class:`~yoloxdet.export.ExportMetadata` goes to a sidecar ``.json`` beside the ``.param``.
+sigmoid cls): ncnn runs one image at a time without a batch axis, and the decode (grid, ``exp``, strides) is
+done by :func:`~yoloxdet.export.decode_raw_layout` in the backend, as the official ncnn demo does it in C++.
+Weights are stored fp32 (pnnx's default is fp16) so that outputs stay within 1e-3 of PyTorch. ncnn files have
+no metadata slot: :class:`~yoloxdet.export.ExportMetadata` goes to a sidecar ``.json`` beside the ``.param``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from ..models.blocks import Focus
 from .graph import ExportWrapper
 from .metadata import ExportMetadata
 
-# Focus concatenates the (row, col) offsets (0,0), (1,0), (0,1), (1,1); pixel_unshuffle orders them row * 2 + col
+# Focus concatenates the (row, col) offsets (0,0), (1,0), (0,1), (1,1); pixel_unshuffle orders them
+# row * 2 + col
 _UNSHUFFLE_SLOT = (0, 2, 1, 3)
 
 
@@ -64,7 +65,8 @@ def ncnn_paths(param: str | Path) -> tuple[Path, Path, Path]:
 
 
 def export_ncnn(model: nn.Module, output: str | Path, metadata: ExportMetadata) -> Path:
-    """Write ``model`` (BN folded or not) as ncnn ``output`` (``.param``) with ``.bin`` and ``.json`` beside it."""
+    """Write ``model`` (BN folded or not) as ncnn ``output`` (``.param``) with ``.bin`` and ``.json`` beside
+    it."""
     param, weights, sidecar = ncnn_paths(output)
     if param.suffix != ".param":
         raise ValueError(f"{param}: an ncnn model is named *.param (its weights go to *.bin beside it)")

@@ -1,13 +1,15 @@
-"""TensorRT engines (fp32, fp16, int8) from our fixed-size ONNX export, and the engine builder (the runtime is ``inference/tensorrt_backend.py``).
+"""TensorRT engines (fp32, fp16, int8) from our fixed-size ONNX export, and the engine builder (the runtime is
+``inference/tensorrt_backend.py``).
 
-UNTESTED: written without a GPU (no CUDA device was available to this work); ``benchmarks/gpu_check_tensorrt.py``
-is the check to run on a machine that has one. int8 is built from the explicit Q/DQ nodes of our int8 ONNX
-(:mod:`yoloxdet.export.int8`, same calibration images and float tail), TensorRT 10's recommended path; the implicit
-calibrator API is deprecated there. ``--format tensorrt`` without the ``tensorrt`` package or a CUDA device fails
-before any work with one line (:func:`~yoloxdet.export.runtimes.require_runtime`).
+UNTESTED: written without a GPU (no CUDA device was available to this work);
+``benchmarks/gpu_check_tensorrt.py`` is the check to run on a machine that has one. int8 is built from the
+explicit Q/DQ nodes of our int8 ONNX (:mod:`yoloxdet.export.int8`, same calibration images and float tail),
+TensorRT 10's recommended path; the implicit calibrator API is deprecated there. ``--format tensorrt`` without
+the ``tensorrt`` package or a CUDA device fails before any work with one line
+(:func:`~yoloxdet.export.runtimes.require_runtime`).
 
-The engine has no metadata slot: :class:`~yoloxdet.export.ExportMetadata` goes to a ``.json`` beside it. An engine
-only runs on the GPU model and TensorRT version that built it.
+The engine has no metadata slot: :class:`~yoloxdet.export.ExportMetadata` goes to a ``.json`` beside it. An
+engine only runs on the GPU model and TensorRT version that built it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Writing ONNX and TorchScript files, atomically, with :class:`~yoloxdet.export.metadata.ExportMetadata` inside."""
+"""Writing ONNX and TorchScript files, atomically, with :class:`~yoloxdet.export.metadata.ExportMetadata`
+inside."""
 
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ def export_onnx(
     Args:
         model: a YOLOX returning ``HeadOutputs`` (fused or not); exported in eval mode, left unchanged.
         metadata: names, default input size, ``output_layout`` ("decoded", "raw" or "nms") and NMS thresholds.
-        dynamic_batch / dynamic_size: symbolic batch / height and width (multiples of 32). A dynamic size makes
-            export several times slower (symbolic shape reasoning), not the exported model.
+        dynamic_batch / dynamic_size: symbolic batch / height and width (multiples of 32). A dynamic size
+            makes export several times slower (symbolic shape reasoning), not the exported model.
         simplify: run onnxslim on the result (constant folding, fusions).
     """
     import onnx

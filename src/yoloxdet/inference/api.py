@@ -1,12 +1,14 @@
-"""The Python inference API: :class:`Detector` turns images into :class:`~yoloxdet.inference.results.Detections`.
+"""The Python inference API: :class:`Detector` turns images into
+:class:`~yoloxdet.inference.results.Detections`.
 
-Pipeline (official, reference §6.3 and §7.2): read as BGR uint8 -> letterbox top-left to the model's input size with
-pad 114 -> float 0-255 CHW -> backend -> decoded ``[B, A, 5 + C]`` -> score filter ``obj * cls >= conf`` and NMS ->
-boxes divided by the letterbox ratio. Boxes are clipped to the image for display, but not for evaluation
-(``clip=False``), as the official evaluator.
+Pipeline (official, reference §6.3 and §7.2): read as BGR uint8 -> letterbox top-left to the model's input
+size with pad 114 -> float 0-255 CHW -> backend -> decoded ``[B, A, 5 + C]`` -> score filter
+``obj * cls >= conf`` and NMS -> boxes divided by the letterbox ratio. Boxes are clipped to the image for
+display, but not for evaluation (``clip=False``), as the official evaluator.
 
-A *backend* is anything callable ``images [B, 3, H, W] float32 -> decoded [B, A, 5 + C]``; :class:`TorchBackend`
-wraps a PyTorch YOLOX, and exported ONNX files have their own (``yoloxdet.inference.backends.OnnxBackend``).
+A *backend* is anything callable ``images [B, 3, H, W] float32 -> decoded [B, A, 5 + C]``;
+:class:`TorchBackend` wraps a PyTorch YOLOX, and exported ONNX files have their own
+(``yoloxdet.inference.backends.OnnxBackend``).
 """
 
 from __future__ import annotations
@@ -98,8 +100,8 @@ class Detector:
         >>> dets.xyxy.shape[1], dets.orig_shape
         (4, (240, 320))
 
-    With real weights: ``Detector.from_checkpoint("yolox_s.pth", model_name="yolox-s").predict("bus.jpg")``, then
-    ``dets.save("bus_pred.jpg")`` or ``dets.to_json()``.
+    With real weights: ``Detector.from_checkpoint("yolox_s.pth", model_name="yolox-s").predict("bus.jpg")``,
+    then ``dets.save("bus_pred.jpg")`` or ``dets.to_json()``.
     """
 
     def __init__(
@@ -118,13 +120,15 @@ class Detector:
         Args:
             model: a YOLOX ``nn.Module`` (wrapped in :class:`TorchBackend`) or any :class:`Backend`.
             info: model name, class names and default input size.
-            conf_threshold: keep boxes with ``obj * cls >= conf_threshold`` (default: ``PredictConfig``; evaluation uses ``EvalConfig``'s).
+            conf_threshold: keep boxes with ``obj * cls >= conf_threshold`` (default: ``PredictConfig``;
+                evaluation uses ``EvalConfig``'s).
             nms_iou_threshold: NMS IoU (defaults as ``conf_threshold``).
             class_agnostic: one NMS over all classes instead of per class.
             input_size: (h, w) letterbox size, multiples of 32; default ``info.input_size``.
             batch_size: images per forward pass (tiles per pass when tiling).
-            tile: cut every image into overlapping tiles of this spec and merge their detections, for images much
-                larger than the input size (aerial, satellite, microscopy); see :mod:`yoloxdet.inference.tiling`.
+            tile: cut every image into overlapping tiles of this spec and merge their detections, for images
+                much larger than the input size (aerial, satellite, microscopy); see
+                :mod:`yoloxdet.inference.tiling`.
         """
         self.backend: Backend = TorchBackend(model) if isinstance(model, nn.Module) else model
         self.info = info
@@ -153,12 +157,12 @@ class Detector:
     ) -> Detector:
         """Load our ``.pt``, an official ``.pth``/``.onnx`` (give ``model_name``) or a zoo name.
 
-        A PyTorch model is prepared by :func:`~yoloxdet.models.fuse.optimize_for_inference`: with ``fast`` (the
-        default) BatchNorm is folded into the convs and weights are channels_last (outputs equal the unfused
-        model's within float rounding); ``compile`` adds ``torch.compile`` (the first batch of each shape
-        compiles; smaller batches are padded to ``batch_size``: a short last batch does not recompile). Both
-        are ignored for exported ``.onnx``/``.torchscript`` files. ``device="auto"``: CUDA when present, else
-        the CPU.
+        A PyTorch model is prepared by :func:`~yoloxdet.models.fuse.optimize_for_inference`: with ``fast``
+        (the default) BatchNorm is folded into the convs and weights are channels_last (outputs equal the
+        unfused model's within float rounding); ``compile`` adds ``torch.compile`` (the first batch of each
+        shape compiles; smaller batches are padded to ``batch_size``: a short last batch does not recompile).
+        Both are ignored for exported ``.onnx``/``.torchscript`` files. ``device="auto"``: CUDA when present,
+        else the CPU.
         ``dtype`` (``torch.float16``/``torch.bfloat16``, CUDA only) runs the network in that precision.
         ``kwargs`` go to :class:`Detector` (thresholds, input size, batch size).
         """
@@ -218,8 +222,8 @@ class Detector:
         clip: bool = True,
         keep_images: bool = False,
     ) -> list[Detections]:
-        """Detections of already-decoded ``[H, W, 3]`` uint8 BGR images: one forward pass over them as given, or
-        each image tiled when the detector has a :class:`~yoloxdet.inference.tiling.TileSpec`."""
+        """Detections of already-decoded ``[H, W, 3]`` uint8 BGR images: one forward pass over them as given,
+        or each image tiled when the detector has a :class:`~yoloxdet.inference.tiling.TileSpec`."""
         if self.tile is None:
             return self.predict_batch(
                 images_bgr, image_paths, frame_indices=frame_indices, clip=clip, keep_images=keep_images
@@ -243,10 +247,12 @@ class Detector:
         keep_images: bool = False,
         options: Sequence[DetectOptions] | None = None,
     ) -> list[Detections]:
-        """One forward pass over already-decoded ``[H, W, 3]`` uint8 BGR images (the batch as given, never tiled).
+        """One forward pass over already-decoded ``[H, W, 3]`` uint8 BGR images (the batch as given, never
+        tiled).
 
-        ``options``: per-image thresholds, class filter and box cap (one per image; a server batches requests that
-        each carry their own). They act after the shared forward pass, whose output does not depend on them.
+        ``options``: per-image thresholds, class filter and box cap (one per image; a server batches requests
+        that each carry their own). They act after the shared forward pass, whose output does not depend on
+        them.
         """
         if not images_bgr:
             return []
@@ -280,8 +286,9 @@ class Detector:
         return results
 
     def _select(self, decoded: Tensor, options: DetectOptions) -> RawDetections:
-        """Score filter and NMS of one image's ``[1, A, 5 + C]`` output under ``options``, then its class filter
-        and cap (after class-aware NMS, filtering classes equals filtering before it; NMS output is by score)."""
+        """Score filter and NMS of one image's ``[1, A, 5 + C]`` output under ``options``, then its class
+        filter and cap (after class-aware NMS, filtering classes equals filtering before it; NMS output is by
+        score)."""
         conf = self.conf_threshold if options.conf is None else options.conf
         iou = self.nms_iou_threshold if options.iou is None else options.iou
         [dets] = postprocess(decoded, conf, iou, self.class_agnostic)
@@ -297,8 +304,8 @@ class Detector:
     def predict_stream(
         self, images: Iterable[tuple[np.ndarray, Path | None, int | None]], *, clip: bool = True
     ) -> Iterator[Detections]:
-        """Batched detection over a (possibly endless) stream of ``(image_bgr, path, frame_index)``; results come
-        out in input order with ``image`` kept, for writers that draw (videos, folders)."""
+        """Batched detection over a (possibly endless) stream of ``(image_bgr, path, frame_index)``; results
+        come out in input order with ``image`` kept, for writers that draw (videos, folders)."""
         pending: list[tuple[np.ndarray, Path | None, int | None]] = []
         for item in images:
             pending.append(item)
@@ -324,7 +331,8 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 
 def _exported_backend(source: str | Path, device: torch.device) -> tuple[Backend, CheckpointInfo] | None:
-    """The runtime backend and its info for a file written by ``yoloxdet export`` (metadata inside), else None.
+    """The runtime backend and its info for a file written by ``yoloxdet export`` (metadata inside), else
+    None.
 
     This is where the export module plugs in (``.onnx`` with our metadata -> ``backends.OnnxBackend``).
     Official ONNX files have no metadata: they return None and ``load_model`` imports them into PyTorch.

@@ -1,8 +1,10 @@
-"""Runtime backends for exported files: ``images [B, 3, H, W]`` float32 BGR 0-255 -> decoded ``[B, A, 5 + C]``.
+"""Runtime backends for exported files: ``images [B, 3, H, W]`` float32 BGR 0-255 -> decoded
+``[B, A, 5 + C]``.
 
-They read the :class:`~yoloxdet.export.metadata.ExportMetadata` stored in the file, so a :class:`~yoloxdet.inference.api.Detector`
-built on them needs nothing else. Files with NMS inside the graph return their detections re-packed in the decoded
-layout (one-hot class scores), so the Detector's own filter and NMS pass them through unchanged.
+They read the :class:`~yoloxdet.export.metadata.ExportMetadata` stored in the file, so
+a :class:`~yoloxdet.inference.api.Detector` built on them needs nothing else. Files with NMS inside the graph
+return their detections re-packed in the decoded layout (one-hot class scores), so the Detector's own filter
+and NMS pass them through unchanged.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from .layouts import as_decoded
 
 
 class OnnxBackend:
-    """Runs an ONNX file with onnxruntime: ``images [B, 3, H, W]`` float32 BGR 0-255 -> decoded ``[B, A, 5 + C]``.
+    """Runs an ONNX file with onnxruntime: ``images [B, 3, H, W]`` float32 BGR 0-255 -> decoded
+    ``[B, A, 5 + C]``.
 
     yoloxdet exports describe themselves (:class:`ExportMetadata`). Other files, such as the official
-    ``tools/export_onnx.py`` outputs (raw layout, often a fixed batch of 1 and a fixed size), need ``metadata``;
-    a fixed batch dimension is served by running the batch in chunks.
+    ``tools/export_onnx.py`` outputs (raw layout, often a fixed batch of 1 and a fixed size), need
+    ``metadata``; a fixed batch dimension is served by running the batch in chunks.
 
     Example:
         >>> backend = OnnxBackend("yolox_s.onnx", threads=2)  # doctest: +SKIP

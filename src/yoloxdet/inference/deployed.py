@@ -1,8 +1,8 @@
 """Which backend serves a deployment file: ``.xml`` (OpenVINO IR), ``.param`` (ncnn), ``.engine`` (TensorRT).
 
-Each runtime is an optional dependency (``pip install 'yoloxdet[deploy]'``); a file whose runtime is missing fails
-with one line naming the file and the install command. The runtimes are imported here, inside the branch that needs
-them: importing openvino alone takes ~1 s, and most users have none of them.
+Each runtime is an optional dependency (``pip install 'yoloxdet[deploy]'``); a file whose runtime is missing
+fails with one line naming the file and the install command. The runtimes are imported here, inside the branch
+that needs them: importing openvino alone takes ~1 s, and most users have none of them.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The output layouts of exported files (decoded, raw, NMS) turned into the decoded ``[B, A, 5 + C]`` layout that
-every backend returns, whichever runtime produced them."""
+"""The output layouts of exported files (decoded, raw, NMS) turned into the decoded ``[B, A, 5 + C]`` layout
+that every backend returns, whichever runtime produced them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""ncnn runtime backend: a yoloxdet ``.param``/``.bin`` (raw layout, fixed size) -> decoded ``[B, A, 5 + C]``."""
+"""ncnn runtime backend: a yoloxdet ``.param``/``.bin`` (raw layout, fixed size) -> decoded
+``[B, A, 5 + C]``."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ if TYPE_CHECKING:
 
 
 class NcnnBackend:
-    """Runs an ncnn export image by image (ncnn has no batch axis), fp32 throughout (no fp16 storage/arithmetic,
-    no packing to fp16), then decodes the raw layout. The input size is the exported one."""
+    """Runs an ncnn export image by image (ncnn has no batch axis), fp32 throughout (no fp16
+    storage/arithmetic, no packing to fp16), then decodes the raw layout. The input size is the exported
+    one."""
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         param, weights, _ = ncnn_paths(path)

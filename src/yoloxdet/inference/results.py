@@ -27,7 +27,8 @@ class Detections:
         orig_shape: (height, width) of the original image.
         image_path: the source file, when the image came from one.
         frame_index: the frame number, when the image came from a video.
-        image: the original BGR image, kept when asked for (``keep_images=True``) so :meth:`draw` needs no argument.
+        image: the original BGR image, kept when asked for (``keep_images=True``) so :meth:`draw` needs no
+            argument.
     """
 
     xyxy: np.ndarray
@@ -57,8 +58,8 @@ class Detections:
             out["frame"] = self.frame_index
         out["height"], out["width"] = height, width
         out["detections"] = [
-            {"box_xyxy": [round(float(v), 2) for v in box], "score": round(float(score), 5), "class_id": int(c),
-             "class_name": self.names[int(c)]}
+            {"box_xyxy": [round(float(v), 2) for v in box], "score": round(float(score), 5),
+             "class_id": int(c), "class_name": self.names[int(c)]}
             for box, score, c in zip(self.xyxy, self.scores, self.class_ids)
         ]  # fmt: skip
         return out

@@ -1,4 +1,5 @@
-"""Runs a TensorRT engine written by ``yoloxdet export --format tensorrt`` (untested until a GPU is available)."""
+"""Runs a TensorRT engine written by ``yoloxdet export --format tensorrt`` (untested until a GPU is
+available)."""
 
 from __future__ import annotations
 

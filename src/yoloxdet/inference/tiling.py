@@ -1,21 +1,22 @@
 """Detection on images larger than the model input: overlapping tiles, mapped back and merged.
 
-A 10,000 px aerial image letterboxed to 416 px shrinks a 40 px tree crown to under 2 px; cutting the image into
-model-size tiles keeps objects at the scale the model was trained on. How the pieces fit:
+A 10,000 px aerial image letterboxed to 416 px shrinks a 40 px tree crown to under 2 px; cutting the image
+into model-size tiles keeps objects at the scale the model was trained on. How the pieces fit:
 
-- Tiles of ``size`` px with ``overlap`` (a fraction of the tile) between neighbours; the last row and column sit flush
-  with the image edge, so every tile is full-size when the image is at least one tile wide.
-- An object no larger than the overlap lies wholly inside at least one tile. A box touching a tile edge that is *inside*
-  the image is a cut-off piece of an object, so it is dropped; the tile that holds the whole object reports it.
-- Duplicates (an object wholly inside two overlapping tiles) are merged by the detector's own NMS (class-aware unless
-  the detector is class-agnostic), keeping the higher score.
-- Objects larger than the overlap may be cut in every tile. A whole-image pass at model size (``full_pass``) finds
-  those: its boxes whose longer side exceeds the overlap are added unless they overlap a tile's box (IoU above the
-  NMS threshold). Tile boxes win because the tiles see the object at full resolution; the full pass's smaller boxes
-  (objects shrunk to a few pixels) are not used.
+- Tiles of ``size`` px with ``overlap`` (a fraction of the tile) between neighbours; the last row and column
+  sit flush with the image edge, so every tile is full-size when the image is at least one tile wide.
+- An object no larger than the overlap lies wholly inside at least one tile. A box touching a tile edge that
+  is *inside* the image is a cut-off piece of an object, so it is dropped; the tile that holds the whole
+  object reports it.
+- Duplicates (an object wholly inside two overlapping tiles) are merged by the detector's own NMS (class-aware
+  unless the detector is class-agnostic), keeping the higher score.
+- Objects larger than the overlap may be cut in every tile. A whole-image pass at model size (``full_pass``)
+  finds those: its boxes whose longer side exceeds the overlap are added unless they overlap a tile's box (IoU
+  above the NMS threshold). Tile boxes win because the tiles see the object at full resolution; the full
+  pass's smaller boxes (objects shrunk to a few pixels) are not used.
 
-Memory stays bounded: tiles are views into the decoded image, run ``detector.batch_size`` at a time, and only the
-boxes are kept. A tile that covers the whole image is the plain untiled prediction.
+Memory stays bounded: tiles are views into the decoded image, run ``detector.batch_size`` at a time, and only
+the boxes are kept. A tile that covers the whole image is the plain untiled prediction.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ EDGE_MARGIN_PX = 2.0
 
 @dataclass(frozen=True)
 class TileSpec:
-    """How to cut an image: ``size`` px square tiles overlapping by ``overlap`` of a tile; ``full_pass`` adds a
-    whole-image pass at model size for objects larger than the overlap."""
+    """How to cut an image: ``size`` px square tiles overlapping by ``overlap`` of a tile; ``full_pass`` adds
+    a whole-image pass at model size for objects larger than the overlap."""
 
     size: int = 416
     overlap: float = PredictConfig.tile_overlap
@@ -75,7 +76,8 @@ class BatchDetector(Protocol):
 
 
 def tile_origins(length: int, tile: int, stride: int) -> list[int]:
-    """Start offsets covering [0, length) with tiles of ``tile`` px every ``stride`` px, the last flush to the end."""
+    """Start offsets covering [0, length) with tiles of ``tile`` px every ``stride`` px, the last flush to the
+    end."""
     if length <= tile:
         return [0]
     starts = list(range(0, length - tile, stride))
@@ -122,7 +124,8 @@ def predict_tiled(
     clip: bool = True,
     keep_image: bool = False,
 ) -> Detections:
-    """Detections of one ``[H, W, 3]`` uint8 BGR image of any size, in its own pixels (see the module docstring)."""
+    """Detections of one ``[H, W, 3]`` uint8 BGR image of any size, in its own pixels (see the module
+    docstring)."""
     height, width = image_bgr.shape[:2]
     windows = tile_windows(height, width, spec)
     if len(windows) == 1:

@@ -46,7 +46,8 @@ class CSPDarknet(nn.Module):
 
 
 class Darknet53(nn.Module):
-    """Darknet53 of YOLOv3 with the SPP block unpacked into ``dark5`` (as the official checkpoint lays it out).
+    """Darknet53 of YOLOv3 with the SPP block unpacked into ``dark5`` (as the official checkpoint lays it
+    out).
 
     Returns (dark3 256ch, dark4 512ch, dark5 512ch) at strides 8, 16, 32. Activations are LeakyReLU(0.1).
     """

@@ -1,7 +1,8 @@
 """Building blocks of the YOLOX networks (reference §2.1).
 
-Submodule names (``conv``, ``bn``, ``dconv``, ``pconv``, ``conv1`` ...) match the official checkpoints, so official
-state dicts load without renaming. Every BatchNorm uses eps 1e-3 and momentum 0.03, as the released weights assume.
+Submodule names (``conv``, ``bn``, ``dconv``, ``pconv``, ``conv1`` ...) match the official checkpoints, so
+official state dicts load without renaming. Every BatchNorm uses eps 1e-3 and momentum 0.03, as the released
+weights assume.
 """
 
 from __future__ import annotations

@@ -62,13 +62,13 @@ def optimize_for_inference(
 ) -> nn.Module:
     """A copy of ``model`` prepared for fast inference: BN folded, channels_last weights, optionally compiled.
 
-    Run it under ``torch.inference_mode()``; inputs may stay contiguous NCHW, since the first conv converts them
-    (giving channels_last inputs saves that one copy). ``compile`` wraps the copy in ``torch.compile`` (Inductor):
-    the convolutions stay oneDNN's, the elementwise work between them (SiLU, concatenation) runs in generated C++
-    kernels (the ``compiled`` rows of docs/benchmarks.md). The first call of each input shape compiles (about 15 s
-    for YOLOX-S on CPU). Inductor's ``freezing`` (pre-packed convolutions) is not used: on 2 CPU threads it was not
-    consistently faster (``python benchmarks/bench_compile_modes.py``), and it only takes effect when switched on
-    globally.
+    Run it under ``torch.inference_mode()``; inputs may stay contiguous NCHW, since the first conv converts
+    them (giving channels_last inputs saves that one copy). ``compile`` wraps the copy in ``torch.compile``
+    (Inductor): the convolutions stay oneDNN's, the elementwise work between them (SiLU, concatenation) runs
+    in generated C++ kernels (the ``compiled`` rows of docs/benchmarks.md). The first call of each input shape
+    compiles (about 15 s for YOLOX-S on CPU). Inductor's ``freezing`` (pre-packed convolutions) is not used:
+    on 2 CPU threads it was not consistently faster (``python benchmarks/bench_compile_modes.py``), and it
+    only takes effect when switched on globally.
     """
     fast = fuse_model(model) if fuse else copy.deepcopy(model).eval()
     if channels_last:

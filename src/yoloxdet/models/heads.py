@@ -18,7 +18,8 @@ PRIOR_PROB = 0.01  # initial sigmoid output of the objectness and class predicto
 
 
 def prior_bias(prior_prob: float = PRIOR_PROB) -> float:
-    """b = -log((1 - p) / p) makes every initial score p, so early objectness loss is not swamped by negatives."""
+    """b = -log((1 - p) / p) makes every initial score p, so early objectness loss is not swamped by
+    negatives."""
     return -math.log((1 - prior_prob) / prior_prob)
 
 
@@ -42,7 +43,8 @@ def _pack(box: list[Tensor], obj: list[Tensor], cls: list[Tensor], strides: Sequ
 
 
 class DecoupledHead(nn.Module):
-    """YOLOX's decoupled head: separate cls and reg branches per level; objectness comes from the reg branch."""
+    """YOLOX's decoupled head: separate cls and reg branches per level; objectness comes from the reg
+    branch."""
 
     def __init__(
         self,

@@ -13,7 +13,8 @@ from .blocks import ConvBNAct, CSPLayer, conv_block
 
 
 class PAFPN(nn.Module):
-    """Path-aggregation FPN over CSPDarknet features; outputs strides 8, 16, 32 with the backbone's channels."""
+    """Path-aggregation FPN over CSPDarknet features; outputs strides 8, 16, 32 with the backbone's
+    channels."""
 
     def __init__(
         self, backbone: CSPDarknet, depth: float, depthwise: bool = False, act: str = "silu"

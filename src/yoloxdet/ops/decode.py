@@ -48,7 +48,8 @@ def arange_like(n: int | Tensor, like: Tensor, dtype: torch.dtype | None = None)
 
 
 def decode_boxes(outputs: HeadOutputs) -> Tensor:
-    """[B, A, 4] boxes cxcywh in input pixels: (t_xy + grid) * stride, exp(t_wh) * stride (no +0.5, no clamp)."""
+    """[B, A, 4] boxes cxcywh in input pixels: (t_xy + grid) * stride, exp(t_wh) * stride (no +0.5, no
+    clamp)."""
     raw = outputs.box_raw
     grid_xy, stride = anchor_points(outputs.feature_sizes, outputs.strides, like=raw)
     stride = stride[:, None]

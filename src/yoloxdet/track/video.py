@@ -1,4 +1,5 @@
-"""Tracking with a YOLOX :class:`~yoloxdet.inference.api.Detector`: frame sources, the detect-then-track loop, drawing.
+"""Tracking with a YOLOX :class:`~yoloxdet.inference.api.Detector`: frame sources, the detect-then-track loop,
+drawing.
 
 Sources are whatever OpenCV opens: a video file, a camera index (``"0"``), a stream URL (``rtsp://...``), or a
 folder / glob of image files (sorted by name). Files are detected in batches (the detector's batch size); live

@@ -1,5 +1,5 @@
-"""Loading weights: our checkpoint format, the trainer's checkpoints, official ``.pth`` and ``.onnx`` files, the
-release download cache, BN re-calibration of BN-folded imports and the COCO class names.
+"""Loading weights: our checkpoint format, the trainer's checkpoints, official ``.pth`` and ``.onnx`` files,
+the release download cache, BN re-calibration of BN-folded imports and the COCO class names.
 
 ``loading`` holds the formats and ``load_model``; ``onnx_import`` rebuilds a model from an official ONNX file;
 ``bn_calibration`` re-estimates BN after such an import; ``coco_classes`` names the 80 COCO classes.

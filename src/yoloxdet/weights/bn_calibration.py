@@ -1,10 +1,11 @@
-"""BatchNorm calibration: give BN layers real data statistics without changing what the model computes in eval mode.
+"""BatchNorm calibration: give BN layers real data statistics without changing what the model computes in eval
+mode.
 
 Why: an official ONNX export has BN folded into the convolutions, so the import loads every Conv+BN block as
 "identity BN + bias" (running_mean 0, running_var 1-eps, weight 1). That is exact in eval mode but wrong for
 training: train-mode BN normalises by batch statistics and so throws away the folded scale and offset, and the
-first training steps start far from the imported detector. Calibration re-parametrises each BN channel so that its
-running statistics are the data's mean and variance while its eval-mode affine map stays the same.
+first training steps start far from the imported detector. Calibration re-parametrises each BN channel so that
+its running statistics are the data's mean and variance while its eval-mode affine map stays the same.
 """
 
 from __future__ import annotations
@@ -62,12 +63,14 @@ def calibrate_batchnorm(model: nn.Module, batches: Iterable[Tensor]) -> None:
     """Re-estimate every BN layer's running mean and variance on ``batches`` (images as the model takes them,
     e.g. ~64 letterboxed training images) and re-parametrise weight and bias so eval-mode output is unchanged.
 
-    Use it after importing BN-folded weights (official ONNX) and before fine-tuning with train-mode BN; with the
-    identity BN of such an import it sets running_mean = mu, running_var = sigma^2, weight = sqrt(sigma^2 + eps),
-    bias = b + mu. Ordinary checkpoints already have meaningful statistics and do not need it.
+    Use it after importing BN-folded weights (official ONNX) and before fine-tuning with train-mode BN; with
+    the identity BN of such an import it sets running_mean = mu, running_var = sigma^2,
+    weight = sqrt(sigma^2 + eps), bias = b + mu. Ordinary checkpoints already have meaningful statistics and
+    do not need it.
 
-    One eval-mode pass suffices: each re-parametrisation keeps its layer's eval function, so every layer sees the
-    same input before and after the others are changed. The model's train/eval mode is restored afterwards.
+    One eval-mode pass suffices: each re-parametrisation keeps its layer's eval function, so every layer sees
+    the same input before and after the others are changed. The model's train/eval mode is restored
+    afterwards.
     """
     layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     moments = [_ChannelMoments() for _ in layers]

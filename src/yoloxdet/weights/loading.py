@@ -1,4 +1,5 @@
-"""Weights: official Megvii checkpoints and ONNX exports, the release download cache, and our checkpoint format.
+"""Weights: official Megvii checkpoints and ONNX exports, the release download cache, and our checkpoint
+format.
 
 Our format (``FORMAT``) is a plain dict that ``torch.load(weights_only=True)`` reads, never a pickled module::
 
@@ -7,8 +8,9 @@ Our format (``FORMAT``) is a plain dict that ``torch.load(weights_only=True)`` r
     info     CheckpointInfo as a dict (model name, class count and names, default input size, head)
     ...      anything passed as ``extra`` (e.g. the resolved run configuration)
 
-``load_model`` also reads the trainer's checkpoints (``TRAIN_FORMAT``, written by ``engine.checkpoint``), official ``.pth`` files (a dict with
-a ``"model"`` key, reference §5), official ``.onnx`` exports (BN folded, see ``onnx_import``) and zoo names.
+``load_model`` also reads the trainer's checkpoints (``TRAIN_FORMAT``, written by ``engine.checkpoint``),
+official ``.pth`` files (a dict with a ``"model"`` key, reference §5), official ``.onnx`` exports (BN folded,
+see ``onnx_import``) and zoo names.
 """
 
 from __future__ import annotations
@@ -108,14 +110,15 @@ class WeightsDownloadError(FileNotFoundError):
     """An official release file could not be downloaded; the message says where to put it by hand."""
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # our format
 
 
 def save_checkpoint(
     path: str | Path, model: nn.Module, info: CheckpointInfo, extra: dict | None = None
 ) -> None:
-    """Write ``model``'s weights and ``info`` in our format, atomically (temp file in the same folder + rename)."""
+    """Write ``model``'s weights and ``info`` in our format, atomically (temp file in the same folder +
+    rename)."""
     reserved = {"format", "model", "info"} & set(extra or {})
     if reserved:
         raise ValueError(f"extra may not override {sorted(reserved)}")
@@ -165,7 +168,7 @@ def _info_from_training(payload: Mapping[str, Any], path: Path) -> CheckpointInf
     return replace(info, input_size=eval_input_size(config, get_spec(name).input_size))
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # state-dict loading
 
 
@@ -195,8 +198,8 @@ def _listed(keys: Sequence[str]) -> str:
 
 
 def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, Tensor], source: str = "") -> None:
-    """Copy ``state_dict`` into ``model``. Class-predictor tensors whose shapes differ (another class count) are
-    left out and those predictors re-initialised, with a log message; any other missing, unexpected or
+    """Copy ``state_dict`` into ``model``. Class-predictor tensors whose shapes differ (another class count)
+    are left out and those predictors re-initialised, with a log message; any other missing, unexpected or
     mis-shaped key raises ValueError listing the keys."""
     target = model.state_dict()
     where = f"{source}: " if source else ""
@@ -233,12 +236,13 @@ def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, Tensor], sou
         )
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # official release download
 
 
 def weights_cache_dir() -> Path:
-    """Where downloaded release weights live: ``$YOLOXDET_HOME/weights``, default ``~/.cache/yoloxdet/weights``."""
+    """Where downloaded release weights live: ``$YOLOXDET_HOME/weights``, default
+    ``~/.cache/yoloxdet/weights``."""
     home = os.environ.get("YOLOXDET_HOME")
     return (Path(home).expanduser() if home else Path.home() / ".cache" / "yoloxdet") / "weights"
 
@@ -252,7 +256,8 @@ def fetch_official(
     """The official COCO release file of a zoo model, downloaded once into the cache (atomically).
 
     Raises:
-        WeightsDownloadError: the URL could not be read (offline, timeout); says where to put the file by hand.
+        WeightsDownloadError: the URL could not be read (offline, timeout); says where to put the file by
+            hand.
     """
     spec = get_spec(model_name)
     folder = Path(cache_dir) if cache_dir is not None else weights_cache_dir()
@@ -278,7 +283,7 @@ def fetch_official(
     return dest
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # load_model
 
 
@@ -332,11 +337,11 @@ def load_model(
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
 ) -> tuple[YOLOX, CheckpointInfo]:
-    """A ready model from our checkpoint, a trainer checkpoint, an official ``.pth`` or ``.onnx`` (these two need
-    ``model_name``) or a zoo name (the cached official COCO release, downloaded on first use).
+    """A ready model from our checkpoint, a trainer checkpoint, an official ``.pth`` or ``.onnx`` (these two
+    need ``model_name``) or a zoo name (the cached official COCO release, downloaded on first use).
 
-    ``num_classes`` / ``class_names`` change the class count (re-initialising the class predictors) or rename the
-    classes. Returns the model in eval mode on CPU and what its weights mean.
+    ``num_classes`` / ``class_names`` change the class count (re-initialising the class predictors) or rename
+    the classes. Returns the model in eval mode on CPU and what its weights mean.
     """
     path, model_name = _resolve_source(source, model_name)
     state_dict, stored = _read_weights(path, model_name)

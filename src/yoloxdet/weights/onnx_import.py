@@ -1,9 +1,10 @@
 """Import official ONNX exports (BatchNorm folded into the convolutions) as a normal, trainable model.
 
-The export keeps no parameter names, only ``Conv`` nodes with a weight and a folded bias. Its graph lists them in
-the order the official model runs them, so they pair one-to-one with our ``nn.Conv2d`` modules in run order
-(recorded with forward hooks). A folded conv goes into a Conv+BN block as identity BN plus bias (running_mean 0,
-running_var 1-eps, weight 1, bias b): exact in eval mode; call ``calibrate_batchnorm`` before training with it.
+The export keeps no parameter names, only ``Conv`` nodes with a weight and a folded bias. Its graph lists them
+in the order the official model runs them, so they pair one-to-one with our ``nn.Conv2d`` modules in run order
+(recorded with forward hooks). A folded conv goes into a Conv+BN block as identity BN plus bias (running_mean
+0, running_var 1-eps, weight 1, bias b): exact in eval mode; call ``calibrate_batchnorm`` before training with
+it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from ..models.zoo import create_model
 
 
 def _read_onnx_convs(path: Path) -> tuple[list[tuple[str, dict, np.ndarray, np.ndarray | None]], int]:
-    """(node name, attributes, weight, bias) of every Conv node in graph order, and the model's class count."""
+    """(node name, attributes, weight, bias) of every Conv node in graph order, and the model's class
+    count."""
     import onnx
     from onnx import numpy_helper
 
