@@ -221,8 +221,14 @@ def test_calibration_images_are_preprocessed_as_at_inference(coco128):
     np.testing.assert_array_equal(batch[0], to_chw_float(canvas))
 
 
-def test_cli_default_calibration_count_is_the_library_default():
-    from yoloxdet.commands import export_deploy
-    from yoloxdet.export.calibration import DEFAULT_CALIBRATION_IMAGES
+def test_cli_default_calibration_count_is_the_library_default(capsys):
+    """The CLI's --calib-images default and the library's both come from config.ExportConfig."""
+    import inspect
 
-    assert export_deploy.DEFAULT_CALIBRATION_IMAGES == DEFAULT_CALIBRATION_IMAGES
+    from yoloxdet.cli import build_parser
+    from yoloxdet.config import ExportConfig
+    from yoloxdet.export.calibration import CalibrationImages
+
+    args = build_parser().parse_args(["export", "yolox-nano", "--int8", "--calibrate", "images/"])
+    library = inspect.signature(CalibrationImages).parameters["limit"].default
+    assert args.calib_images == library == ExportConfig.calib_images

@@ -180,6 +180,7 @@ class ExportConfig(_Checked):
     SECTION = "export"
     layout: str = "decoded"  # see CHOICES
     opset: int = 18  # the dynamo exporter's native opset; onnxruntime >= 1.14 runs it fully
+    calib_images: int = 300  # int8 calibration images (`export --int8`, `bench --formats`)
 
 
 @dataclass(frozen=True)

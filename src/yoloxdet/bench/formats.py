@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import ExportConfig
 from ..export import ExportMetadata, export_onnx
 from ..export.calibration import CalibrationImages
 from ..export.runtimes import RUNTIMES, missing_runtime
@@ -177,7 +178,7 @@ def _export_all(
                 workdir / f"openvino_{precision}.xml",
                 metadata,
                 calibration=calibration if precision == "int8" else None,
-                subset_size=len(calibration) if calibration is not None else 300,
+                subset_size=len(calibration) if calibration is not None else ExportConfig.calib_images,
             )
             result.backend = OpenVinoBackend(xml, threads=threads)
             result.size_mb = _file_mb(xml, xml.with_suffix(".bin"))
@@ -211,7 +212,7 @@ def bench_formats(
     *,
     formats: Sequence[str] = tuple(dict.fromkeys(f for f, _, _ in FORMATS)),
     calibrate: str | Path | None = None,
-    calib_images: int = 300,
+    calib_images: int = ExportConfig.calib_images,
     batch: int = 8,
     threads: int = 1,
     warmup: int = 2,

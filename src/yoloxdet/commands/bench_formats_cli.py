@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..config import ExportConfig
+
 
 def add_formats_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("deployment formats (--formats)")
@@ -31,7 +33,10 @@ def add_formats_arguments(parser: argparse.ArgumentParser) -> None:
         help="int8 calibration images (default: --data, its train split when it has one)",
     )
     group.add_argument(
-        "--calib-images", type=int, default=300, help="number of calibration images (default 300)"
+        "--calib-images",
+        type=int,
+        default=ExportConfig.calib_images,
+        help=f"number of calibration images (default {ExportConfig.calib_images})",
     )
     group.add_argument("--table", default="runs/bench/formats.md", help="where to save the table (markdown)")
 

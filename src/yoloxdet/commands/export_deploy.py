@@ -7,14 +7,12 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..config import ExportConfig
+
 if TYPE_CHECKING:
     from torch import nn
 
     from ..export import ExportMetadata
-
-# as yoloxdet.export.calibration.DEFAULT_CALIBRATION_IMAGES, which is not imported here: the CLI builds every
-# command's parser at start-up, and that module pulls in cv2 and torch (the test below keeps the two equal)
-DEFAULT_CALIBRATION_IMAGES = 300
 
 DEPLOY_ONLY_FORMATS = ("openvino", "ncnn", "tensorrt")
 
@@ -32,8 +30,8 @@ def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--calib-images",
         type=int,
-        default=DEFAULT_CALIBRATION_IMAGES,
-        help=f"number of calibration images (default {DEFAULT_CALIBRATION_IMAGES})",
+        default=ExportConfig.calib_images,
+        help=f"number of calibration images (default {ExportConfig.calib_images})",
     )
     group.add_argument(
         "--int8-quantizer",

@@ -14,16 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import ExportConfig
 from ..data.datasets import build_dataset
 from ..data.spec import load_dataset_spec
 from ..data.transforms import letterbox, to_chw_float
 from ..io import IMAGE_SUFFIXES, ImageReadError, expand_sources, read_image
 
-DEFAULT_CALIBRATION_IMAGES = 300
-
 
 def calibration_image_paths(
-    source: str | Path | Sequence[str | Path], limit: int = DEFAULT_CALIBRATION_IMAGES
+    source: str | Path | Sequence[str | Path], limit: int = ExportConfig.calib_images
 ) -> list[Path]:
     """The first ``limit`` images (sorted) of a folder, glob or file list, or of a dataset YAML's train split.
 
@@ -62,7 +61,7 @@ class CalibrationImages:
         self,
         source: str | Path | Sequence[str | Path],
         input_size: tuple[int, int],
-        limit: int = DEFAULT_CALIBRATION_IMAGES,
+        limit: int = ExportConfig.calib_images,
     ) -> None:
         self.source = source
         self.paths = calibration_image_paths(source, limit)

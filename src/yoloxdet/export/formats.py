@@ -16,8 +16,9 @@ from pathlib import Path
 
 from torch import nn
 
+from ..config import ExportConfig
 from ..io import write_bytes_atomic, write_json_atomic
-from .calibration import DEFAULT_CALIBRATION_IMAGES, CalibrationImages
+from .calibration import CalibrationImages
 from .metadata import ExportMetadata
 from .runtimes import require_runtime
 from .writers import export_onnx
@@ -34,7 +35,7 @@ class Int8Options:
     """Post-training int8: calibration images (folder, glob or dataset YAML), how many, and the method."""
 
     calibrate: str | Path
-    images: int = DEFAULT_CALIBRATION_IMAGES
+    images: int = ExportConfig.calib_images
     quantizer: str = "nncf"  # ONNX int8: "nncf" or "ort" (onnxruntime's quantize_static; see export/int8.py)
     method: str = (
         "minmax"  # onnxruntime's calibrator (quantizer "ort" only; NNCF has its own range estimators)
@@ -86,7 +87,7 @@ def export_deployment(
                 output,
                 metadata,
                 calibration=calibration,
-                subset_size=len(calibration) if calibration is not None else 300,
+                subset_size=len(calibration) if calibration is not None else ExportConfig.calib_images,
             )
         from .tensorrt import build_engine  # optional dependency
 

@@ -48,6 +48,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from ..config import ExportConfig
 from ..io import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def _nncf_quantize(
         model,
         nncf.Dataset(calibration, lambda batch: {input_name: batch}),
         preset=nncf.QuantizationPreset.MIXED,  # asymmetric activations: SiLU outputs are not centred on 0
-        subset_size=len(calibration) if isinstance(calibration, Sized) else 300,
+        subset_size=len(calibration) if isinstance(calibration, Sized) else ExportConfig.calib_images,
         ignored_scope=nncf.IgnoredScope(names=excluded),
     )
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
+from ..config import ExportConfig
 from ..io import write_bytes_atomic
 from .metadata import ExportMetadata
 
@@ -67,7 +68,7 @@ def export_openvino(
     metadata: ExportMetadata,
     *,
     calibration: Iterable[np.ndarray] | None = None,
-    subset_size: int = 300,
+    subset_size: int = ExportConfig.calib_images,
 ) -> Path:
     """Convert our fp32 ONNX file to an IR at ``output`` (``.xml``; the ``.bin`` is written beside it).
 
