@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _problems import random_assignment_problem
 from _report import write_section
 
 from yoloxdet.assign import assign
@@ -37,21 +38,7 @@ COMMAND = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_assign.py"
 
 
 def random_batch(num_gt: int, seed: int = 0) -> tuple[HeadOutputs, Targets]:
-    gen = torch.Generator().manual_seed(seed)
-    sizes = tuple((SIZE // s, SIZE // s) for s in STRIDES)
-    anchors = sum(h * w for h, w in sizes)
-    box_raw = torch.randn(BATCH, anchors, 4, generator=gen) * 0.7 + torch.tensor([0.0, 0.0, 1.0, 1.0])
-    outputs = HeadOutputs(
-        box_raw,
-        torch.randn(BATCH, anchors, generator=gen) * 2 - 1,
-        torch.randn(BATCH, anchors, CLASSES, generator=gen) * 2 - 2,
-        STRIDES,
-        sizes,
-    )
-    centres = torch.rand(BATCH, num_gt, 2, generator=gen) * SIZE
-    wh = torch.exp(torch.rand(BATCH, num_gt, 2, generator=gen) * 5.5) + 1
-    labels = torch.randint(0, CLASSES, (BATCH, num_gt), generator=gen)
-    return outputs, Targets(torch.cat([centres, wh], -1), labels, torch.ones(BATCH, num_gt, dtype=torch.bool))
+    return random_assignment_problem(BATCH, SIZE, num_gt, CLASSES, seed)
 
 
 def peer_runner(outputs: HeadOutputs, targets: Targets) -> Callable[[], list]:

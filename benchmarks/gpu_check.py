@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _problems import random_assignment_problem
 from _report import write_section
 
 from yoloxdet import assign as assigners
@@ -73,7 +74,6 @@ from yoloxdet.weights import CheckpointInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = ".venv/bin/python benchmarks/gpu_check.py"
-STRIDES = (8, 16, 32)
 SAME_ASSIGNMENT = 0.999  # low-precision autocast may flip near-ties in the cost; more than 0.1 % is a bug
 SYNC_WARNING = "called a synchronizing CUDA operation"
 REFERENCE_IMAGES = 8  # images of each batch the CPU assigns in fp32 for comparison (OTA is slow on a CPU)
@@ -185,27 +185,6 @@ def check_device(ctx: Context) -> tuple[bool, str]:
 
 
 # ---------------------------------------------------------------- 2. assigners under autocast
-def random_assignment_problem(
-    batch: int, size: int, gts: int, classes: int, seed: int = 0
-) -> tuple[HeadOutputs, Targets]:
-    """Head outputs of a ``size`` input with random logits and ``gts`` random boxes (2-250 px) per image."""
-    gen = torch.Generator().manual_seed(seed)
-    sizes = tuple((size // s, size // s) for s in STRIDES)
-    anchors = sum(h * w for h, w in sizes)
-    box_raw = torch.randn(batch, anchors, 4, generator=gen) * 0.7 + torch.tensor([0.0, 0.0, 1.0, 1.0])
-    outputs = HeadOutputs(
-        box_raw,
-        torch.randn(batch, anchors, generator=gen) * 2 - 1,
-        torch.randn(batch, anchors, classes, generator=gen) * 2 - 2,
-        STRIDES,
-        sizes,
-    )
-    centres = torch.rand(batch, gts, 2, generator=gen) * size
-    wh = torch.exp(torch.rand(batch, gts, 2, generator=gen) * 5.5) + 1
-    labels = torch.randint(0, classes, (batch, gts), generator=gen)
-    return outputs, Targets(torch.cat([centres, wh], -1), labels, torch.ones(batch, gts, dtype=torch.bool))
-
-
 def _outputs_to(outputs: HeadOutputs, device: torch.device, dtype: torch.dtype) -> HeadOutputs:
     return outputs._replace(
         box_raw=outputs.box_raw.to(device, dtype),
@@ -510,17 +489,22 @@ def check_torchrun(ctx: Context) -> tuple[bool, str]:
 
 
 # ---------------------------------------------------------------- 6. Detector on the device, compile
-def check_detector(ctx: Context) -> tuple[bool, str]:
-    """The network on the device (fp32, and fp16 on CUDA) against the CPU: decoded outputs and detections."""
-    tally = Tally()
-    torch.manual_seed(0)
-    model = create_model(ctx.sizes.model, ctx.sizes.classes).eval()
-    info = CheckpointInfo(
+def _random_model_info(ctx: Context) -> CheckpointInfo:
+    """What the randomly initialised check model predicts: ``ctx.sizes.classes`` classes at the check size."""
+    return CheckpointInfo(
         ctx.sizes.model,
         ctx.sizes.classes,
         tuple(f"c{i}" for i in range(ctx.sizes.classes)),
         (ctx.sizes.input, ctx.sizes.input),
     )
+
+
+def check_detector(ctx: Context) -> tuple[bool, str]:
+    """The network on the device (fp32, and fp16 on CUDA) against the CPU: decoded outputs and detections."""
+    tally = Tally()
+    torch.manual_seed(0)
+    model = create_model(ctx.sizes.model, ctx.sizes.classes).eval()
+    info = _random_model_info(ctx)
     images = torch.rand(5, 3, ctx.sizes.input, ctx.sizes.input) * 255
     frames = [(torch.rand(ctx.sizes.input, ctx.sizes.input + 32, 3) * 255).byte().numpy() for _ in range(3)]
     expected = TorchBackend(model)(images)
@@ -546,12 +530,7 @@ def check_compile(ctx: Context) -> tuple[bool, str]:
     """A compiled Detector fed batch 5 then batch 3: the short batch is padded, so nothing recompiles."""
     torch.manual_seed(0)
     model = create_model(ctx.sizes.model, ctx.sizes.classes).eval()
-    info = CheckpointInfo(
-        ctx.sizes.model,
-        ctx.sizes.classes,
-        tuple(f"c{i}" for i in range(ctx.sizes.classes)),
-        (ctx.sizes.input, ctx.sizes.input),
-    )
+    info = _random_model_info(ctx)
     torch._dynamo.reset()
     compiled = optimize_for_inference(model.to(ctx.device), compile=True)
     detector = Detector(TorchBackend(compiled, pad_batch=5), info, batch_size=5)
