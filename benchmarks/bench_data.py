@@ -17,15 +17,14 @@ import argparse
 import contextlib
 import io
 import platform
-import random
 import sys
 import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _peer import peer_mosaic
 from _report import write_section
 
 from yoloxdet.data.augment import ResolvedAugment
@@ -50,9 +49,7 @@ def ours(data: Path, cache: bool):
 
 
 def peer(data: Path, cache: bool):
-    from yolox.data.data_augment import TrainTransform
     from yolox.data.datasets.coco import CocoDataset
-    from yolox.data.datasets.mosaicdetection import MosaicDetection
 
     with contextlib.redirect_stdout(io.StringIO()):
         base = CocoDataset(
@@ -63,22 +60,7 @@ def peer(data: Path, cache: bool):
             cache=cache,
             cache_type="ram",
         )
-    md = MosaicDetection(
-        base,
-        img_size=SIZE,
-        mosaic=True,
-        preproc=TrainTransform(max_labels=120),
-        degrees=AUG.degrees,
-        translate=AUG.translate,
-        mosaic_scale=AUG.mosaic_scale,
-        mixup_scale=AUG.mixup_scale,
-        shear=AUG.shear,
-        enable_mixup=True,
-        mosaic_prob=1.0,
-        mixup_prob=1.0,
-    )
-    random.seed(0)
-    np.random.seed(0)
+    md = peer_mosaic(base, SIZE, AUG)
     return lambda i: md[i % len(md)]
 
 

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _peer import peer_mosaic
 from _report import write_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,9 +123,7 @@ AUG = {"mosaic_prob": 1.0, "mixup_prob": 1.0, "enable_mixup": True}
 
 def train_batches(side: str, root: Path, cache: Path, *, batch: int, size: int, workers: int):
     """An iterator of training batches and the loader's worker pids (after the first batch)."""
-    import random
 
-    import numpy as np
     import torch
     from torch.utils.data import DataLoader
 
@@ -141,30 +140,13 @@ def train_batches(side: str, root: Path, cache: Path, *, batch: int, size: int, 
         )
         loader.set_epoch(0, mosaic=True)
         return iter(loader)
-    from yolox.data.data_augment import TrainTransform
     from yolox.data.datasets.coco import CocoDataset
-    from yolox.data.datasets.mosaicdetection import MosaicDetection
 
     with contextlib.redirect_stdout(io.StringIO()):
         base = CocoDataset(
             data_dir=str(root), json_file="instances.json", name="images", img_size=(size, size)
         )
-    mosaic = MosaicDetection(
-        base,
-        img_size=(size, size),
-        mosaic=True,
-        preproc=TrainTransform(max_labels=120),
-        degrees=aug.degrees,
-        translate=aug.translate,
-        mosaic_scale=aug.mosaic_scale,
-        mixup_scale=aug.mixup_scale,
-        shear=aug.shear,
-        enable_mixup=True,
-        mosaic_prob=1.0,
-        mixup_prob=1.0,
-    )
-    random.seed(0)
-    np.random.seed(0)
+    mosaic = peer_mosaic(base, (size, size), aug)
     return iter(
         DataLoader(
             mosaic,
