@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import ExportConfig
+from .export_deploy import add_calibration_arguments
 
 
 def add_formats_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,16 +27,8 @@ def add_formats_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--data", metavar="DATA.yaml", help="dataset whose --split is scored (with --formats)")
     group.add_argument("--split", default="val", help="split of --data to score (default val)")
-    group.add_argument(
-        "--calibrate",
-        metavar="DATA_OR_IMAGES",
-        help="int8 calibration images (default: --data, its train split when it has one)",
-    )
-    group.add_argument(
-        "--calib-images",
-        type=int,
-        default=ExportConfig.calib_images,
-        help=f"number of calibration images (default {ExportConfig.calib_images})",
+    add_calibration_arguments(
+        group, "int8 calibration images (default: --data, its train split when it has one)"
     )
     group.add_argument("--table", default="runs/bench/formats.md", help="where to save the table (markdown)")
 

@@ -17,21 +17,24 @@ if TYPE_CHECKING:
 DEPLOY_ONLY_FORMATS = ("openvino", "ncnn", "tensorrt")
 
 
-def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("deployment (int8, OpenVINO, ncnn, TensorRT)")
-    group.add_argument(
-        "--int8", action="store_true", help="post-training int8 (onnx, openvino, tensorrt); needs --calibrate"
-    )
-    group.add_argument(
-        "--calibrate",
-        metavar="DATA_OR_IMAGES",
-        help="calibration images: a folder, a glob, or a dataset YAML (its train split)",
-    )
+def add_calibration_arguments(group: argparse._ArgumentGroup, calibrate_help: str) -> None:
+    """``--calibrate`` and ``--calib-images``, shared by ``export --int8`` and ``bench --formats``."""
+    group.add_argument("--calibrate", metavar="DATA_OR_IMAGES", help=calibrate_help)
     group.add_argument(
         "--calib-images",
         type=int,
         default=ExportConfig.calib_images,
         help=f"number of calibration images (default {ExportConfig.calib_images})",
+    )
+
+
+def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("deployment (int8, OpenVINO, ncnn, TensorRT)")
+    group.add_argument(
+        "--int8", action="store_true", help="post-training int8 (onnx, openvino, tensorrt); needs --calibrate"
+    )
+    add_calibration_arguments(
+        group, "calibration images: a folder, a glob, or a dataset YAML (its train split)"
     )
     group.add_argument(
         "--int8-quantizer",
