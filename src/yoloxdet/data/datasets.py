@@ -27,7 +27,7 @@ from yoloxdet.data.formats import read_split
 from yoloxdet.data.index import RecordIndex
 from yoloxdet.data.records import Issue, Record
 from yoloxdet.data.spec import DatasetSpec
-from yoloxdet.io import ImageReadError, read_image, write_bytes_atomic
+from yoloxdet.io import ImageReadError, atomic_path, read_image, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 CACHE_MODES = CHOICES["data.cache"]
@@ -150,6 +150,38 @@ class DetectionDataset:
             gib = sum(a.nbytes for a in self._ram.values()) / 2**30
             logger.info("cached %d images in RAM (%.2f GiB)", len(self._ram), gib)
 
+    def save_ram_cache(self, path: str | Path) -> None:
+        """Write the filled RAM cache to ``path`` as one flat uint8 array (``.npy``) plus ``path.index.npy``
+        (rows of index, cache height, cache width, offset, image height, image width), for other processes
+        on this machine to map with :meth:`attach_ram_cache`."""
+        keys = sorted(self._ram)
+        rows = np.zeros((len(keys), 6), dtype=np.int64)
+        offset = 0
+        for row, key in zip(rows, keys):
+            image = self._ram[key]
+            row[:] = (*key, offset, *image.shape[:2])
+            offset += image.size
+        flat = np.empty(offset, dtype=np.uint8)
+        for row, key in zip(rows, keys):
+            flat[row[3] : row[3] + self._ram[key].size] = self._ram[key].reshape(-1)
+        path = Path(path)
+        with atomic_path(ram_cache_files(path)[1]) as tmp, open(tmp, "wb") as f:
+            np.save(f, rows)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # written last: its presence means complete
+            np.save(f, flat)
+
+    def attach_ram_cache(self, path: str | Path) -> None:
+        """Serve the RAM cache from ``path`` (:meth:`save_ram_cache`): read-only views of one file mapping,
+        so every process on the machine (and every loader worker) shares a single copy in the page cache.
+        The file may be unlinked once attached; the mapping stays valid."""
+        path = Path(path)
+        flat = np.load(path, mmap_mode="r")
+        rows = np.load(ram_cache_files(path)[1])
+        self._cache_mode = "ram"
+        self._ram = {}
+        for index, cache_h, cache_w, offset, h, w in rows.tolist():
+            self._ram[(index, cache_h, cache_w)] = flat[offset : offset + h * w * 3].reshape(h, w, 3)
+
     def _disk_path(self, index: int, size_hw: tuple[int, int]) -> Path:
         assert self._cache_dir is not None
         path = self._index.path(index)
@@ -246,3 +278,9 @@ def build_dataset(spec: DatasetSpec, split: str) -> DetectionDataset:
     return DetectionDataset(
         result.records, result.names, result.category_ids, result.issues, result.coco_file
     )
+
+
+def ram_cache_files(path: str | Path) -> tuple[Path, Path]:
+    """The two files of a saved RAM cache: the pixels and their index."""
+    path = Path(path)
+    return path, path.with_name(path.name + ".index.npy")

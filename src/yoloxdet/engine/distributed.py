@@ -19,6 +19,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1  # processes on this machine
 
     @property
     def is_main(self) -> bool:
@@ -37,7 +38,12 @@ def current() -> DistInfo:
     """Rank and world size of the initialised process group (or a single process)."""
     if not is_initialized():
         return DistInfo()
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return DistInfo(
+        dist.get_rank(),
+        dist.get_world_size(),
+        int(os.environ.get("LOCAL_RANK", 0)),
+        int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
+    )
 
 
 def init_from_env(device: torch.device) -> DistInfo:

@@ -10,7 +10,9 @@ Used by ``yoloxdet train`` and usable from Python::
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ from yoloxdet.config import (
 )
 from yoloxdet.data.augment import resolve_augment
 from yoloxdet.data.checks import checked_dataset
+from yoloxdet.data.datasets import DetectionDataset, ram_cache_files
 from yoloxdet.data.loader import build_train_loader
 from yoloxdet.data.spec import DatasetSpecError, load_dataset_spec
 from yoloxdet.engine import distributed as dist_utils
@@ -128,6 +131,31 @@ def sync_bn_then_freeze(model: nn.Module, config: TrainConfig, *, distributed: b
     return model
 
 
+def share_ram_cache(
+    dataset: DetectionDataset, size_hw: tuple[int, int], info: dist_utils.DistInfo, workers: int = 4
+) -> None:
+    """``data.cache=ram`` with several processes on one machine: one copy per machine, not per process.
+
+    Local rank 0 decodes the images and writes them to one file in shared memory; every local rank (0
+    included) then maps that file read-only, and the file is unlinked once all have mapped it (the pages
+    live until the last mapping closes, so nothing is left behind)."""
+    token = dist_utils.broadcast_object(uuid.uuid4().hex)  # one name per run, the same on every rank
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    path = shm / f"yoloxdet-ram-cache-{token}.npy"
+    try:
+        if info.local_rank == 0:
+            dataset.enable_cache("ram", size_hw, workers=workers)
+            dataset.save_ram_cache(path)
+        dist_utils.barrier()
+        dataset.attach_ram_cache(path)
+        dist_utils.barrier()
+    finally:
+        if info.local_rank == 0:
+            for leftover in ram_cache_files(path):
+                leftover.unlink(missing_ok=True)
+    logger.info("RAM cache shared by %d processes on this machine", info.local_world_size)
+
+
 def build_trainer(
     config: Config,
     *,
@@ -152,7 +180,9 @@ def build_trainer(
     input_hw = tuple(config.train.input_size or (spec.input_size, spec.input_size))
     cache_root = Path(config.train.output_dir) / ".data-checks"
     train_set, val_set = _datasets(config, cache_root)
-    if config.data.cache != "none":
+    if config.data.cache == "ram" and info.local_world_size > 1:
+        share_ram_cache(train_set, input_hw, info)
+    elif config.data.cache != "none":
         train_set.enable_cache(config.data.cache, input_hw, cache_dir=cache_root / "images")
     config = with_changes(config, model=with_changes(config.model, num_classes=train_set.num_classes))
     augment = resolve_augment(
