@@ -25,7 +25,7 @@ class TrackStore:
 
     Attributes (indexed by slot):
         mean: [S, 8] float64 Kalman state (x, y, a, h and their velocities).
-        covariance: [S, 8, 8] float64.
+        covariance: [S, 2, 2, 4] float64, the nonzero blocks of the 8x8 matrix (see :mod:`.kalman`).
         track_id: [S] int64, the id the tracker gave the track.
         score, class_id: of the detection the track was last matched with.
         frame_id: last frame it was matched in (the official ``end_frame``); start_frame: frame it started in.
@@ -37,7 +37,7 @@ class TrackStore:
     def __init__(self, capacity: int = 128) -> None:
         self.capacity = 0
         self.mean = np.zeros((0, 8))
-        self.covariance = np.zeros((0, 8, 8))
+        self.covariance = np.zeros((0, 2, 2, 4))  # blocks, see kalman.py
         self.track_id = np.zeros(0, np.int64)
         self.score = np.zeros(0)
         self.class_id = np.zeros(0, np.int64)
