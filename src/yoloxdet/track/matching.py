@@ -67,5 +67,6 @@ def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.n
         return np.empty((0, 2), dtype=np.int64), np.arange(rows), np.arange(cols)
     _, row_to_col, col_to_row = lap.lapjv(cost, extend_cost=True, cost_limit=thresh)
     matched = np.flatnonzero(row_to_col >= 0)
-    matches = np.stack([matched, row_to_col[matched]], axis=1).astype(np.int64)
+    matches = np.empty((len(matched), 2), dtype=np.int64)
+    matches[:, 0], matches[:, 1] = matched, row_to_col[matched]
     return matches, np.flatnonzero(row_to_col < 0), np.flatnonzero(col_to_row < 0)

@@ -8,12 +8,13 @@ track starts and is free again once the track is in no list; the arrays double w
 
 from __future__ import annotations
 
-from enum import IntEnum
-
 import numpy as np
 
 
-class TrackState(IntEnum):
+class TrackState:
+    """A track's state, as stored in :attr:`TrackStore.state`; plain ints, which numpy compares with an array
+    at C speed (an ``IntEnum`` member takes a slow conversion on every comparison)."""
+
     NEW = 0
     TRACKED = 1
     LOST = 2
