@@ -95,6 +95,19 @@ def test_a_low_score_detection_keeps_a_track_only_with_the_second_association() 
     assert baseline.update(low).track_ids.tolist() == []
 
 
+def test_slots_of_finished_tracks_are_reused_over_a_long_stream() -> None:
+    # 3000 frames, a different set of objects every 50 frames: ~600 tracks come and go, ~12 alive at once
+    rng = np.random.default_rng(0)
+    tracker = ByteTracker(frame_rate=30, track_buffer=10)
+    for _ in range(60):
+        boxes = rng.uniform(0, 1000, (12, 2))
+        boxes = np.concatenate([boxes, boxes + rng.uniform(20, 60, (12, 2)), rng.uniform(0.6, 1, (12, 1))], 1)
+        for _frame in range(50):
+            tracks = tracker.update(boxes)
+    assert len(tracks) == 12 and tracks.track_ids.max() > 600  # hundreds of tracks started and ended
+    assert tracker._store.capacity <= 128  # in slots the finished ones left
+
+
 def test_bad_detections_array_names_the_expected_shape() -> None:
     with pytest.raises(ValueError, match=r"\[N, 5\]"):
         ByteTracker().update(np.zeros((3, 4)))

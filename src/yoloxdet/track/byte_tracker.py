@@ -17,6 +17,8 @@ One :meth:`ByteTracker.update` per frame:
 7. Lost tracks older than ``int(frame_rate / 30 * track_buffer)`` frames are removed; a tracked and a lost
    track that overlap (IoU > 0.85) are duplicates, the younger one goes.
 
+Every track's state lives in a :class:`~.store.TrackStore` (contiguous arrays, one slot per track) and the
+official lists are arrays of slots, so each step is a few numpy calls over all tracks (see docs/tracking.md).
 The list bookkeeping follows the official code to the letter, quirks included (a track timed out in this frame
 is dropped from the lost list only in the next, so it can still be re-found there), so ids equal the official
 ones. Unlike the official code, ids count per tracker (the official counter is global to the process), and
@@ -222,8 +224,8 @@ class ByteTracker:
             dets,
         )
         store.state[newly_lost] = TrackState.LOST
-        newly_removed = [unconfirmed[unmatched_unconfirmed]]
-        store.state[newly_removed[0]] = TrackState.REMOVED
+        dropped_unconfirmed = unconfirmed[unmatched_unconfirmed]
+        store.state[dropped_unconfirmed] = TrackState.REMOVED
 
         # new tracks from confident detections nobody claimed
         left = high_left[unmatched_left]
@@ -231,11 +233,10 @@ class ByteTracker:
 
         timed_out = self._lost[self.frame_id - store.frame_id[self._lost] > self.max_time_lost]
         store.state[timed_out] = TrackState.REMOVED
-        newly_removed.append(timed_out)
 
         activated = np.concatenate([first_slots[was_tracked], second_slots, third_slots, started])
         tracked_boxes = self._update_lists(
-            activated, first_slots[~was_tracked], newly_lost, np.concatenate(newly_removed)
+            activated, first_slots[~was_tracked], newly_lost, np.concatenate([dropped_unconfirmed, timed_out])
         )
         return self._output(tracked_boxes, names)
 
@@ -251,6 +252,8 @@ class ByteTracker:
         """The official list updates, in their order (the removed ids are subtracted before this frame's);
         returns the boxes of the tracked list."""
         store = self._store
+        # the official list operations also drop repeated ids; ours never hold a slot twice (matches are one
+        # to one, and the tracked and lost lists stay disjoint), so joins and differences by mask are the same
         tracked = self._tracked[store.state[self._tracked] == TrackState.TRACKED]
         tracked = self._join(self._join(tracked, activated), refound)
         kept_lost = np.concatenate([self._lost[~store.mask(tracked)[self._lost]], lost])
