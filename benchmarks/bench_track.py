@@ -5,14 +5,19 @@ Writes the ``track`` section of docs/benchmarks.md.
 
     python benchmarks/bench_track.py                 # needs ../shared (coco128, yolox_nano.onnx)
     python benchmarks/bench_track.py --turns 3 --no-write
+    python benchmarks/bench_track.py --baseline-rev ac86c12     # + the tracker as of that commit, interleaved
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import io
 import os
 import platform
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -59,6 +64,26 @@ def crowd_stream(num_objects: int, num_frames: int, seed: int = 0) -> list[np.nd
     return stream
 
 
+def baseline_tracker(rev: str) -> type:
+    """``ByteTracker`` of the ``track`` package as it was at git revision ``rev``, imported from a temporary
+    copy under its own package name (before/after comparisons in one process)."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, "src/yoloxdet/track"], check=True, capture_output=True
+    ).stdout
+    folder = Path(tempfile.mkdtemp(prefix="bench_track_baseline_"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    package = folder / "src" / "yoloxdet" / "track"
+    name = "baseline_track"
+    spec = importlib.util.spec_from_file_location(
+        name, package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module.ByteTracker
+
+
 def bench_overhead(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """Median ms per frame over whole-stream turns, ours and the packaged official tracker taking turns: wall
     time, and the process's CPU time (less sensitive to other jobs taking the cores)."""
@@ -87,6 +112,15 @@ def bench_overhead(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             tracker.update(dets, None)
 
     runners = {"ours": ours, "official": official}
+    if args.baseline_rev:
+        baseline = baseline_tracker(args.baseline_rev)
+
+        def ours_before() -> None:
+            tracker = baseline()
+            for dets in stream:
+                tracker.update(dets)
+
+        runners["before"] = ours_before
     wall = time_interleaved(runners, warmup=1, iters=args.turns)
     cpu: dict[str, list[float]] = {name: [] for name in runners}
     for turn in range(args.turns):
@@ -137,7 +171,9 @@ def markdown(overhead: dict[str, dict[str, float]], fps: dict[str, float], args:
         [
             "## Tracking (CPU)",
             "",
-            f"Written by `benchmarks/bench_track.py --turns {args.turns}` on "
+            f"Written by `benchmarks/bench_track.py --turns {args.turns}"
+            + (f" --baseline-rev {args.baseline_rev}" if args.baseline_rev else "")
+            + "` on "
             f"{platform.processor() or platform.machine()}, "
             f"{time.strftime('%Y-%m-%d')}. The machine is shared with other jobs; the rows of each table "
             "take turns so "
@@ -157,6 +193,14 @@ def markdown(overhead: dict[str, dict[str, float]], fps: dict[str, float], args:
             "|---|---|---|---|",
             f"| yoloxdet ByteTracker | {cpu['ours']:.3f} {mark} | {wall['ours']:.3f} | "
             f"{cpu['ours'] / cpu['official']:.3f} |",
+            *(
+                [
+                    f"| yoloxdet ByteTracker at `{args.baseline_rev}` (before the structure of arrays) | "
+                    f"{cpu['before']:.3f} | {wall['before']:.3f} | {cpu['before'] / cpu['official']:.3f} |"
+                ]
+                if args.baseline_rev
+                else []
+            ),
             f"| bytetracker 0.3.2 (official code) | {cpu['official']:.3f} | {wall['official']:.3f} | 1.00 |",
             "",
             f"End to end: a generated 640x480 mp4 ({args.video_frames} frames, 12 COCO objects), decoded "
@@ -181,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument(
+        "--baseline-rev", help="also time the tracker as of this git revision (interleaved), e.g. ac86c12"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

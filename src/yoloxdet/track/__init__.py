@@ -1,5 +1,6 @@
 """Multi-object tracking on detections: ByteTrack (BYTE association + Kalman filter), MOTChallenge files and
-TrackEval metrics. The core (``kalman``, ``matching``, ``byte_tracker``) needs only numpy, scipy and lap."""
+TrackEval metrics. The core (``kalman``, ``matching``, ``store``, ``byte_tracker``) needs only numpy, scipy
+and lap."""
 
 from .byte_tracker import ByteTracker, Tracks
 

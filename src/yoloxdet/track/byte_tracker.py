@@ -17,6 +17,8 @@ One :meth:`ByteTracker.update` per frame:
 7. Lost tracks older than ``int(frame_rate / 30 * track_buffer)`` frames are removed; a tracked and a lost
    track that overlap (IoU > 0.85) are duplicates, the younger one goes.
 
+Every track's state lives in a :class:`~.store.TrackStore` (contiguous arrays, one slot per track) and the
+official lists are arrays of slots, so each step is a few numpy calls over all tracks (see docs/tracking.md).
 The list bookkeeping follows the official code to the letter, quirks included (a track timed out in this frame
 is dropped from the lost list only in the next, so it can still be re-found there), so ids equal the official
 ones. Unlike the official code, ids count per tracker (the official counter is global to the process), and
@@ -27,25 +29,18 @@ tracker does).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any, Protocol
 
 import numpy as np
 
 from . import kalman
 from .matching import fuse_score, iou_cost, linear_assignment
+from .store import TrackState, TrackStore
 
 LOW_SCORE_FLOOR = 0.1  # detections at or below this never take part (official constant)
 SECOND_MATCH_THRESH = 0.5  # cost limit 1 - IoU of the second (low-score) association
 UNCONFIRMED_MATCH_THRESH = 0.7
 DUPLICATE_IOU_COST = 0.15  # tracked/lost pairs with 1 - IoU below this are one object
-
-
-class TrackState(IntEnum):
-    NEW = 0
-    TRACKED = 1
-    LOST = 2
-    REMOVED = 3
 
 
 class DetectionsLike(Protocol):
@@ -56,30 +51,13 @@ class DetectionsLike(Protocol):
     class_ids: np.ndarray
 
 
-@dataclass(eq=False, slots=True)
-class _Track:
-    """One track: its Kalman state and the bookkeeping the association reads and writes."""
-
-    mean: np.ndarray  # [8]
-    covariance: np.ndarray  # [8, 8]
-    score: float
-    class_id: int
-    track_id: int
-    frame_id: int  # last frame it was matched in (the official ``end_frame``)
-    start_frame: int
-    state: TrackState = TrackState.TRACKED
-    is_activated: bool = False
-    tracklet_len: int = 0
-
-
 @dataclass(frozen=True)
 class _Detections:
-    """Detections of one frame as arrays, with the boxes in both forms the official code derives."""
+    """Detections of one frame as arrays, with the boxes in the forms the official code derives; the
+    associations address them by index."""
 
-    tlwh: np.ndarray  # [N, 4]
-    tlbr: (
-        np.ndarray
-    )  # [N, 4] computed back from tlwh, as official (x1 + (x2 - x1) may differ from x2 in the last bit)
+    tlbr: np.ndarray  # [N, 4] computed back from tlwh, as official (x1 + (x2 - x1) may differ from x2)
+    xyah: np.ndarray  # [N, 4] the Kalman measurement, from tlwh
     scores: np.ndarray  # [N]
     class_ids: np.ndarray  # [N]
 
@@ -89,13 +67,7 @@ class _Detections:
         tlwh[:, 2:] -= tlwh[:, :2]
         tlbr = tlwh.copy()
         tlbr[:, 2:] += tlbr[:, :2]
-        return cls(tlwh, tlbr, scores, class_ids)
-
-    def take(self, index: np.ndarray) -> _Detections:
-        return _Detections(self.tlwh[index], self.tlbr[index], self.scores[index], self.class_ids[index])
-
-    def __len__(self) -> int:
-        return len(self.scores)
+        return cls(tlbr, kalman.tlwh_to_xyah(tlwh), scores, class_ids)
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,9 +158,10 @@ class ByteTracker:
         self.second_association = second_association
         self.frame_id = 0
         self._last_id = 0
-        self._tracked: list[_Track] = []
-        self._lost: list[_Track] = []
-        self._removed_ids: set[int] = set()
+        self._store = TrackStore()
+        # the official lists, as slot arrays into the store; no slot appears twice in one list or in both
+        self._tracked = np.zeros(0, np.intp)
+        self._lost = np.zeros(0, np.intp)
 
     def update(self, detections: np.ndarray | DetectionsLike, names: tuple[str, ...] = ()) -> Tracks:
         """Advance one frame.
@@ -202,155 +175,154 @@ class ByteTracker:
         """
         boxes, scores, class_ids = _split_detections(detections)
         self.frame_id += 1
-        high = scores > self.track_thresh
-        low = (scores > LOW_SCORE_FLOOR) & (scores < self.track_thresh)
-        dets_high = _Detections.from_xyxy(boxes[high], scores[high], class_ids[high])
-        dets_low = _Detections.from_xyxy(boxes[low], scores[low], class_ids[low])
+        store = self._store
+        dets = _Detections.from_xyxy(boxes, scores, class_ids)
+        high = np.flatnonzero(scores > self.track_thresh)
+        low = np.flatnonzero((scores > LOW_SCORE_FLOOR) & (scores < self.track_thresh))
 
-        unconfirmed = [t for t in self._tracked if not t.is_activated]
-        confirmed = [t for t in self._tracked if t.is_activated]
-        activated: list[_Track] = []
-        refound: list[_Track] = []
-        newly_lost: list[_Track] = []
-        newly_removed: list[_Track] = []
+        confirmed_mask = store.is_activated[self._tracked]
+        unconfirmed = self._tracked[~confirmed_mask]
 
         # first association: confirmed + lost tracks vs high-score detections
-        pool = _join(confirmed, self._lost)
-        self._predict(pool)
-        pool_boxes = _tlbrs(pool)
-        cost = iou_cost(pool_boxes, dets_high.tlbr)
+        pool = self._join(self._tracked[confirmed_mask], self._lost)
+        pool_tracked = store.state[pool] == TrackState.TRACKED
+        means = store.mean[pool]
+        means[~pool_tracked, 7] = 0.0  # a lost track keeps its position velocity but stops growing
+        means, store.covariance[pool] = kalman.predict(means, store.covariance[pool])
+        store.mean[pool] = means
+        pool_boxes = _tlbrs(means)
+        cost = iou_cost(pool_boxes, dets.tlbr[high])
         if self.fuse_score:
-            cost = fuse_score(cost, dets_high.scores)
-        matches, unmatched_tracks, unmatched_dets = linear_assignment(cost, self.match_thresh)
-        self._apply_matches(pool, dets_high, matches, activated, refound)
+            cost = fuse_score(cost, scores[high])
+        matches, unmatched_rows, unmatched_high = linear_assignment(cost, self.match_thresh)
+        first_slots, first_dets = pool[matches[:, 0]], high[matches[:, 1]]
+        was_tracked = pool_tracked[matches[:, 0]]
 
         # second association (BYTE): tracks still unmatched vs low-score detections, plain IoU
-        unmatched_tracks = [i for i in unmatched_tracks if pool[i].state == TrackState.TRACKED]
-        remaining = [pool[i] for i in unmatched_tracks]
+        unmatched_rows = unmatched_rows[pool_tracked[unmatched_rows]]
         if self.second_association:
-            cost = iou_cost(pool_boxes[unmatched_tracks], dets_low.tlbr)  # boxes not moved since
+            cost = iou_cost(pool_boxes[unmatched_rows], dets.tlbr[low])  # boxes not moved since
             matches, still_unmatched, _ = linear_assignment(cost, SECOND_MATCH_THRESH)
-            self._apply_matches(remaining, dets_low, matches, activated, refound)
+            second_slots, second_dets = pool[unmatched_rows[matches[:, 0]]], low[matches[:, 1]]
+            newly_lost = pool[unmatched_rows[still_unmatched]]
         else:
-            still_unmatched = np.arange(len(remaining))
-        for i in still_unmatched:
-            remaining[i].state = TrackState.LOST
-            newly_lost.append(remaining[i])
+            second_slots = second_dets = np.zeros(0, np.intp)
+            newly_lost = pool[unmatched_rows]
 
         # unconfirmed tracks (one frame old) vs the high detections left; unmatched ones are dropped
-        dets_left = dets_high.take(unmatched_dets)
-        cost = iou_cost(_tlbrs(unconfirmed), dets_left.tlbr)
+        high_left = high[unmatched_high]
+        cost = iou_cost(_tlbrs(store.mean[unconfirmed]), dets.tlbr[high_left])
         if self.fuse_score:
-            cost = fuse_score(cost, dets_left.scores)
-        matches, unmatched_unconfirmed, unmatched_dets = linear_assignment(cost, UNCONFIRMED_MATCH_THRESH)
-        self._apply_matches(unconfirmed, dets_left, matches, activated, refound)
-        for i in unmatched_unconfirmed:
-            unconfirmed[i].state = TrackState.REMOVED
-            newly_removed.append(unconfirmed[i])
+            cost = fuse_score(cost, scores[high_left])
+        matches, unmatched_unconfirmed, unmatched_left = linear_assignment(cost, UNCONFIRMED_MATCH_THRESH)
+        third_slots, third_dets = unconfirmed[matches[:, 0]], high_left[matches[:, 1]]
+
+        # every match is Kalman-corrected at once: no association reads a box that an earlier one corrected
+        self._correct(
+            np.concatenate([first_slots, second_slots, third_slots]),
+            np.concatenate([first_dets, second_dets, third_dets]),
+            dets,
+        )
+        store.state[newly_lost] = TrackState.LOST
+        dropped_unconfirmed = unconfirmed[unmatched_unconfirmed]
+        store.state[dropped_unconfirmed] = TrackState.REMOVED
 
         # new tracks from confident detections nobody claimed
-        starting = unmatched_dets[dets_left.scores[unmatched_dets] >= self.det_thresh]
-        activated.extend(self._start_tracks(dets_left.take(starting)))
+        left = high_left[unmatched_left]
+        started = self._start_tracks(left[scores[left] >= self.det_thresh], dets)
 
-        for track in self._lost:
-            if self.frame_id - track.frame_id > self.max_time_lost:
-                track.state = TrackState.REMOVED
-                newly_removed.append(track)
+        timed_out = self._lost[self.frame_id - store.frame_id[self._lost] > self.max_time_lost]
+        store.state[timed_out] = TrackState.REMOVED
 
-        tracked_boxes = self._update_lists(activated, refound, newly_lost, newly_removed)
+        activated = np.concatenate([first_slots[was_tracked], second_slots, third_slots, started])
+        tracked_boxes = self._update_lists(
+            activated, first_slots[~was_tracked], newly_lost, np.concatenate([dropped_unconfirmed, timed_out])
+        )
         return self._output(tracked_boxes, names)
 
+    def _join(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """``first`` then the slots of ``second`` not in it yet (the official ``joint_stracks``)."""
+        if len(second) == 0:
+            return first
+        return np.concatenate([first, second[~self._store.mask(first)[second]]])
+
     def _update_lists(
-        self, activated: list[_Track], refound: list[_Track], lost: list[_Track], removed: list[_Track]
+        self, activated: np.ndarray, refound: np.ndarray, lost: np.ndarray, removed: np.ndarray
     ) -> np.ndarray:
         """The official list updates, in their order (the removed ids are subtracted before this frame's);
         returns the boxes of the tracked list."""
-        tracked = [t for t in self._tracked if t.state == TrackState.TRACKED]
-        tracked = _join(_join(tracked, activated), refound)
-        tracked_ids = {t.track_id for t in tracked}
-        kept_lost = [t for t in _unique(self._lost) if t.track_id not in tracked_ids]
-        kept_lost = [t for t in _unique(kept_lost + lost) if t.track_id not in self._removed_ids]
-        self._removed_ids.update(t.track_id for t in removed)
-        tracked_boxes = _tlbrs(tracked)
-        keep_tracked, keep_lost = _remove_duplicates(tracked, kept_lost, tracked_boxes)
-        self._tracked = [tracked[i] for i in keep_tracked]
-        self._lost = [kept_lost[i] for i in keep_lost]
+        store = self._store
+        # the official list operations also drop repeated ids; ours never hold a slot twice (matches are one
+        # to one, and the tracked and lost lists stay disjoint), so joins and differences by mask are the same
+        tracked = self._tracked[store.state[self._tracked] == TrackState.TRACKED]
+        tracked = self._join(self._join(tracked, activated), refound)
+        kept_lost = np.concatenate([self._lost[~store.mask(tracked)[self._lost]], lost])
+        kept_lost = kept_lost[~store.removed[kept_lost]]
+        store.removed[removed] = True
+        tracked_boxes = _tlbrs(store.mean[tracked])
+        keep_tracked, keep_lost = self._remove_duplicates(tracked, kept_lost, tracked_boxes)
+        self._tracked, self._lost = tracked[keep_tracked], kept_lost[keep_lost]
         return tracked_boxes[keep_tracked]
 
+    def _remove_duplicates(
+        self, tracked: np.ndarray, lost: np.ndarray, tracked_boxes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Of a tracked and a lost track on the same object, keep the one tracked for longer; returns boolean
+        masks of the tracks kept in each list."""
+        keep_tracked, keep_lost = np.ones(len(tracked), bool), np.ones(len(lost), bool)
+        if len(tracked) == 0 or len(lost) == 0:
+            return keep_tracked, keep_lost
+        p, q = np.nonzero(iou_cost(tracked_boxes, _tlbrs(self._store.mean[lost])) < DUPLICATE_IOU_COST)
+        if len(p):
+            age = self._store.frame_id - self._store.start_frame
+            older_tracked = age[tracked[p]] > age[lost[q]]
+            keep_lost[q[older_tracked]] = False
+            keep_tracked[p[~older_tracked]] = False
+        return keep_tracked, keep_lost
+
     def _output(self, tracked_boxes: np.ndarray, names: tuple[str, ...]) -> Tracks:
-        shown_index = [i for i, t in enumerate(self._tracked) if t.is_activated]
-        shown = [self._tracked[i] for i in shown_index]
+        shown_index = np.flatnonzero(self._store.is_activated[self._tracked])
+        shown = self._tracked[shown_index]
         return Tracks(
-            track_ids=np.array([t.track_id for t in shown], dtype=np.int64),
+            track_ids=self._store.track_id[shown],
             xyxy=tracked_boxes[shown_index],
-            scores=np.array([t.score for t in shown], dtype=np.float64),
-            class_ids=np.array([t.class_id for t in shown], dtype=np.int64),
+            scores=self._store.score[shown],
+            class_ids=self._store.class_id[shown],
             frame_index=self.frame_id - 1,
             names=tuple(names),
         )
 
-    def _predict(self, tracks: list[_Track]) -> None:
-        if not tracks:
+    def _correct(self, slots: np.ndarray, det_index: np.ndarray, dets: _Detections) -> None:
+        """Kalman-correct matched tracks with their detections; they are tracked (a lost one re-found with its
+        old id) and confirmed."""
+        if len(slots) == 0:
             return
-        means = np.array([t.mean for t in tracks])
-        not_tracked = np.array([t.state != TrackState.TRACKED for t in tracks])
-        means[not_tracked, 7] = 0.0  # a lost track keeps its position velocity but stops growing
-        means, covariances = kalman.predict(means, np.array([t.covariance for t in tracks]))
-        for track, mean, covariance in zip(tracks, means, covariances):
-            track.mean, track.covariance = mean, covariance
-
-    def _apply_matches(
-        self,
-        tracks: list[_Track],
-        detections: _Detections,
-        matches: np.ndarray,
-        activated: list[_Track],
-        refound: list[_Track],
-    ) -> None:
-        """Kalman-correct matched tracks with their detections; a lost track is re-found with its old id."""
-        if len(matches) == 0:
-            return
-        matched = [tracks[i] for i in matches[:, 0]]
-        dets = detections.take(matches[:, 1])
-        means, covariances = kalman.update(
-            np.array([t.mean for t in matched]),
-            np.array([t.covariance for t in matched]),
-            kalman.tlwh_to_xyah(dets.tlwh),
+        store = self._store
+        store.mean[slots], store.covariance[slots] = kalman.update(
+            store.mean[slots], store.covariance[slots], dets.xyah[det_index]
         )
-        for track, score, class_id, mean, covariance in zip(
-            matched, dets.scores.tolist(), dets.class_ids.tolist(), means, covariances
-        ):
-            was_tracked = track.state == TrackState.TRACKED
-            track.mean, track.covariance = mean, covariance
-            track.tracklet_len = track.tracklet_len + 1 if was_tracked else 0
-            track.state = TrackState.TRACKED
-            track.is_activated = True
-            track.frame_id = self.frame_id
-            track.score, track.class_id = score, class_id
-            (activated if was_tracked else refound).append(track)
+        store.state[slots] = TrackState.TRACKED
+        store.is_activated[slots] = True
+        store.frame_id[slots] = self.frame_id
+        store.score[slots] = dets.scores[det_index]
+        store.class_id[slots] = dets.class_ids[det_index]
 
-    def _start_tracks(self, detections: _Detections) -> list[_Track]:
-        if len(detections) == 0:
-            return []
-        means, covariances = kalman.initiate(kalman.tlwh_to_xyah(detections.tlwh))
-        tracks = []
-        for score, class_id, mean, covariance in zip(
-            detections.scores.tolist(), detections.class_ids.tolist(), means, covariances
-        ):
-            self._last_id += 1
-            tracks.append(
-                _Track(
-                    mean,
-                    covariance,
-                    score,
-                    class_id,
-                    self._last_id,
-                    self.frame_id,
-                    self.frame_id,
-                    is_activated=self.frame_id == 1,
-                )
-            )  # elsewhere confirmed by a match next frame
-        return tracks
+    def _start_tracks(self, det_index: np.ndarray, dets: _Detections) -> np.ndarray:
+        """New tracks (unconfirmed, except in the first frame) from detections; returns their slots."""
+        if len(det_index) == 0:
+            return np.zeros(0, np.intp)
+        store = self._store
+        slots = store.allocate(len(det_index), [self._tracked, self._lost])
+        store.mean[slots], store.covariance[slots] = kalman.initiate(dets.xyah[det_index])
+        store.track_id[slots] = np.arange(self._last_id + 1, self._last_id + 1 + len(slots))
+        self._last_id += len(slots)
+        store.score[slots] = dets.scores[det_index]
+        store.class_id[slots] = dets.class_ids[det_index]
+        store.frame_id[slots] = store.start_frame[slots] = self.frame_id
+        store.state[slots] = TrackState.TRACKED
+        store.is_activated[slots] = self.frame_id == 1  # elsewhere confirmed by a match next frame
+        store.removed[slots] = False
+        return slots
 
 
 def _split_detections(detections: np.ndarray | DetectionsLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -370,49 +342,8 @@ def _split_detections(detections: np.ndarray | DetectionsLike) -> tuple[np.ndarr
     return array[:, :4], array[:, 4], class_ids
 
 
-def _tlbrs(tracks: list[_Track]) -> np.ndarray:
-    """The Kalman boxes ``[N, 4]`` (x1, y1, x2, y2) of tracks."""
-    if not tracks:
-        return np.zeros((0, 4))
-    boxes = kalman.xyah_to_tlwh(np.array([t.mean[:4] for t in tracks]))
+def _tlbrs(means: np.ndarray) -> np.ndarray:
+    """The Kalman boxes ``[N, 4]`` (x1, y1, x2, y2) of track means ``[N, 8]``."""
+    boxes = kalman.xyah_to_tlwh(means[:, :4])
     boxes[:, 2:] += boxes[:, :2]
     return boxes
-
-
-def _join(first: list[_Track], second: list[_Track]) -> list[_Track]:
-    """``first`` then the tracks of ``second`` whose id is not in it yet."""
-    seen = {t.track_id for t in first}
-    joined = list(first)
-    for track in second:
-        if track.track_id not in seen:
-            seen.add(track.track_id)
-            joined.append(track)
-    return joined
-
-
-def _unique(tracks: list[_Track]) -> list[_Track]:
-    """One track per id, the last one listed, in first-seen order (a dict keyed by id, as official)."""
-    by_id: dict[int, _Track] = {}
-    for track in tracks:
-        by_id[track.track_id] = track
-    return list(by_id.values())
-
-
-def _remove_duplicates(
-    tracked: list[_Track], lost: list[_Track], tracked_boxes: np.ndarray
-) -> tuple[list[int], list[int]]:
-    """Of a tracked and a lost track on the same object, keep the one tracked for longer; returns the indices
-    kept in each list."""
-    cost = iou_cost(tracked_boxes, _tlbrs(lost))
-    drop_tracked, drop_lost = set(), set()
-    for p, q in zip(*np.nonzero(cost < DUPLICATE_IOU_COST)):
-        age_p = tracked[p].frame_id - tracked[p].start_frame
-        age_q = lost[q].frame_id - lost[q].start_frame
-        if age_p > age_q:
-            drop_lost.add(q)
-        else:
-            drop_tracked.add(p)
-    return (
-        [i for i in range(len(tracked)) if i not in drop_tracked],
-        [i for i in range(len(lost)) if i not in drop_lost],
-    )

@@ -24,25 +24,36 @@ def iou_matrix(boxes_a_tlbr: np.ndarray, boxes_b_tlbr: np.ndarray) -> np.ndarray
     b = np.asarray(boxes_b_tlbr, dtype=np.float64).reshape(-1, 4)
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
-    area_a = (a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)
-    area_b = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
-    inter_w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + 1
-    inter_h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + 1
-    inter = np.maximum(inter_w, 0.0) * np.maximum(inter_h, 0.0)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)  # 0 where boxes do not overlap
+    ax1, ay1, ax2, ay2 = (a[:, i : i + 1] for i in range(4))  # [N, 1] columns against [M] rows
+    bx1, by1, bx2, by2 = b.T
+    # in place, sparing [N, M] temporaries: at a hundred tracks the tracker's largest array work
+    inter = np.minimum(ax2, bx2)
+    inter -= np.maximum(ax1, bx1)
+    inter += 1
+    np.maximum(inter, 0.0, out=inter)
+    inter_h = np.minimum(ay2, by2)
+    inter_h -= np.maximum(ay1, by1)
+    inter_h += 1
+    np.maximum(inter_h, 0.0, out=inter_h)
+    inter *= inter_h
+    union = (ax2 - ax1 + 1) * (ay2 - ay1 + 1) + (bx2 - bx1 + 1) * (by2 - by1 + 1)
+    union -= inter
+    return np.divide(inter, union, out=inter, where=inter > 0)  # 0 where boxes do not overlap
 
 
 def iou_cost(tracks_tlbr: np.ndarray, detections_tlbr: np.ndarray) -> np.ndarray:
     """``1 - IoU``: ``[T, D]``."""
-    return 1.0 - iou_matrix(tracks_tlbr, detections_tlbr)
+    iou = iou_matrix(tracks_tlbr, detections_tlbr)
+    return np.subtract(1.0, iou, out=iou)
 
 
 def fuse_score(cost: np.ndarray, detection_scores: np.ndarray) -> np.ndarray:
     """``1 - IoU * score``: a confident detection is cheaper to match than a doubtful one at the same IoU."""
     if cost.size == 0:
         return cost
-    return 1.0 - (1.0 - cost) * np.asarray(detection_scores, dtype=np.float64)[None, :]
+    similarity = 1.0 - cost
+    similarity *= np.asarray(detection_scores, dtype=np.float64)[None, :]
+    return np.subtract(1.0, similarity, out=similarity)
 
 
 def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -56,5 +67,6 @@ def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.n
         return np.empty((0, 2), dtype=np.int64), np.arange(rows), np.arange(cols)
     _, row_to_col, col_to_row = lap.lapjv(cost, extend_cost=True, cost_limit=thresh)
     matched = np.flatnonzero(row_to_col >= 0)
-    matches = np.stack([matched, row_to_col[matched]], axis=1).astype(np.int64)
+    matches = np.empty((len(matched), 2), dtype=np.int64)
+    matches[:, 0], matches[:, 1] = matched, row_to_col[matched]
     return matches, np.flatnonzero(row_to_col < 0), np.flatnonzero(col_to_row < 0)
