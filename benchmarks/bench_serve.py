@@ -4,11 +4,13 @@ at concurrency 1/4/16, a soak with good/corrupt/oversized uploads, and SIGTERM u
 LitServe running the same detector and batching, and writes the ``serve-stacks`` section of docs/serving.md.
 
 The model is the official YOLOX-Nano, exported once to ONNX with a dynamic batch (``yoloxdet export``, cached
-in runs/bench_serve/) and run by onnxruntime. The client is plain threads, one ``httpx.Client`` (keep-alive)
-per simulated user, on the same machine: its CPU time competes with the server's, as any loopback load test's
-does. Every 200 answer is checked against a direct ``Detector`` call on the same image.
+in runs/bench_serve/) and run by onnxruntime. First, the server's own work without HTTP at batch 1, 4 and 8
+(the most batching can add on this CPU). The load client runs on the same machine, so its CPU competes with
+the servers': it is one asyncio loop with a raw keep-alive socket per simulated user (a fraction of a
+millisecond of CPU per request, reported), not threads of httpx clients (~6.5 ms per request). Every 200
+answer is checked against a direct ``Detector`` call on the same image.
 
-    python benchmarks/bench_serve.py                  # ~5 min: throughput, latency, 120 s soak, SIGTERM
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_serve.py  # ~6 min: ceiling, load, 120 s soak, SIGTERM
     python benchmarks/bench_serve.py --soak-s 300
     python benchmarks/bench_serve.py --stacks         # FastAPI + uvicorn vs LitServe, ~2 min
     python benchmarks/bench_serve.py --screenshot     # docs/images/serve_page.png (headless chromium)
@@ -40,6 +42,7 @@ import torch
 
 from yoloxdet.data.transforms import letterbox, to_chw_float
 from yoloxdet.inference.api import Detector
+from yoloxdet.inference.backends import OnnxBackend
 from yoloxdet.serve.app import load_detector
 from yoloxdet.serve.config import ServeConfig
 from yoloxdet.serve.upload import decode_upload
@@ -265,9 +268,10 @@ def inference_ceiling(model: Path, images: dict[str, bytes], rounds: int) -> lis
     """CPU time per image of the server's own work without HTTP, at batch 1, 4 and 8: the forward pass alone
     (onnxruntime set up as the server sets it up) and ``Detector.predict_batch`` (letterbox + forward +
     postprocess). When the cores are saturated, throughput is the cores over the CPU time per request, so
-    what batching saves here is the most it can add to throughput. Table rows, medians over interleaved
-    rounds."""
+    what batching saves here is the most it can add to throughput. Also the forward pass with onnxruntime's
+    default spinning threads, which the server turns off. Table rows, medians over interleaved rounds."""
     detector = load_detector(ServeConfig(weights=str(model), max_batch=max(CEILING_BATCHES)))
+    spinning = OnnxBackend(model, busy_wait=True)
     arrays = [decode_upload(images[name], max_pixels=MAX_PIXELS) for name in sorted(images)]
     canvases = [to_chw_float(letterbox(array, detector.input_size)[0]) for array in arrays]
     timings: dict[tuple[str, int], list[tuple[float, float]]] = {}
@@ -289,8 +293,9 @@ def inference_ceiling(model: Path, images: dict[str, bytes], rounds: int) -> lis
             calls = max(2, 16 // size)
             measure(("forward", size), functools.partial(detector.backend, stacked), size, calls)
             measure(("predict_batch", size), functools.partial(detector.predict_batch, batch), size, calls)
+            measure(("forward, threads spinning", size), functools.partial(spinning, stacked), size, calls)
     rows = []
-    for stage in ("forward", "predict_batch"):
+    for stage in ("forward", "predict_batch", "forward, threads spinning"):
         cpu = {size: statistics.median(c for c, _ in timings[(stage, size)]) for size in CEILING_BATCHES}
         wall = {size: statistics.median(w for _, w in timings[(stage, size)]) for size in CEILING_BATCHES}
         rows.append(
@@ -450,8 +455,10 @@ time of its process). Every 200 answer was checked against a direct `Detector` c
 ("wrong").
 
 **What batching can give on this CPU.** CPU / wall ms per image of the server's own work without HTTP, at
-batch 1, 4 and 8 (medians of {args.turns} rounds); the last column is CPU per image at batch 1 over batch 8,
-the most a batched server can gain in throughput once the cores are saturated:
+batch 1, 4 and 8 (medians of {args.turns} rounds): the forward pass as the server runs it, `predict_batch`
+(letterbox + forward + postprocess), and the forward pass with onnxruntime's default spinning threads. The
+last column is CPU per image at batch 1 over batch 8: the most a batched server can gain in throughput once
+the cores are saturated:
 
 | stage | batch 1 | batch 4 | batch 8 | b1 / b8 CPU |
 |---|---|---|---|---|
@@ -528,7 +535,7 @@ def run_stacks(args: argparse.Namespace) -> None:
     expected = Expected(Detector.from_checkpoint(model), images)
     ours_port, lit_port = free_port(), free_port()
     servers = {
-        "FastAPI + uvicorn (ours)": serve_ours(model, 8, ours_port),
+        "FastAPI + uvicorn (ours)": serve_ours(model, 8, ours_port, max_wait_ms=5),  # LitServe's timeout
         "LitServe": start(
             [sys.executable, __file__, LITSERVE_CHILD, str(model), str(lit_port)],
             f"http://127.0.0.1:{lit_port}/health",
