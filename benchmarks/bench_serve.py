@@ -4,11 +4,13 @@ at concurrency 1/4/16, a soak with good/corrupt/oversized uploads, and SIGTERM u
 LitServe running the same detector and batching, and writes the ``serve-stacks`` section of docs/serving.md.
 
 The model is the official YOLOX-Nano, exported once to ONNX with a dynamic batch (``yoloxdet export``, cached
-in runs/bench_serve/) and run by onnxruntime. The client is plain threads, one ``httpx.Client`` (keep-alive)
-per simulated user, on the same machine: its CPU time competes with the server's, as any loopback load test's
-does. Every 200 answer is checked against a direct ``Detector`` call on the same image.
+in runs/bench_serve/) and run by onnxruntime. First, the server's own work without HTTP at batch 1, 4 and 8
+(the most batching can add on this CPU). The load client runs on the same machine, so its CPU competes with
+the servers': it is one asyncio loop with a raw keep-alive socket per simulated user (a fraction of a
+millisecond of CPU per request, reported), not threads of httpx clients (~6.5 ms per request). Every 200
+answer is checked against a direct ``Detector`` call on the same image.
 
-    python benchmarks/bench_serve.py                  # ~5 min: throughput, latency, 120 s soak, SIGTERM
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_serve.py  # ~6 min: ceiling, load, 120 s soak, SIGTERM
     python benchmarks/bench_serve.py --soak-s 300
     python benchmarks/bench_serve.py --stacks         # FastAPI + uvicorn vs LitServe, ~2 min
     python benchmarks/bench_serve.py --screenshot     # docs/images/serve_page.png (headless chromium)
@@ -17,6 +19,9 @@ does. Every 200 answer is checked against a direct ``Detector`` call on the same
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
+import json
 import os
 import platform
 import signal
@@ -33,8 +38,13 @@ import cv2
 import httpx
 import numpy as np
 import psutil
+import torch
 
+from yoloxdet.data.transforms import letterbox, to_chw_float
 from yoloxdet.inference.api import Detector
+from yoloxdet.inference.backends import OnnxBackend
+from yoloxdet.serve.app import load_detector
+from yoloxdet.serve.config import ServeConfig
 from yoloxdet.serve.upload import decode_upload
 
 try:
@@ -95,7 +105,7 @@ def start(command: list[str], url: str, log: Path) -> subprocess.Popen:
     raise RuntimeError(f"not ready: {log.read_text()[-2000:]}")
 
 
-def serve_ours(model: Path, max_batch: int, port: int) -> subprocess.Popen:
+def serve_ours(model: Path, max_batch: int, port: int, max_wait_ms: float = 0.0) -> subprocess.Popen:
     command = [
         sys.executable,
         "-m",
@@ -107,7 +117,7 @@ def serve_ours(model: Path, max_batch: int, port: int) -> subprocess.Popen:
         "--max-batch",
         str(max_batch),
         "--max-wait-ms",
-        "5",
+        str(max_wait_ms),
         "--max-bytes",
         str(MAX_BYTES),
         "--max-pixels",
@@ -132,6 +142,38 @@ class Expected:
         )
 
 
+def _request_bytes(url: str, name: str, image: bytes, multipart: bool) -> bytes:
+    """One complete HTTP/1.1 POST of ``image`` to ``url`` (keep-alive), built once per image."""
+    parts = httpx.URL(url)
+    if multipart:
+        boundary = "bench-serve-boundary"
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n".encode()
+            + image
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        content_type = f"multipart/form-data; boundary={boundary}"
+    else:
+        body, content_type = image, "image/jpeg"
+    head = (
+        f"POST {parts.raw_path.decode()} HTTP/1.1\r\nHost: {parts.host}:{parts.port}\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _post(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes]:
+    """Send one prepared request on an open connection; returns (status, body)."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+    return int(lines[0].split()[1]), await reader.readexactly(length)
+
+
 def load(
     url: str,
     images: dict[str, bytes],
@@ -141,35 +183,40 @@ def load(
     per_client: int,
     multipart: bool = False,
 ) -> dict:
-    """``clients`` threads each send ``per_client`` requests back to back; returns req/s, latencies and
-    the answer checks."""
-    names = sorted(images)
-    latencies: list[float] = []
-    wrong = failed = 0
-    lock = threading.Lock()
+    """``clients`` simulated users, each on its own keep-alive connection, send ``per_client`` requests back
+    to back; returns req/s, latencies, the answer checks and the client's own CPU time per request.
 
-    def user(index: int) -> None:
-        nonlocal wrong, failed
-        with httpx.Client(timeout=120) as client:
+    The client is one asyncio loop writing prepared requests on raw sockets, so it takes little of the CPU the
+    servers share with it; the answers are parsed and checked after the timed run."""
+    names = sorted(images)
+    requests = {name: _request_bytes(url, name, images[name], multipart) for name in names}
+    parts = httpx.URL(url)
+
+    async def user(index: int) -> list[tuple[str, float, int, bytes]]:
+        reader, writer = await asyncio.open_connection(parts.host, parts.port)
+        answers = []
+        try:
             for step in range(per_client):
                 name = names[(index * per_client + step) % len(names)]
                 started = time.perf_counter()
-                if multipart:
-                    response = client.post(url, files={"image": (name, images[name])})
-                else:
-                    response = client.post(url, content=images[name])
-                elapsed = time.perf_counter() - started
-                ok = response.status_code == 200 and expected.matches(name, response.json()["detections"])
-                with lock:
-                    latencies.append(elapsed)
-                    failed += response.status_code != 200
-                    wrong += response.status_code == 200 and not ok
+                status, body = await _post(reader, writer, requests[name])
+                answers.append((name, time.perf_counter() - started, status, body))
+        finally:
+            writer.close()
+        return answers
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(user, range(clients)))
-    seconds = time.perf_counter() - started
-    latencies.sort()
+    async def users() -> list[list[tuple[str, float, int, bytes]]]:
+        return await asyncio.gather(*(user(i) for i in range(clients)))
+
+    cpu, started = time.process_time(), time.perf_counter()
+    answers = [answer for per_user in asyncio.run(users()) for answer in per_user]
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    latencies = sorted(latency for _, latency, _, _ in answers)
+    failed = sum(status != 200 for _, _, status, _ in answers)
+    wrong = sum(
+        status == 200 and not expected.matches(name, json.loads(body)["detections"])
+        for name, _, status, body in answers
+    )
     return {
         "rps": len(latencies) / seconds,
         "p50": statistics.median(latencies) * 1000,
@@ -177,6 +224,7 @@ def load(
         "n": len(latencies),
         "wrong": wrong,
         "failed": failed,
+        "client_cpu_ms": cpu / len(latencies) * 1000,
     }
 
 
@@ -188,21 +236,74 @@ def read_images(count: int) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(COCO.glob("*.jpg"))[:count]}
 
 
-def throughput_and_latency(urls: dict[str, str], images, expected, args) -> tuple[list[str], dict]:
+def throughput_and_latency(
+    urls: dict[str, str], servers: dict[str, subprocess.Popen], images, expected, args
+) -> tuple[list[str], dict]:
+    """Each server in turn at 1, 4 and 16 clients; also the server's CPU time per request (user + system)."""
     rows, results = [], {}
     for clients, per_client in ((1, args.requests // 4), (4, args.requests // 8), (16, args.requests // 16)):
         turns: dict[str, list[dict]] = {name: [] for name in urls}
         for _ in range(args.turns):  # interleaved: each turn runs every server once
             for name, url in urls.items():
-                turns[name].append(load(url, images, expected, clients=clients, per_client=per_client))
+                server = psutil.Process(servers[name].pid)
+                cpu = sum(server.cpu_times()[:2])
+                run = load(url, images, expected, clients=clients, per_client=per_client)
+                run["server_cpu_ms"] = (sum(server.cpu_times()[:2]) - cpu) / run["n"] * 1000
+                turns[name].append(run)
         for name, runs in turns.items():
             results[(name, clients)] = runs
             rows.append(
                 f"| {name} | {clients} | {median_of(runs, 'rps'):.1f} | {median_of(runs, 'p50'):.0f} | "
-                f"{median_of(runs, 'p99'):.0f} | {sum(r['n'] for r in runs)} | "
+                f"{median_of(runs, 'p99'):.0f} | {median_of(runs, 'server_cpu_ms'):.1f} | "
+                f"{median_of(runs, 'client_cpu_ms'):.2f} | {sum(r['n'] for r in runs)} | "
                 f"{sum(r['wrong'] for r in runs)} | {sum(r['failed'] for r in runs)} |"
             )
     return rows, results
+
+
+CEILING_BATCHES = (1, 4, 8)
+
+
+def inference_ceiling(model: Path, images: dict[str, bytes], rounds: int) -> list[str]:
+    """CPU time per image of the server's own work without HTTP, at batch 1, 4 and 8: the forward pass alone
+    (onnxruntime set up as the server sets it up) and ``Detector.predict_batch`` (letterbox + forward +
+    postprocess). When the cores are saturated, throughput is the cores over the CPU time per request, so
+    what batching saves here is the most it can add to throughput. Also the forward pass with onnxruntime's
+    default spinning threads, which the server turns off. Table rows, medians over interleaved rounds."""
+    detector = load_detector(ServeConfig(weights=str(model), max_batch=max(CEILING_BATCHES)))
+    spinning = OnnxBackend(model, busy_wait=True)
+    arrays = [decode_upload(images[name], max_pixels=MAX_PIXELS) for name in sorted(images)]
+    canvases = [to_chw_float(letterbox(array, detector.input_size)[0]) for array in arrays]
+    timings: dict[tuple[str, int], list[tuple[float, float]]] = {}
+
+    def measure(key: tuple[str, int], work, images_per_call: int, calls: int) -> None:
+        work()  # first call of this shape
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in range(calls):
+            work()
+        per_image = calls * images_per_call / 1000
+        timings.setdefault(key, []).append(
+            ((time.process_time() - cpu) / per_image, (time.perf_counter() - wall) / per_image)
+        )
+
+    for _ in range(rounds):
+        for size in CEILING_BATCHES:
+            stacked = torch.from_numpy(np.stack([canvases[i % len(canvases)] for i in range(size)]))
+            batch = [arrays[i % len(arrays)] for i in range(size)]
+            calls = max(2, 16 // size)
+            measure(("forward", size), functools.partial(detector.backend, stacked), size, calls)
+            measure(("predict_batch", size), functools.partial(detector.predict_batch, batch), size, calls)
+            measure(("forward, threads spinning", size), functools.partial(spinning, stacked), size, calls)
+    rows = []
+    for stage in ("forward", "predict_batch", "forward, threads spinning"):
+        cpu = {size: statistics.median(c for c, _ in timings[(stage, size)]) for size in CEILING_BATCHES}
+        wall = {size: statistics.median(w for _, w in timings[(stage, size)]) for size in CEILING_BATCHES}
+        rows.append(
+            f"| {stage} | "
+            + " | ".join(f"{cpu[size]:.1f} / {wall[size]:.1f}" for size in CEILING_BATCHES)
+            + f" | {cpu[1] / cpu[max(CEILING_BATCHES)]:.2f}× |"
+        )
+    return rows
 
 
 def soak(url: str, process: subprocess.Popen, images, expected, seconds: float, clients: int = 8) -> dict:
@@ -313,25 +414,20 @@ def run_main(args: argparse.Namespace) -> None:
     model = exported_nano()
     images = read_images(args.images)
     expected = Expected(Detector.from_checkpoint(model), images)
-    ports = {"dynamic (max-batch 8, 5 ms)": free_port(), "batch-1": free_port()}
+    ceiling = inference_ceiling(model, images, args.turns)
+    dynamic_name = f"dynamic (max-batch 8, wait {args.max_wait_ms:g} ms)"
+    ports = {dynamic_name: free_port(), "batch-1": free_port()}
     servers = {
-        name: serve_ours(model, 8 if name.startswith("dynamic") else 1, port) for name, port in ports.items()
+        name: serve_ours(model, 8 if name == dynamic_name else 1, port, args.max_wait_ms)
+        for name, port in ports.items()
     }
     urls = {name: f"http://127.0.0.1:{port}/v1/detect" for name, port in ports.items()}
     try:
-        rows, results = throughput_and_latency(urls, images, expected, args)
+        rows, results = throughput_and_latency(urls, servers, images, expected, args)
         dynamic, single = (median_of(results[(name, 16)], "rps") for name in urls)
-        soak_result = soak(
-            urls["dynamic (max-batch 8, 5 ms)"],
-            servers["dynamic (max-batch 8, 5 ms)"],
-            images,
-            expected,
-            args.soak_s,
-        )
-        batches = httpx.get(urls["dynamic (max-batch 8, 5 ms)"].replace("/v1/detect", "/metrics")).text
-        term = sigterm_under_load(
-            urls["dynamic (max-batch 8, 5 ms)"], servers["dynamic (max-batch 8, 5 ms)"], images, expected
-        )
+        soak_result = soak(urls[dynamic_name], servers[dynamic_name], images, expected, args.soak_s)
+        batches = httpx.get(urls[dynamic_name].replace("/v1/detect", "/metrics")).text
+        term = sigterm_under_load(urls[dynamic_name], servers[dynamic_name], images, expected)
     finally:
         for process in servers.values():
             if process.poll() is None:
@@ -342,22 +438,35 @@ def run_main(args: argparse.Namespace) -> None:
         f"{kind} → {status}: {n}" for (kind, status), n in sorted(soak_result["statuses"].items(), key=str)
     )
     outcomes = ", ".join(f"{kind}: {n}" for kind, n in sorted(term["outcomes"].items()))
+    command = (
+        f"OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_serve.py --requests {args.requests} --turns "
+        f"{args.turns} --soak-s {args.soak_s:g} --max-wait-ms {args.max_wait_ms:g}"
+    )
     markdown = f"""## Serving (`yoloxdet serve`, loopback)
 
-Written by `python benchmarks/bench_serve.py --requests {args.requests} --turns {args.turns} --soak-s
-{args.soak_s}` ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,
-{time.strftime("%Y-%m-%d")}). Model: the official YOLOX-Nano exported to ONNX with a dynamic batch,
-onnxruntime, 416×416; {len(images)} coco128 JPEGs sent as raw bodies. Client: plain threads with one
-keep-alive `httpx.Client` each, on the same machine (its CPU time competes with the server's). Both servers
-run side by side and take turns ({args.turns} interleaved turns per concurrency; medians). **The machine is
-shared with other helpers' jobs while this runs**, so absolute figures are noisy; the ratio of turns run back
-to back is the steadier figure (1-minute load average of the machine: {load_start:.1f} at the start,
-{load_end:.1f} at the end, on {os.cpu_count()} CPUs). \
-Every 200 answer was checked against a direct `Detector` call on the same
-image ("wrong" column).
+Written by `{command}` ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,
+{time.strftime("%Y-%m-%d")}; 1-minute load average of the machine {load_start:.1f} at the start,
+{load_end:.1f} at the end). Model: the official YOLOX-Nano exported to ONNX with a dynamic batch, onnxruntime
+(intra-op threads sleep between operators: `busy_wait=False`), 416×416; {len(images)} coco128 JPEGs sent as
+raw bodies. Both servers run side by side and take turns ({args.turns} interleaved turns per concurrency;
+medians). The client runs on the same cores: one asyncio loop, one keep-alive connection per simulated user,
+prepared requests on raw sockets; its CPU time per request is in the table (the server's too: user + system
+time of its process). Every 200 answer was checked against a direct `Detector` call on the same image
+("wrong").
 
-| server | clients | req/s | p50 ms | p99 ms | requests | wrong | failed |
-|---|---|---|---|---|---|---|---|
+**What batching can give on this CPU.** CPU / wall ms per image of the server's own work without HTTP, at
+batch 1, 4 and 8 (medians of {args.turns} rounds): the forward pass as the server runs it, `predict_batch`
+(letterbox + forward + postprocess), and the forward pass with onnxruntime's default spinning threads. The
+last column is CPU per image at batch 1 over batch 8: the most a batched server can gain in throughput once
+the cores are saturated:
+
+| stage | batch 1 | batch 4 | batch 8 | b1 / b8 CPU |
+|---|---|---|---|---|
+{chr(10).join(ceiling)}
+
+| server | clients | req/s | p50 ms | p99 ms | server CPU ms/req | client CPU ms/req | requests | wrong | \
+failed |
+|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 Throughput at 16 clients, dynamic batching / batch-1: **{dynamic / single:.2f}×** (goal ≥ 1.5×). Mean batch
@@ -426,7 +535,7 @@ def run_stacks(args: argparse.Namespace) -> None:
     expected = Expected(Detector.from_checkpoint(model), images)
     ours_port, lit_port = free_port(), free_port()
     servers = {
-        "FastAPI + uvicorn (ours)": serve_ours(model, 8, ours_port),
+        "FastAPI + uvicorn (ours)": serve_ours(model, 8, ours_port, max_wait_ms=5),  # LitServe's timeout
         "LitServe": start(
             [sys.executable, __file__, LITSERVE_CHILD, str(model), str(lit_port)],
             f"http://127.0.0.1:{lit_port}/health",
@@ -499,6 +608,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=3, help="interleaved turns per server (default 3)")
     parser.add_argument("--images", type=int, default=16, help="coco128 images to cycle through (default 16)")
     parser.add_argument("--soak-s", type=float, default=120.0, help="soak duration in seconds (default 120)")
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=0.0, help="--max-wait-ms of the dynamic server (default 0)"
+    )
     args = parser.parse_args()
     if args.screenshot:
         run_screenshot(args)

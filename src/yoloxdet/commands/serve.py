@@ -9,6 +9,7 @@ import signal
 import tempfile
 from pathlib import Path
 
+from ..serve.config import ServeConfig
 from .predict import input_size_from_args
 
 HELP = "serve detection over HTTP: POST /v1/detect, a web page at /, /metrics, /docs (dynamic batching)"
@@ -29,24 +30,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes, each with its own model (default 1)"
     )
-    parser.add_argument("--max-batch", type=int, default=8, help="most requests per forward pass (default 8)")
+    defaults = ServeConfig(weights="")
     parser.add_argument(
-        "--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests (default 5)"
+        "--max-batch",
+        type=int,
+        default=defaults.max_batch,
+        help=f"most requests per forward pass (default {defaults.max_batch})",
     )
     parser.add_argument(
-        "--max-queue", type=int, default=256, help="waiting requests before 503 (default 256)"
+        "--max-wait-ms",
+        type=float,
+        default=defaults.max_wait_ms,
+        help="how long a request that finds the model idle waits for others to batch with "
+        f"(default {defaults.max_wait_ms:g}: none; under load, batches form from what queues up meanwhile)",
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=defaults.max_queue,
+        help=f"waiting requests before 503 (default {defaults.max_queue})",
     )
     parser.add_argument(
         "--max-bytes",
         type=int,
-        default=20 * 1024 * 1024,
-        help="largest request body in bytes (default 20 MiB)",
+        default=defaults.max_bytes,
+        help=f"largest request body in bytes (default {defaults.max_bytes / 2**20:g} MiB)",
     )
     parser.add_argument(
         "--max-pixels",
         type=int,
-        default=50_000_000,
-        help="largest image, width x height, checked before decoding (default 50 M)",
+        default=defaults.max_pixels,
+        help=f"largest image, width x height, checked before decoding (default {defaults.max_pixels:,})",
     )
     parser.add_argument(
         "--api-key",

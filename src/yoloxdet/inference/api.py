@@ -153,6 +153,7 @@ class Detector:
         fast: bool = True,
         compile: bool = False,
         dtype: torch.dtype | None = None,
+        busy_wait: bool = True,
         **kwargs,
     ) -> Detector:
         """Load our ``.pt``, an official ``.pth``/``.onnx`` (give ``model_name``) or a zoo name.
@@ -164,12 +165,14 @@ class Detector:
         Both are ignored for exported ``.onnx``/``.torchscript`` files. ``device="auto"``: CUDA when present,
         else the CPU.
         ``dtype`` (``torch.float16``/``torch.bfloat16``, CUDA only) runs the network in that precision.
+        ``busy_wait=False`` makes an ONNX file's runtime threads sleep instead of spin between operators
+        (:class:`~yoloxdet.inference.backends.OnnxBackend`; for servers, whose cores other threads need).
         ``kwargs`` go to :class:`Detector` (thresholds, input size, batch size).
         """
         device = resolve_device(device or "cpu")
         if dtype is not None and device.type != "cuda":
             raise ValueError(f"dtype {dtype} needs a CUDA device (got {device}); the CPU runs float32")
-        exported = _exported_backend(source, device)
+        exported = _exported_backend(source, device, busy_wait)
         if exported is not None:
             backend, info = exported
             return cls(backend, info, **kwargs)
@@ -330,11 +333,13 @@ def resolve_device(name: str | torch.device) -> torch.device:
     return torch.device(name)
 
 
-def _exported_backend(source: str | Path, device: torch.device) -> tuple[Backend, CheckpointInfo] | None:
+def _exported_backend(
+    source: str | Path, device: torch.device, busy_wait: bool = True
+) -> tuple[Backend, CheckpointInfo] | None:
     """The runtime backend and its info for a file written by ``yoloxdet export`` (metadata inside), else
     None.
 
     This is where the export module plugs in (``.onnx`` with our metadata -> ``backends.OnnxBackend``).
     Official ONNX files have no metadata: they return None and ``load_model`` imports them into PyTorch.
     """
-    return load_exported(source, device)
+    return load_exported(source, device, busy_wait=busy_wait)

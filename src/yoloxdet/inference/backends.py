@@ -29,7 +29,10 @@ class OnnxBackend:
 
     yoloxdet exports describe themselves (:class:`ExportMetadata`). Other files, such as the official
     ``tools/export_onnx.py`` outputs (raw layout, often a fixed batch of 1 and a fixed size), need
-    ``metadata``; a fixed batch dimension is served by running the batch in chunks.
+    ``metadata``; a fixed batch dimension is served by running the batch in chunks. ``busy_wait``: the
+    intra-op threads spin between operators (onnxruntime's default: lowest latency on otherwise idle cores);
+    False makes them sleep, leaving the cores to the process's other threads (a server's HTTP and decoding)
+    and other processes: on 2 busy cores spinning doubled the CPU time of a YOLOX-Nano pass (docs/serving.md).
 
     Example:
         >>> backend = OnnxBackend("yolox_s.onnx", threads=2)  # doctest: +SKIP
@@ -43,6 +46,7 @@ class OnnxBackend:
         *,
         threads: int | None = None,
         providers: Sequence[str] | None = None,
+        busy_wait: bool = True,
     ) -> None:
         import onnxruntime as ort
 
@@ -53,6 +57,7 @@ class OnnxBackend:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if busy_wait else "0")
         try:
             providers = list(providers or default_providers())
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
@@ -130,14 +135,15 @@ TORCHSCRIPT_SUFFIXES = (".torchscript", ".ts", ".jit")
 
 
 def load_exported(
-    source: str | Path, device: str | torch.device = "cpu"
+    source: str | Path, device: str | torch.device = "cpu", *, busy_wait: bool = True
 ) -> tuple[OnnxBackend | TorchScriptBackend, CheckpointInfo] | None:
     """The backend and info of a yoloxdet export (``.onnx`` with metadata, or TorchScript on ``device``), else
-    None. ONNX picks its provider itself (:func:`default_providers`)."""
+    None. ONNX picks its provider itself (:func:`default_providers`); ``busy_wait`` as
+    :class:`OnnxBackend`."""
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix == ".onnx" and path.is_file() and (metadata := read_onnx_metadata(path)) is not None:
-        backend: OnnxBackend | TorchScriptBackend = OnnxBackend(path, metadata)
+        backend: OnnxBackend | TorchScriptBackend = OnnxBackend(path, metadata, busy_wait=busy_wait)
     elif suffix in TORCHSCRIPT_SUFFIXES and path.is_file():
         backend = TorchScriptBackend(path, device)
     else:

@@ -61,6 +61,7 @@ def load_detector(config: ServeConfig) -> Detector:
         fast=config.fuse,
         input_size=config.input_size,
         batch_size=config.max_batch,
+        busy_wait=False,  # the runtime's threads share the cores with HTTP and decoding: they must not spin
     )
 
 

@@ -1,9 +1,14 @@
-"""Dynamic batching: requests that arrive within ``max_wait_ms`` of each other are letterboxed to the model's
-size, run as one forward pass and answered separately. Each request keeps its own thresholds, class filter and
-box limit: they are applied per image after the shared forward pass (the network output does not depend on
-them).
+"""Dynamic batching: waiting requests are letterboxed to the model's size, run as one forward pass and
+answered separately. Each request keeps its own thresholds, class filter and box limit: they are applied per
+image after the shared forward pass (the network output does not depend on them).
 
-The forward pass runs in one dedicated thread, so the event loop keeps reading requests (and queueing the next
+Batching is continuous: the model never idles while a request waits. When a forward pass ends, everything that
+queued up meanwhile (up to ``max_batch``) is the next batch, at once; so batches grow with the load and a lone
+request runs alone, without a timer. Only ``max_wait_ms > 0`` makes a request that finds the model idle wait
+for company, at most that long from its arrival (on a CPU this only adds latency: a batch of N costs about N
+single passes; see docs/serving.md).
+
+The forward pass runs in one dedicated thread, so the event loop keeps reading and decoding requests (the next
 batch) while the model works.
 """
 
@@ -14,6 +19,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -46,7 +52,8 @@ class BatchStats:
 
 
 class DynamicBatcher:
-    """Collects requests into batches of up to ``max_batch``, waiting at most ``max_wait_ms`` after the first.
+    """Runs waiting requests in batches of up to ``max_batch`` as soon as the model is free (``max_wait_ms``:
+    how long a request that finds the model idle may wait for company; 0 = not at all).
 
     Example (inside a running event loop):
         >>> batcher = DynamicBatcher(detector, max_batch=8, max_wait_ms=5)  # doctest: +SKIP
@@ -68,17 +75,18 @@ class DynamicBatcher:
         self.max_wait_s = max_wait_ms / 1000
         self.max_queue = max_queue
         self.on_batch = on_batch  # called with BatchStats after every forward pass
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._waiting: deque[_Pending] = deque()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="yoloxdet-forward")
         self._task: asyncio.Task[None] | None = None
         self._busy = False  # a batch is being run
         self._arrived = asyncio.Event()
         self._gathering: list[_Pending] = []
+        self._stopping = False  # stop() was called: a batch being gathered waits no longer
 
     @property
     def depth(self) -> int:
         """Requests waiting for a forward pass (queued, or in the batch being gathered)."""
-        return self._queue.qsize() + len(self._gathering)
+        return len(self._waiting) + len(self._gathering)
 
     def warm_up(self) -> None:
         """Run a full batch and a single image once (first-call allocations, lazy init) before serving."""
@@ -90,8 +98,10 @@ class DynamicBatcher:
         self._task = asyncio.create_task(self._run(), name="yoloxdet-batcher")
 
     async def stop(self) -> None:
-        """Answer everything already queued, then stop."""
-        while (self._queue.qsize() or self._busy) and self._task is not None and not self._task.done():
+        """Answer everything already queued (without waiting for company), then stop."""
+        self._stopping = True
+        self._arrived.set()
+        while (self.depth or self._busy) and self._task is not None and not self._task.done():
             await asyncio.sleep(0.005)
         if self._task is not None:
             self._task.cancel()
@@ -106,25 +116,33 @@ class DynamicBatcher:
         if self.depth >= self.max_queue:
             raise QueueFull(f"{self.depth} requests are waiting (--max-queue {self.max_queue})")
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(image_bgr, params, future, time.perf_counter()))
+        self._waiting.append(_Pending(image_bgr, params, future, time.perf_counter()))
         self._arrived.set()
         return await future
 
     async def _next_batch(self) -> list[_Pending]:
-        batch = self._gathering = [await self._queue.get()]
-        deadline = time.perf_counter() + self.max_wait_s
-        while len(batch) < self.max_batch:
-            if not self._queue.empty():  # requests that queued up during the last forward pass join at once
-                batch.append(self._queue.get_nowait())
-                continue
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                break
-            # wait on an event, not on queue.get(): a get cancelled by a timeout can lose its item
+        """The requests waiting now (up to ``max_batch``); when there are none, the next to arrive."""
+        while not self._waiting:
             self._arrived.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+            await self._arrived.wait()
+        batch = self._gathering = []
+        self._take_waiting(batch)
+        if self.max_wait_s > 0:  # company for a batch that is not full, until its first request's deadline
+            deadline = batch[0].enqueued + self.max_wait_s
+            while (
+                len(batch) < self.max_batch
+                and not self._stopping
+                and (remaining := deadline - time.perf_counter()) > 0
+            ):
+                self._arrived.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                self._take_waiting(batch)
         return batch
+
+    def _take_waiting(self, batch: list[_Pending]) -> None:
+        while self._waiting and len(batch) < self.max_batch:
+            batch.append(self._waiting.popleft())
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -20,12 +20,13 @@ class ServeConfig:
         weights: anything ``Detector.from_checkpoint`` loads (checkpoint, official .pth/.onnx, export, zoo
         name). model_name: zoo name for official weights without metadata. input_size: (h, w) letterbox size;
         default the model's. device: torch device for PyTorch weights. fuse: fold BatchNorm into the convs
-        (PyTorch weights). max_batch: the most requests run as one forward pass. max_wait_ms: how long the
-        first request of a batch waits for company. max_queue: requests waiting beyond this are refused with
-        503. max_bytes: the largest request body. max_pixels: the largest image (width x height), checked from
-        the header before decoding. api_key: when set, ``/v1/*`` needs the header ``X-API-Key`` with this
-        value. cors_origins: origins allowed by CORS; none means CORS is off. allowed_hosts: ``Host`` headers
-        accepted (DNS-rebinding guard); empty means any.
+        (PyTorch weights). max_batch: the most requests run as one forward pass. max_wait_ms: how long a
+        request that finds the model idle waits for company (0: it runs at once; under load batches form
+        anyway from the requests that queue up during a forward pass). max_queue: requests waiting beyond this
+        are refused with 503. max_bytes: the largest request body. max_pixels: the largest image (width x
+        height), checked from the header before decoding. api_key: when set, ``/v1/*`` needs the header
+        ``X-API-Key`` with this value. cors_origins: origins allowed by CORS; none means CORS is off.
+        allowed_hosts: ``Host`` headers accepted (DNS-rebinding guard); empty means any.
     """
 
     weights: str
@@ -34,7 +35,7 @@ class ServeConfig:
     device: str | None = None
     fuse: bool = True
     max_batch: int = 8
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0
     max_queue: int = 256
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 50_000_000
