@@ -111,3 +111,28 @@ def test_damaged_headers_give_pils_problems(tmp_path, coco128):
     for path, size in zip(paths, sizes):
         assert by_file[str(path)] == [str(i) for i in image_problems(path, size, decode=False)], path.name
     assert sum(parsed(p) is not None for p in paths) > 150
+
+
+def segment(marker: int, body: bytes) -> bytes:
+    return bytes([0xFF, marker]) + (len(body) + 2).to_bytes(2, "big") + body
+
+
+def test_layouts_where_pil_reads_otherwise_are_left_to_pil(tmp_path):
+    """Where PIL's reading is not the plain one (a later SOF wins, the first of two orientation tags wins,
+    a Photoshop block that makes PIL fail), the parser must not answer."""
+    base = jpeg_bytes()
+    sof = base[base.find(b"\xff\xc0") :][:19]
+    tag = (0x0112).to_bytes(2, "little") + (3).to_bytes(2, "little") + (1).to_bytes(4, "little")
+    two_tags = b"Exif\x00\x00II*\x00" + (8).to_bytes(4, "little") + (2).to_bytes(2, "little")
+    two_tags += tag + (1).to_bytes(4, "little") + tag + (6).to_bytes(4, "little") + bytes(4)
+    cases = {
+        "second frame header": base[:2] + sof[:5] + b"\x00\x10" + sof[7:] + base[2:],
+        "two orientation tags": base[:2] + segment(0xE1, two_tags) + base[2:],
+        "Photoshop block cut after its code": base[:2]
+        + segment(0xED, b"Photoshop 3.0\x008BIM\x04\x04")
+        + base[2:],
+    }
+    for name, data in cases.items():
+        path = tmp_path / "x.jpg"
+        path.write_bytes(data)
+        assert parsed(path) is None, name
