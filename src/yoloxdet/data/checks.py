@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from yoloxdet.data.datasets import DetectionDataset, build_dataset
-from yoloxdet.data.formats import EXIF_ORIENTATION, list_images, yolo_label_path
+from yoloxdet.data.formats import EXIF_ORIENTATION, collector_paused, list_images, yolo_label_path
 from yoloxdet.data.headers import read_jpeg_header
 from yoloxdet.data.index import RecordIndex
 from yoloxdet.data.records import Issue
@@ -339,20 +339,21 @@ def check_split(
 ) -> tuple[DetectionDataset, CheckReport]:
     """All checks for one split (image headers, or every pixel with ``decode``). Raises only when the
     description or an annotation file is unreadable. Adds the seconds of each stage to ``timings``."""
-    with _timed(timings, "read annotations"):
-        dataset = build_dataset(spec, split)
-    index = dataset.records
-    image_issues, bad = check_files(
-        [index.paths[i] for i in range(len(index))],
-        [index.size_wh(i) for i in range(len(index))],
-        workers=workers,
-        decode=decode,
-        progress=progress,
-        timings=timings,
-    )
-    unreadable = {index.path(int(i)) for i in np.flatnonzero(bad)}
-    report = CheckReport(dataset.issues + image_issues, {split: split_stats(dataset)}, unreadable)
-    return dataset, report
+    with collector_paused():
+        with _timed(timings, "read annotations"):
+            dataset = build_dataset(spec, split)
+        index = dataset.records
+        image_issues, bad = check_files(
+            [index.paths[i] for i in range(len(index))],
+            [index.size_wh(i) for i in range(len(index))],
+            workers=workers,
+            decode=decode,
+            progress=progress,
+            timings=timings,
+        )
+        unreadable = {index.path(int(i)) for i in np.flatnonzero(bad)}
+        report = CheckReport(dataset.issues + image_issues, {split: split_stats(dataset)}, unreadable)
+        return dataset, report
 
 
 def content_hash(spec: DatasetSpec, split: str) -> str:
@@ -413,51 +414,54 @@ def checked_dataset(
     the cached JSON next to it and from ``yoloxdet check-data``. Adds the seconds of each stage to
     ``timings``.
     """
-    with _timed(timings, "content hash"):
-        key = content_hash(spec, split)
-    cache = Path(cache_dir) / f"check-{split}-{key[:16]}.json"
-    saved_index = cache.with_suffix(".npz")
-    with _timed(timings, "load saved index"):
-        saved = _read_saved(cache) if saved_index.is_file() else None
-        index = RecordIndex.load(saved_index) if saved is not None else None
-    if saved is not None and index is not None:
-        dataset = DetectionDataset(
-            index,
-            tuple(saved["names"]),
-            tuple(saved["category_ids"]),
-            coco_file=Path(saved["coco_file"]) if saved["coco_file"] else None,
-        )
-        n_unreadable, n_issues = len(saved["unreadable"]), saved["issues"]
-    else:
-        dataset, report = check_split(spec, split, workers, progress=progress, timings=timings)
-        n_unreadable, n_issues = len(report.unreadable), len(report.issues)
-        with _timed(timings, "save index and issues"):
-            if report.unreadable:
-                keep = [i for i in range(len(dataset)) if dataset.records.path(i) not in report.unreadable]
-                dataset.records = dataset.records.take(np.asarray(keep, np.int64))
-            # the index first: the JSON marks a complete entry
-            write_bytes_atomic(saved_index, dataset.records.to_bytes())
-            write_json_atomic(
-                cache,
-                {
-                    "issues": n_issues,
-                    "unreadable": sorted(map(str, report.unreadable)),
-                    "names": list(dataset.names),
-                    "category_ids": list(dataset.category_ids),
-                    "coco_file": str(dataset.coco_file) if dataset.coco_file else None,
-                    "list": [str(i) for i in report.issues],
-                },
+    with collector_paused():  # the first start makes one issue per problem, one stat per file
+        with _timed(timings, "content hash"):
+            key = content_hash(spec, split)
+        cache = Path(cache_dir) / f"check-{split}-{key[:16]}.json"
+        saved_index = cache.with_suffix(".npz")
+        with _timed(timings, "load saved index"):
+            saved = _read_saved(cache) if saved_index.is_file() else None
+            index = RecordIndex.load(saved_index) if saved is not None else None
+        if saved is not None and index is not None:
+            dataset = DetectionDataset(
+                index,
+                tuple(saved["names"]),
+                tuple(saved["category_ids"]),
+                coco_file=Path(saved["coco_file"]) if saved["coco_file"] else None,
             )
-    if n_issues:
-        logger.warning(
-            "%s (%s split): %d data problem(s), %d unreadable image(s) skipped; details in %s",
-            spec.source or spec.root,
-            split,
-            n_issues,
-            n_unreadable,
-            cache,
-        )
-    return dataset
+            n_unreadable, n_issues = len(saved["unreadable"]), saved["issues"]
+        else:
+            dataset, report = check_split(spec, split, workers, progress=progress, timings=timings)
+            n_unreadable, n_issues = len(report.unreadable), len(report.issues)
+            with _timed(timings, "save index and issues"):
+                if report.unreadable:
+                    keep = [
+                        i for i in range(len(dataset)) if dataset.records.path(i) not in report.unreadable
+                    ]
+                    dataset.records = dataset.records.take(np.asarray(keep, np.int64))
+                # the index first: the JSON marks a complete entry
+                write_bytes_atomic(saved_index, dataset.records.to_bytes())
+                write_json_atomic(
+                    cache,
+                    {
+                        "issues": n_issues,
+                        "unreadable": sorted(map(str, report.unreadable)),
+                        "names": list(dataset.names),
+                        "category_ids": list(dataset.category_ids),
+                        "coco_file": str(dataset.coco_file) if dataset.coco_file else None,
+                        "list": [str(i) for i in report.issues],
+                    },
+                )
+        if n_issues:
+            logger.warning(
+                "%s (%s split): %d data problem(s), %d unreadable image(s) skipped; details in %s",
+                spec.source or spec.root,
+                split,
+                n_issues,
+                n_unreadable,
+                cache,
+            )
+        return dataset
 
 
 def _read_saved(cache: Path) -> dict | None:

@@ -128,14 +128,15 @@ def read_coco(source: SplitSource, names: tuple[str, ...] | None = None) -> Read
     Issues come in file order: images first, then annotations.
     """
     ann_path = Path(source.annotations)  # type: ignore[arg-type]
-    with _collector_paused():
+    with collector_paused():
         return _read_coco(ann_path, source, names)
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a COCO file becomes objects: they hold no cycles, and with it
-    running, its passes over the growing heap cost more than the decoding itself on COCO-size files."""
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while many acyclic objects are made (a COCO file's annotations, a
+    split's issues): with it running, its passes over the growing heap (torch's included) cost more than the
+    work itself at COCO size, and grow faster than it."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
