@@ -328,6 +328,8 @@ def scaling(small: float, large: float, factor: float) -> str:
 
 def render(results: dict, val: dict | None, batches: int) -> str:
     sizes = sorted(results, key=int)
+    if not sizes:
+        return "\n".join(render_val(val)) if val else ""
     head = (
         "| | "
         + " | ".join(f"ours {int(s) // 1000}k | peer {int(s) // 1000}k | ours / peer" for s in sizes)
