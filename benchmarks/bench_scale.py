@@ -432,7 +432,7 @@ def render_growth(results: dict, small: str, large: str) -> list[str]:
     ]
     for name, get in figures:
         x, y = get(a), get(b)
-        if x is None or y is None:
+        if x is None or y is None or max(x, y) < 0.01:  # a stage that did not run (or nothing to time)
             continue
         lines.append(f"| {name} | {x:.2f} | {y:.2f} | {scaling(x, y, factor)} |")
     return lines
