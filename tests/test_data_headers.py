@@ -83,6 +83,7 @@ def test_xmp_orientation_is_left_to_pil(tmp_path):
     assert parsed(path) is None  # PIL reads the orientation from XMP; the parser does not try
 
 
+@pytest.mark.filterwarnings("ignore:.*EXIF:UserWarning", "ignore:Tag data:UserWarning")  # PIL, on damage
 def test_damaged_headers_give_pils_problems(tmp_path, coco128):
     """Bytes of the header flipped or cut, 300 ways: the check's answer (parser or PIL fallback) is the
     answer of a PIL-only check, file by file; and the parser answers for most, not just falls back."""
