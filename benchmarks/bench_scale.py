@@ -6,20 +6,24 @@ ids: 128 images -> 939 boxes, so 120k images -> ~880k boxes), or ``--real DIR`` 
 ``DIR/images`` + ``DIR/annotations/instances.json``. Every figure is measured in a fresh process:
 
 - first start: ``checked_dataset`` with an empty check cache (annotations read, every image header checked,
-  index saved) vs the peer's ``CocoDataset(...)`` init (annotations read, no image checks);
+  index saved), with the seconds of each of its stages, vs the peer's ``CocoDataset(...)`` init (annotations
+  read, no image checks);
 - cached start: ``checked_dataset`` again (the saved index is loaded);
 - index memory: RSS after the start minus RSS just before it (imports done);
 - worker memory: RSS and USS (private pages) of the main process and each of 4 loader workers, after 100 and
   after 2,000 batches (batch 2, 320x320, mosaic + mixup);
 - loader throughput: samples/s with 2 workers (batch 8, 640x640, mosaic + mixup, p = 1);
-- val (``--val``): ``yoloxdet val`` of YOLOX-Nano (official ONNX) on a 5,000-image split, images decoded in a
-  loader process while the model runs vs decoded in the main process (``--workers 0``), with stage times.
+- val (``--val``): ``yoloxdet val`` of YOLOX-Nano (official ONNX) on a 5,000-image split (``--val-images``),
+  images decoded in a loader process while the model runs (and with ``--val-serial`` in the main process),
+  with stage times.
 
-Results per split size accumulate in ``WORK/results.json``; the ``scale`` section of docs/benchmarks.md is
-written from all sizes measured. Usage::
+All sizes given run in one invocation, interleaved turn by turn (every size in each turn), so the growth from
+the smallest to the largest, reported per stage, is not a difference of machine load. Results accumulate in
+``WORK/results.json``; the ``scale`` section of docs/benchmarks.md is written from them. Usage::
 
-    .venv/bin/python benchmarks/bench_scale.py --images 20000 --turns 3 [--val]
-    .venv/bin/python benchmarks/bench_scale.py --images 120000 --turns 1
+    .venv/bin/python benchmarks/bench_scale.py --images 20000 120000 --turns 3 --val
+    .venv/bin/python benchmarks/bench_scale.py --images 20000 120000 --turns 1 --starts-only  # start-up only
+    .venv/bin/python benchmarks/bench_scale.py --images --val --val-images 500 --no-write  # val only
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ def measure_start(side: str, root: Path, cache: Path | None) -> dict:
         from yolox.data.datasets.coco import CocoDataset
     gc.collect()
     baseline = rss_mb()
+    stages: dict[str, float] = {}
     start = time.perf_counter()
     if side == "peer":
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
@@ -111,11 +116,18 @@ def measure_start(side: str, root: Path, cache: Path | None) -> dict:
             )
         boxes = sum(len(a[0]) for a in dataset.annotations)
     else:
-        dataset = checked_dataset(load_dataset_spec(root / "data.yaml"), "train", cache, progress=False)
+        spec = load_dataset_spec(root / "data.yaml")
+        dataset = checked_dataset(spec, "train", cache, progress=False, timings=stages)
         boxes = len(dataset.records.labels)
     seconds = time.perf_counter() - start
     gc.collect()
-    return {"seconds": seconds, "memory_mb": rss_mb() - baseline, "images": len(dataset), "boxes": boxes}
+    return {
+        "seconds": seconds,
+        "memory_mb": rss_mb() - baseline,
+        "images": len(dataset),
+        "boxes": boxes,
+        "stages": stages,
+    }
 
 
 AUG = {"mosaic_prob": 1.0, "mixup_prob": 1.0, "enable_mixup": True}
@@ -244,21 +256,51 @@ def run_val(root: Path, workers: int, work: Path) -> dict:
 
 
 # ---------------------------------------------------------------- driver
-def bench_size(count: int, work: Path, turns: int, batches: int, real: Path | None) -> dict:
-    root = real if real is not None else make_split(COCO128, count, work / f"coco-{count}").parent
-    cache = work / f"cache-{count}"
-    starts: dict[str, list] = {"ours_first": [], "ours_cached": [], "peer": []}
-    for turn in range(turns):  # interleaved turns; the order rotates so that neither side always runs first
-        order = ["ours_first", "peer", "ours_cached"]
-        order = order[turn % 3 :] + order[: turn % 3]
-        if order[0] == "ours_cached":
+def split_root(count: int, work: Path, real: Path | None) -> Path:
+    return real if real is not None else make_split(COCO128, count, work / f"coco-{count}").parent
+
+
+def bench_starts(counts: list[int], work: Path, turns: int, real: Path | None) -> dict[int, dict]:
+    """First, cached and peer starts of every size, interleaved: each turn runs every size, so the sizes
+    share the machine's load and their ratio is growth, not noise."""
+    starts = {n: {"ours_first": [], "ours_cached": [], "peer": []} for n in counts}
+    for turn in range(turns):
+        for count in counts:
+            root, cache = split_root(count, work, real), work / f"cache-{count}"
             order = ["ours_first", "peer", "ours_cached"]  # a cached start needs a first start before it
-        for kind in order:
-            if kind == "ours_first":
-                shutil.rmtree(cache, ignore_errors=True)
-            result = run_measure("start", "peer" if kind == "peer" else "ours", root, cache)
-            starts[kind].append(result)
-            print(f"{count}: {kind} turn {turn}: {result}", flush=True)
+            if turn % 2:
+                order = ["peer", "ours_first", "ours_cached"]  # neither side always runs first
+            for kind in order:
+                if kind == "ours_first":
+                    shutil.rmtree(cache, ignore_errors=True)
+                result = run_measure("start", "peer" if kind == "peer" else "ours", root, cache)
+                starts[count][kind].append(result)
+                print(f"{count}: {kind} turn {turn}: {result}", flush=True)
+    out = {}
+    for count, by_kind in starts.items():
+        first = by_kind["ours_first"]
+        out[count] = {
+            "images": first[0]["images"],
+            "boxes": first[0]["boxes"],
+            "peer_boxes": by_kind["peer"][0]["boxes"],
+            "turns": turns,
+            "starts": {
+                kind: {
+                    "seconds": statistics.median(r["seconds"] for r in runs),
+                    "memory_mb": statistics.median(r["memory_mb"] for r in runs),
+                }
+                for kind, runs in by_kind.items()
+            },
+            "stages": {  # of our first start, medians per stage
+                stage: statistics.median(r["stages"][stage] for r in first) for stage in first[0]["stages"]
+            },
+        }
+    return out
+
+
+def bench_loader(count: int, work: Path, turns: int, batches: int, real: Path | None) -> dict:
+    """Worker memory over ``batches`` batches and training-loader samples/s, ours and the peer's."""
+    root, cache = split_root(count, work, real), work / f"cache-{count}"
     memory = {side: run_measure("workers", side, root, cache, batches) for side in SIDES}
     print(f"{count}: worker memory {memory}", flush=True)
     rates: dict[str, list] = {side: [] for side in SIDES}
@@ -266,21 +308,7 @@ def bench_size(count: int, work: Path, turns: int, batches: int, real: Path | No
         for side in SIDES if turn % 2 == 0 else SIDES[::-1]:
             rates[side].append(run_measure("rate", side, root, cache, 40)["samples_per_s"])
     print(f"{count}: loader samples/s {rates}", flush=True)
-    return {
-        "images": starts["ours_first"][0]["images"],
-        "boxes": starts["ours_first"][0]["boxes"],
-        "peer_boxes": starts["peer"][0]["boxes"],
-        "turns": turns,
-        "starts": {
-            k: {
-                "seconds": statistics.median(r["seconds"] for r in v),
-                "memory_mb": statistics.median(r["memory_mb"] for r in v),
-            }
-            for k, v in starts.items()
-        },
-        "workers": memory,
-        "rate": {side: statistics.median(v) for side, v in rates.items()},
-    }
+    return {"workers": memory, "rate": {side: statistics.median(v) for side, v in rates.items()}}
 
 
 def growth(flat: dict, key: str) -> str:
@@ -289,8 +317,19 @@ def growth(flat: dict, key: str) -> str:
     return f"{max(flat['early'][key]):.0f} -> {late:.0f} ({(late / early - 1) * 100:+.1f}%)"
 
 
+def scaling(small: float, large: float, factor: float) -> str:
+    """How a figure grows when the images grow ``factor`` times."""
+    if small <= 0:
+        return "-"
+    ratio = large / small / factor
+    verdict = "linear" if 0.8 <= ratio <= 1.25 else "sublinear" if ratio < 0.8 else "superlinear"
+    return f"{large / small:.1f}x | {verdict}"
+
+
 def render(results: dict, val: dict | None, batches: int) -> str:
     sizes = sorted(results, key=int)
+    if not sizes:
+        return "\n".join(render_val(val)) if val else ""
     head = (
         "| | "
         + " | ".join(f"ours {int(s) // 1000}k | peer {int(s) // 1000}k | ours / peer" for s in sizes)
@@ -303,6 +342,9 @@ def render(results: dict, val: dict | None, batches: int) -> str:
         cells = []
         for s in sizes:
             o, p = ours(results[s]), peer(results[s])
+            if o is None:
+                cells += ["-", "-", "-"]
+                continue
             cells += [fmt.format(o), fmt.format(p) if p is not None else "-", f"{o / p:.2f}" if p else "-"]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
 
@@ -331,78 +373,113 @@ def render(results: dict, val: dict | None, batches: int) -> str:
         )
     row(
         "training loader, samples/s (2 workers, 640, mosaic + mixup)",
-        lambda r: r["rate"]["ours"],
-        lambda r: r["rate"]["peer"],
+        lambda r: r["rate"]["ours"] if "rate" in r else None,
+        lambda r: r["rate"]["peer"] if "rate" in r else None,
     )
-    lines = [head, rule, *rows, ""]
-    lines.append(
-        f"Worker memory over {batches} batches (batch 2, 320x320, 4 workers): MB after 100 batches -> "
-        f"after {batches}, of the largest worker (RSS counts the parent's pages a worker has touched; USS "
-        "only its private pages, which is where copy-on-read shows):"
-    )
-    lines.append("")
-    lines.append("| split | side | main RSS | worker RSS | worker USS | run, s |")
-    lines.append("|---|---|---|---|---|---:|")
-    for s in sizes:
-        for side in SIDES:
-            w = results[s]["workers"][side]
-            main = f"{w['early']['main_rss']:.0f} -> {w['late']['main_rss']:.0f}"
-            lines.append(
-                f"| {int(s) // 1000}k | {side} | {main} | {growth(w, 'worker_rss')} | "
-                f"{growth(w, 'worker_uss')} | {w['seconds']:.0f} |"
-            )
+    lines = [head, rule, *rows]
+    with_workers = [s for s in sizes if "workers" in results[s]]
+    if with_workers:
+        lines += [
+            "",
+            f"Worker memory over {batches} batches (batch 2, 320x320, 4 workers): MB after 100 batches -> "
+            f"after {batches}, of the largest worker (RSS counts the parent's pages a worker has touched; "
+            "USS only its private pages, which is where copy-on-read shows):",
+            "",
+            "| split | side | main RSS | worker RSS | worker USS | run, s |",
+            "|---|---|---|---|---|---:|",
+        ]
+        for s in with_workers:
+            for side in SIDES:
+                w = results[s]["workers"][side]
+                main = f"{w['early']['main_rss']:.0f} -> {w['late']['main_rss']:.0f}"
+                lines.append(
+                    f"| {int(s) // 1000}k | {side} | {main} | {growth(w, 'worker_rss')} | "
+                    f"{growth(w, 'worker_uss')} | {w['seconds']:.0f} |"
+                )
     if len(sizes) > 1:
-        small, large = sizes[0], sizes[-1]
-        factor = int(large) / int(small)
-        lines += [
-            "",
-            f"Growth from {int(small) // 1000}k to {int(large) // 1000}k images ({factor:.0f}x the "
-            "images; linear = the same factor):",
-            "",
-        ]
-        for name, get in (
-            ("first start", lambda r, k: r["starts"]["ours_first" if k == "ours" else "peer"]["seconds"]),
-            ("cached start", lambda r, k: r["starts"]["ours_cached" if k == "ours" else "peer"]["seconds"]),
-            ("index memory", lambda r, k: r["starts"]["ours_cached" if k == "ours" else "peer"]["memory_mb"]),
-        ):
-            lines.append(
-                f"- {name}: ours {get(results[large], 'ours') / get(results[small], 'ours'):.1f}x, "
-                f"peer {get(results[large], 'peer') / get(results[small], 'peer'):.1f}x"
-            )
+        lines += ["", *render_growth(results, sizes[0], sizes[-1])]
     if val:
-        lines += [
-            "",
-            f"`yoloxdet val` of YOLOX-Nano (official ONNX, 416x416, batch 8, CPU) on "
-            f"{val['images']} images, wall seconds of the whole command and its stages:",
-            "",
-            "| images decoded | wall | " + " | ".join(val["pipelined"]["timing_s"]) + " |",
-            "|---|---:|" + "---:|" * len(val["pipelined"]["timing_s"]),
-        ]
-        for name, key in (
-            ("in 1 loader process, while the model runs", "pipelined"),
-            ("in the main process (`--workers 0`)", "serial"),
-        ):
-            if key not in val:
-                continue
+        lines += ["", *render_val(val)]
+    return "\n".join(lines)
+
+
+def render_growth(results: dict, small: str, large: str) -> list[str]:
+    """Each stage at the smallest and the largest size, how many times it grew, and whether that is linear."""
+    a, b = results[small], results[large]
+    factor = int(large) / int(small)
+    same_run = a.get("run") == b.get("run")
+    lines = [
+        f"Growth from {int(small) // 1000}k to {int(large) // 1000}k images ({factor:.0f}x the images; "
+        f"linear = {factor:.0f}x, within 0.8-1.25 of it). "
+        + (
+            "Both sizes were measured in the same run, turn by turn, so they shared the machine's load."
+            if same_run
+            else "The two sizes come from different runs (different loads): run both in one command."
+        ),
+        "",
+        f"| stage (seconds unless stated) | {int(small) // 1000}k | {int(large) // 1000}k | growth | |",
+        "|---|---:|---:|---:|---|",
+    ]
+    figures = [
+        (f"ours, first start: {stage}", lambda r, st=stage: r["stages"].get(st)) for stage in b["stages"]
+    ]
+    figures += [
+        ("ours, first start: total", lambda r: r["starts"]["ours_first"]["seconds"]),
+        ("ours, cached start", lambda r: r["starts"]["ours_cached"]["seconds"]),
+        ("peer, `CocoDataset` init", lambda r: r["starts"]["peer"]["seconds"]),
+        ("ours, index memory (MB)", lambda r: r["starts"]["ours_cached"]["memory_mb"]),
+        ("peer, dataset memory (MB)", lambda r: r["starts"]["peer"]["memory_mb"]),
+    ]
+    for name, get in figures:
+        x, y = get(a), get(b)
+        if x is None or y is None or max(x, y) < 0.01:  # a stage that did not run (or nothing to time)
+            continue
+        lines.append(f"| {name} | {x:.2f} | {y:.2f} | {scaling(x, y, factor)} |")
+    return lines
+
+
+def render_val(val: dict) -> list[str]:
+    stages = val["pipelined"]["timing_s"]
+    lines = [
+        f"`yoloxdet val` of YOLOX-Nano (official ONNX, 416x416, batch 8, CPU, faster-coco-eval) on "
+        f"{val['images']:,} images: wall seconds of the whole command and of its stages (read_images = time "
+        "the model waited for decoded images; inference = letterbox + forward + NMS, batched):",
+        "",
+        "| images decoded | wall | " + " | ".join(stages) + " | ms / image |",
+        "|---|---:|" + "---:|" * (len(stages) + 1),
+    ]
+    for name, key in (
+        ("in 1 loader process, while the model runs", "pipelined"),
+        ("in the main process (`--workers 0`)", "serial"),
+    ):
+        if key in val:
             t = val[key]
             lines.append(
                 f"| {name} | {t['wall_s']:.1f} | "
                 + " | ".join(f"{v:.1f}" for v in t["timing_s"].values())
-                + " |"
+                + f" | {1000 * t['wall_s'] / val['images']:.1f} |"
             )
-    if val and val.get("note"):
-        lines += ["", val["note"]]
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=20000, help="split size to generate and measure")
+    parser.add_argument(
+        "--images",
+        type=int,
+        nargs="*",
+        default=[20000, 120000],
+        help="split sizes to generate and measure, interleaved in one run (none: val only)",
+    )
     parser.add_argument("--turns", type=int, default=3, help="interleaved turns (medians are reported)")
     parser.add_argument("--batches", type=int, default=2000, help="batches of the worker-memory run")
+    parser.add_argument(
+        "--starts-only", action="store_true", help="only the start-up figures (no loader runs); print only"
+    )
     parser.add_argument("--work", default="/tmp/yoloxdet-scale", help="generated splits, caches and results")
     parser.add_argument("--real", help="a real COCO split (DIR/images, DIR/annotations/instances.json)")
-    parser.add_argument("--val", action="store_true", help="also time `yoloxdet val` on 5,000 images")
+    parser.add_argument("--val", action="store_true", help="also time `yoloxdet val` (see --val-images)")
+    parser.add_argument("--val-images", type=int, default=5000, help="images of the val split")
     parser.add_argument(
         "--val-serial", action="store_true", help="and once more with images decoded serially"
     )
@@ -426,26 +503,29 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     store = work / "results.json"
     saved = json.loads(store.read_text()) if store.is_file() else {"sizes": {}, "val": None}
+    real = Path(args.real) if args.real else None
+    if real is not None and not (real / "data.yaml").is_file():
+        sys.exit(f"{real}/data.yaml: write a COCO description")
     if args.images:
-        start = time.perf_counter()
-        if args.real:
-            (Path(args.real) / "data.yaml").is_file() or sys.exit(
-                f"{args.real}/data.yaml: write a COCO description"
-            )
-        result = bench_size(
-            args.images, work, args.turns, args.batches, Path(args.real) if args.real else None
-        )
-        result["bench_s"] = time.perf_counter() - start
-        saved["sizes"][str(result["images"])] = result
+        start, run = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S")
+        counts = sorted(args.images)
+        for count, result in bench_starts(counts, work, args.turns, real).items():
+            if not args.starts_only:
+                result.update(bench_loader(count, work, args.turns, args.batches, real))
+            result.update(run=run, bench_s=time.perf_counter() - start, load=os.getloadavg())
+            saved["sizes"][str(result["images"])] = result
     if args.val:
-        root = make_split(COCO128, 5000, work / "coco-5000").parent
-        saved["val"] = {"images": 5000, "pipelined": run_val(root, 1, work)}
+        root = make_split(COCO128, args.val_images, work / f"coco-{args.val_images}").parent
+        saved["val"] = {"images": args.val_images, "pipelined": run_val(root, 1, work)}
         if args.val_serial:
             saved["val"]["serial"] = run_val(root, 0, work)
         print(f"val: {saved['val']}", flush=True)
-    store.write_text(json.dumps(saved, indent=1))
-    text = render(saved["sizes"], saved["val"], args.batches)
+    sizes = {s: r for s, r in saved["sizes"].items() if not args.images or int(s) in args.images}
+    text = render(sizes or saved["sizes"], saved["val"], args.batches)
     print(text)
+    if args.starts_only:
+        return  # a partial run: keep the stored results and the docs of the last full one
+    store.write_text(json.dumps(saved, indent=1))
     if not args.no_write:
         write_section("scale", section(saved, text))
 
@@ -453,7 +533,9 @@ def main() -> None:
 def section(saved: dict, table: str) -> str:
     by_size = sorted(saved["sizes"].items(), key=lambda item: int(item[0]))
     took = ", ".join(
-        f"{int(s) // 1000}k: {r['bench_s'] / 60:.0f} min, {r['turns']} turn(s)" for s, r in by_size
+        f"{int(s) // 1000}k: {r['turns']} turn(s), load average {r['load'][0]:.1f} at the end"
+        for s, r in by_size
+        if "load" in r
     )
     splits = ", ".join(f"{int(s):,} images / {r['boxes']:,} boxes" for s, r in by_size)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
@@ -461,12 +543,12 @@ def section(saved: dict, table: str) -> str:
         f"Generated from coco128 through symlinks ({splits}); ours = `checked_dataset` (the start of "
         "`yoloxdet train`), peer = pixeltable-yolox 0.4.3 `CocoDataset` (official; it has no cache, so its "
         "init is compared with both our first and our cached start). Each figure in a fresh process; medians "
-        f"of interleaved turns. The machine ({machine}) was shared with other jobs during the run, so "
-        f"absolute times are noisy; ratios are from the same turns. Run time of the benchmark: {took}."
+        f"of interleaved turns (every size in each turn). Machine: {machine}; {took}. Absolute times move "
+        "with the machine's load; ratios are from the same turns."
     )
     reproduce = (
-        "Reproduce: `.venv/bin/python benchmarks/bench_scale.py --images 20000 --turns 3 --val`, then "
-        "`--images 120000 --turns 1` (results accumulate in /tmp/yoloxdet-scale/results.json)."
+        "Reproduce: `.venv/bin/python benchmarks/bench_scale.py --images 20000 120000 --turns 3 --val` "
+        "(results in /tmp/yoloxdet-scale/results.json; `--starts-only` for the start-up rows alone)."
     )
     return "\n".join(
         ["## Scale: COCO-size splits (`benchmarks/bench_scale.py`)", "", intro, "", table, "", reproduce]
