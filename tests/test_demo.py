@@ -4,6 +4,7 @@ in [0, 1]."""
 
 import json
 import math
+import zipfile
 
 import pytest
 
@@ -39,7 +40,7 @@ def test_fast_demo_writes_every_report_file(tmp_path):
     assert (
         main(
             [
-                "--minutes",
+                "--cpu-minutes",
                 "0.05",
                 "--max-tiles",
                 "4",
@@ -57,7 +58,7 @@ def test_fast_demo_writes_every_report_file(tmp_path):
         assert (report / name).is_file(), name
     assert list(report.glob("pred_val_*.png")) and list(report.glob("pred_test_*.png"))
     metrics = json.loads((report / "metrics.json").read_text())
-    assert set(metrics) == {"val", "test", "whole"}
+    assert set(metrics) == {"val", "test", "whole", "sites"}
     assert metrics["whole"]["boxes"] == 574 and (report / "whole_tiled.png").is_file()
     for key in ("AP50_tiled", "AP50_single"):
         assert finite_unit(metrics["whole"][key]), (key, metrics["whole"])
@@ -65,7 +66,38 @@ def test_fast_demo_writes_every_report_file(tmp_path):
         for key in ("AP50", "AP50_95", "precision", "recall", "F1"):
             assert math.isfinite(split[key]) and 0.0 <= split[key] <= 1.0, (key, split[key])
     text = (report / "report.md").read_text()
-    assert "pr_curve.png" in text and "OSBS_029" in text
+    assert "pr_curve.png" in text and "OSBS_029" in text and "SOAP_061" in text
+    # the run's summary: per site and pooled cross-site, on the CPU clock
+    results = json.loads((out / "results.json").read_text())
+    assert results["budget"] == {"minutes": 0.05, "clock": "cpu"} and results["steps"] > 0
+    assert set(results["sites"]) == {"osbs", "soap", "cross", "strip"}
+    for site in results["sites"].values():
+        assert finite_unit(site["AP50"]) and finite_unit(site["AP50_95"]), site
+    resolved = load_config(out / "runs" / "treecrowns" / "config.yaml")
+    assert resolved.train.budget_clock == "cpu" and resolved.train.max_minutes == 0.05
+
+
+def test_soap_labels_merge_to_tree_and_cross_site_sets_pool_both_sites(tmp_path):
+    from yoloxdet.data.datasets import build_dataset
+    from yoloxdet.data.spec import load_dataset_spec
+    from yoloxdet.demo import treecrowns
+
+    wheel = treecrowns.fetch_wheel(tmp_path / "cache")
+    with zipfile.ZipFile(wheel) as zf:
+        soap_xml = zf.read("deepforest/data/SOAP_061.xml")
+    assert soap_xml.count(b"<name>Dead</name>") == 28 and soap_xml.count(b"<name>Alive</name>") == 9
+    assert len(treecrowns.read_voc_boxes(soap_xml, "SOAP_061.xml")) == 37
+    with pytest.raises(ValueError, match=r"SOAP_061\.xml: unexpected class .Car."):
+        treecrowns.read_voc_boxes(soap_xml.replace(b"Dead", b"Car"), "SOAP_061.xml")
+    data = tmp_path / "data" / "treecrowns"
+    treecrowns.prepare(wheel, data)
+    yamls = treecrowns.write_eval_yamls(data)
+    sizes = {
+        name: (len(ds), int(sum(len(ds.load(i).boxes_xyxy) for i in range(len(ds)))))
+        for name, ds in ((n, build_dataset(load_dataset_spec(y), "val")) for n, y in yamls.items())
+    }
+    assert sizes["soap"] == (1, 37) and sizes["osbs"][0] == 1
+    assert sizes["cross"] == (2, sizes["osbs"][1] + 37)
 
 
 @pytest.mark.slow

@@ -163,6 +163,61 @@ def test_time_budget_ends_the_schedule_at_the_deadline() -> None:
     assert trainer.current_phase() == Phase(mosaic=False, l1=True)
 
 
+class Spinner(Recorder):
+    """A loss that burns ``spin`` seconds of CPU time in this process before computing."""
+
+    def __init__(self, spin: float) -> None:
+        super().__init__()
+        self.spin = spin
+
+    def __call__(self, model: nn.Module, images: torch.Tensor, targets: Targets, phase: Phase) -> dict:
+        end = time.process_time() + self.spin
+        while time.process_time() < end:
+            pass
+        return super().__call__(model, images, targets, phase)
+
+
+def test_cpu_budget_counts_computation_not_waiting() -> None:
+    tiny_trainer(ListLoader(batches=4), Recorder(), epochs=1).fit()  # one-time costs of a first run
+    # 12 steps that each wait 0.2 s: past a 1 s wall budget, far inside a 1 s CPU budget
+    budget = {"epochs": 3, "max_minutes": 1.0 / 60}
+    waiting = tiny_trainer(ListLoader(batches=4), Recorder(sleep=0.2), budget_clock="cpu", **budget).fit()
+    assert (waiting.epoch, waiting.iteration) == (3, 12)
+    on_the_wall = tiny_trainer(ListLoader(batches=4), Recorder(sleep=0.2), budget_clock="wall", **budget)
+    assert on_the_wall.fit().iteration < 12
+    # 12 steps that each compute 0.1 s: the CPU budget ends the run, with the cosine at its floor
+    trainer = tiny_trainer(ListLoader(batches=4), Spinner(0.1), budget_clock="cpu", **budget)
+    computing = trainer.fit()
+    assert computing.iteration < 12 and trainer.elapsed_s() >= 1.0
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.05)
+
+
+def test_cpu_clock_counts_child_processes_live_and_finished() -> None:
+    import subprocess
+    import sys
+
+    from yoloxdet.engine.budget_clock import budget_clock
+
+    spin = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\n"
+    clock = budget_clock("cpu")
+    start = clock()
+    child = subprocess.Popen(
+        [sys.executable, "-c", spin + "print('spun', flush=True)\ntime.sleep(30)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "spun"
+        live = clock()  # the child is alive and sleeping: its 0.5 s are counted through the process tree
+        assert live - start >= 0.45
+    finally:
+        child.kill()
+        child.wait()
+    subprocess.run([sys.executable, "-c", spin], check=True)  # finished and waited for
+    assert clock() - live >= 0.45
+    assert budget_clock("wall")() > 0 and clock() >= live  # never backwards
+
+
 def test_sigterm_saves_and_returns(tmp_path: Path) -> None:
     class Kill(Callback):
         def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:

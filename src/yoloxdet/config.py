@@ -38,7 +38,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.cache": ("none", "ram", "disk"),  # decoded-image cache
     "train.amp": ("auto", "fp16", "bf16", "off", "fp32"),  # "off" and "fp32" both mean full precision
     "train.assigner": ("simota", "simota-2021", "ota", "single", "center3x3"),
-    "export.layout": ("decoded", "raw", "nms"),  # what an exported graph returns (see yoloxdet.export)
+    "export.layout": ("decoded", "raw", "nms"),
+    # the clock of train.max_minutes: real time, or CPU time of the training process and its workers
+    "train.budget_clock": ("wall", "cpu"),  # what an exported graph returns (see yoloxdet.export)
 }
 
 
@@ -135,7 +137,10 @@ class TrainConfig(_Checked):
     weights: str = ""  # initial weights (.pth / .onnx / our .pt / a zoo name)
     output_dir: str = "runs"
     name: str = ""  # run folder name; default derived from the model and time
-    max_minutes: float = 0.0  # wall-clock budget; 0 disables. The lr schedule ends at the deadline.
+    max_minutes: float = 0.0  # time budget on budget_clock; 0 disables. The lr schedule ends at the deadline.
+    # "wall": real minutes; "cpu": CPU minutes of the training process tree (fair on a shared machine:
+    # 10 minutes of 2 busy cores = 20 CPU minutes), see engine/budget_clock.py
+    budget_clock: str = "wall"
     precise_bn: int = (
         0  # re-estimate BN statistics on this many training batches before each evaluation (not official)
     )

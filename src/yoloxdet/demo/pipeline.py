@@ -12,16 +12,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..cli import main as yoloxdet
 from ..data.datasets import build_dataset
 from ..data.spec import load_dataset_spec
 from ..engine.voc_eval import VocDetections, VocGroundTruth, evaluate_voc, ground_truth_from_dataset
 from ..io import read_image, write_json_atomic
 from ..weights import WeightsDownloadError, fetch_official
 from . import report
-from .treecrowns import read_voc_boxes
+from .treecrowns import EVAL_SETS, EVAL_TITLES, read_voc_boxes
 
 logger = logging.getLogger(__name__)
-SPLIT_TITLES = {"val": "OSBS_029 (another site)", "test": "held-out YELL strip (same site)"}
+SPLIT_TITLES = {"val": EVAL_TITLES["cross"], "test": EVAL_TITLES["strip"]}
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class DemoPaths:
         return path
 
     def split_stems(self, split: str) -> list[str]:
-        image_set = {"val": "test_osbs", "test": "test_strip", "whole": "whole"}[split]
+        image_set = {"val": EVAL_SETS["cross"], "test": EVAL_SETS["strip"], "whole": "whole"}[split]
         return (self.data / "ImageSets" / "Main" / f"{image_set}.txt").read_text().split()
 
     def split_images(self, split: str) -> list[Path]:
@@ -76,6 +77,54 @@ class DemoPaths:
 
     def predictions(self, split: str) -> Path:
         return self.root / "eval" / f"predict_{split}"
+
+    @property
+    def results(self) -> Path:
+        """The run's machine-readable summary (see :func:`write_results`)."""
+        return self.root / "results.json"
+
+
+def run_command(title: str, argv: list[str]) -> None:
+    """Run one public command in-process, echoing it as the user would type it."""
+    print(f"\n$ yoloxdet {' '.join(argv)}", flush=True)
+    code = yoloxdet(argv)
+    if code != 0:
+        raise SystemExit(f"demo: '{title}' failed (exit {code})")
+
+
+def evaluate_sets(
+    checkpoint: Path, eval_yamls: dict[str, Path], out_dir: Path
+) -> dict[str, dict[str, float]]:
+    """``yoloxdet val`` on each evaluation set (per site and the other sites pooled): COCO AP50 and AP50:95
+    by name. The one evaluation of every model the demo and its benchmarks compare."""
+    sites = {}
+    for name, dataset_yaml in eval_yamls.items():
+        metrics = out_dir / f"metrics_{name}.json"
+        run_command(
+            f"val {name}",
+            [
+                *("val", str(checkpoint), "--data", str(dataset_yaml), "--split", "val"),
+                *("-o", str(metrics), "--no-progress"),
+            ],
+        )
+        coco = json.loads(metrics.read_text())
+        sites[name] = {"AP50": coco["AP50"], "AP50_95": coco["AP"]}
+    return sites
+
+
+def training_steps(checkpoint: Path) -> int:
+    """Optimizer steps of the run that wrote ``checkpoint`` (a training checkpoint)."""
+    from ..engine.checkpoint import load_training_checkpoint
+
+    return int(load_training_checkpoint(checkpoint)["state"]["iteration"])
+
+
+def write_results(path: Path, *, config: str, seed: int, steps: int, budget: dict, sites: dict) -> Path:
+    """One run's summary as JSON: which configuration, seed, steps in the budget, AP per evaluation set."""
+    write_json_atomic(
+        path, {"config": config, "seed": seed, "steps": steps, "budget": budget, "sites": sites}
+    )
+    return path
 
 
 def shared_weights() -> Path | None:
@@ -122,7 +171,13 @@ def _detections(predict_dir: Path, stems: list[str]) -> dict[int, VocDetections]
 
 
 def build_report(
-    paths: DemoPaths, dataset_yaml: Path, initial: Path | None, *, minutes: float, wall_minutes: float
+    paths: DemoPaths,
+    dataset_yaml: Path,
+    initial: Path | None,
+    *,
+    budget: dict,
+    sites: dict[str, dict[str, float]],
+    wall_minutes: float,
 ) -> Path:
     """Metrics, PR curve, curves from the run folder, GT-vs-prediction pictures and report.md."""
     out = paths.report_dir
@@ -157,11 +212,12 @@ def build_report(
             )
             report.save_png(out / f"pred_{split}_{stem}.png", picture)
     summary["whole"] = _whole_image(paths, out)
+    summary["sites"] = sites
     report.plot_pr(curves, out / "pr_curve.png")
     if (paths.run_dir / "curves.png").is_file():
         shutil.copyfile(paths.run_dir / "curves.png", out / "training_curves.png")
     write_json_atomic(out / "metrics.json", summary)
-    return report.write_markdown(out / "report.md", _markdown(summary, initial, minutes, wall_minutes, out))
+    return report.write_markdown(out / "report.md", _markdown(summary, initial, budget, wall_minutes, out))
 
 
 def _whole_image(paths: DemoPaths, out: Path) -> dict:
@@ -192,9 +248,7 @@ def _whole_image(paths: DemoPaths, out: Path) -> dict:
     }
 
 
-def _markdown(
-    summary: dict, initial: Path | None, minutes: float, wall_minutes: float, out: Path
-) -> list[str]:
+def _markdown(summary: dict, initial: Path | None, budget: dict, wall_minutes: float, out: Path) -> list[str]:
     rows = "\n".join(
         f"| {SPLIT_TITLES[s]} | {m['images']} | {m['boxes']} | {m['AP50']:.3f} | {m['AP50_95']:.3f} | "
         f"{m['threshold']:.2f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['F1']:.3f} |"
@@ -208,7 +262,13 @@ def _markdown(
     )
     return [
         "# yoloxdet demo: tree crowns from the air",
-        f"YOLOX-Nano {start}, {minutes:g}-minute training budget ({wall_minutes:.1f} min end to end).",
+        f"YOLOX-Nano {start}, a training budget of {budget['minutes']:g} {budget['clock']}-clock minutes "
+        f"({wall_minutes:.1f} min end to end).",
+        "| evaluation set | AP50 | AP50:95 |\n|---|---|---|\n"
+        + "\n".join(
+            f"| {EVAL_TITLES[name]} | {m['AP50']:.3f} | {m['AP50_95']:.3f} |"
+            for name, m in summary["sites"].items()
+        ),
         "| test set | images | trees | AP50 | AP50:95 | threshold (best F1) | precision | recall | F1 |\n"
         "|---|---|---|---|---|---|---|---|---|\n" + rows,
         "AP from `yoloxdet val` (COCO, conf 0.001, NMS 0.65); precision/recall/F1 at IoU 0.5 at the "

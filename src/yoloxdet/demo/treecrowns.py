@@ -2,10 +2,11 @@
 
 We download the wheel with pip (``--no-deps``, deepforest itself is never installed), read the PNG images and
 their Pascal VOC boxes (class "Tree") out of it, tile the two large Yellowstone images (``2019_YELL_2_*``)
-into training tiles, and hold out a different site (``OSBS_029``) plus a strip of the larger YELL image as
-test sets. The larger YELL image is also kept whole (image set ``whole``), to show detection on a full aerial
-image with ``predict --tile``. The result is an ordinary VOC dataset folder plus a dataset YAML, so the rest
-of the demo uses the public commands.
+into training tiles, and hold out two other sites (``OSBS_029``, Florida; ``SOAP_061``, California) plus a
+strip of the larger YELL image as test sets. SOAP_061's boxes are labelled "Dead" or "Alive"; they are merged
+into the one class "Tree" (a crown is a crown, dead or alive). The larger YELL image is also kept whole (image
+set ``whole``), to show detection on a full aerial image with ``predict --tile``. The result is an ordinary
+VOC dataset folder plus a dataset YAML, so the rest of the demo uses the public commands.
 """
 
 from __future__ import annotations
@@ -28,11 +29,21 @@ logger = logging.getLogger(__name__)
 WHEEL_SPEC = "deepforest==2.1.0"
 TRAIN_IMAGES = ("2019_YELL_2_528000_4978000_image_crop2", "2019_YELL_2_541000_4977000_image_crop")
 STRIP_IMAGE = TRAIN_IMAGES[0]  # the bottom of this image is held out as a same-site test strip
-OSBS_IMAGE = "OSBS_029"
+# the cross-site test images and their image sets (each 400 x 400 px at the training tiles' resolution)
+CROSS_SITE_IMAGES = {"OSBS_029": "test_osbs", "SOAP_061": "test_soap"}
 EXPECTED = tuple(
-    f"deepforest/data/{name}.{ext}" for name in (*TRAIN_IMAGES, OSBS_IMAGE) for ext in ("png", "xml")
+    f"deepforest/data/{name}.{ext}" for name in (*TRAIN_IMAGES, *CROSS_SITE_IMAGES) for ext in ("png", "xml")
 )
 CLASS_NAMES = ("Tree",)
+MERGED_LABELS = {"Tree": "Tree", "Dead": "Tree", "Alive": "Tree"}  # SOAP_061's labels, merged into one class
+# the evaluation sets of the demo's report: name -> image set (per site, and OSBS + SOAP pooled)
+EVAL_SETS = {"osbs": "test_osbs", "soap": "test_soap", "cross": "test_cross", "strip": "test_strip"}
+EVAL_TITLES = {
+    "osbs": "OSBS_029 (another site)",
+    "soap": "SOAP_061 (another site)",
+    "cross": "OSBS + SOAP pooled (cross-site)",
+    "strip": "held-out YELL strip (same site)",
+}
 
 
 @dataclass(frozen=True)
@@ -76,11 +87,11 @@ def fetch_wheel(cache_dir: Path) -> Path:
 
 
 def read_voc_boxes(xml_bytes: bytes, source: str) -> np.ndarray:
-    """[N, 4] float32 xyxy boxes of class Tree from a VOC XML document."""
+    """[N, 4] float32 xyxy boxes from a VOC XML document, every label of :data:`MERGED_LABELS` as Tree."""
     root = ET.fromstring(xml_bytes)
     boxes = []
     for obj in root.iter("object"):
-        if obj.findtext("name") != "Tree":
+        if obj.findtext("name") not in MERGED_LABELS:
             raise ValueError(f"{source}: unexpected class {obj.findtext('name')!r}")
         bb = obj.find("bndbox")
         boxes.append([float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")])
@@ -127,7 +138,7 @@ def build_dataset(wheel: Path, out_dir: Path, settings: TileSettings = TileSetti
     )
     for d in (images_dir, ann_dir, sets_dir):
         d.mkdir(parents=True, exist_ok=True)
-    splits: dict[str, list[str]] = {"train": [], "test_osbs": [], "test_strip": [], "whole": []}
+    splits: dict[str, list[str]] = {"train": [], "whole": [], **{s: [] for s in EVAL_SETS.values()}}
 
     def write(stem: str, image: np.ndarray, boxes: np.ndarray, split: str) -> None:
         cv2.imwrite(str(images_dir / f"{stem}.png"), image)
@@ -158,8 +169,10 @@ def build_dataset(wheel: Path, out_dir: Path, settings: TileSettings = TileSetti
                     crop = image[y0:h, x0 : x0 + tw]
                     boxes_in = crop_boxes(boxes, x0, y0, tw, h - y0, settings.min_visible)
                     write(f"{name}_strip_{x0}", crop, boxes_in, "test_strip")
-        image, boxes = _read_pair(zf, OSBS_IMAGE)
-        write(OSBS_IMAGE, image, boxes, "test_osbs")
+        for name, image_set in CROSS_SITE_IMAGES.items():
+            image, boxes = _read_pair(zf, name)
+            write(name, image, boxes, image_set)
+            splits["test_cross"].append(name)
 
     for split, stems in splits.items():
         (sets_dir / f"{split}.txt").write_text("".join(f"{stem}\n" for stem in stems))
@@ -168,17 +181,33 @@ def build_dataset(wheel: Path, out_dir: Path, settings: TileSettings = TileSetti
 
 
 def write_dataset_yaml(data_dir: Path, train_set: str = "train") -> Path:
-    """The dataset description: training tiles, OSBS as ``val`` (another site), the YELL strip as ``test``."""
-    path = data_dir.parent / f"{data_dir.name}.yaml"
-    path.write_text(
-        "# Aerial tree crowns from the deepforest wheel (written by yoloxdet.demo)\n"
-        "format: voc\n"
-        "root: .\n"
-        f"train: {{dir: {data_dir.name}, set: {train_set}}}\n"
-        f"val: {{dir: {data_dir.name}, set: test_osbs}}\n"
-        f"test: {{dir: {data_dir.name}, set: test_strip}}\n"
-        "names: [Tree]\n"
-    )
+    """The dataset description: training tiles, OSBS + SOAP as ``val`` (other sites), the YELL strip as
+    ``test``."""
+    return _write_yaml(data_dir, data_dir.name, train_set, "test_cross", "test_strip")
+
+
+def write_eval_yamls(data_dir: Path) -> dict[str, Path]:
+    """One dataset description per evaluation set of :data:`EVAL_SETS` (as its ``val`` split), so that
+    ``yoloxdet val`` measures each site alone and the two other sites pooled."""
+    return {
+        name: _write_yaml(data_dir, f"{data_dir.name}_eval_{name}", None, image_set, None)
+        for name, image_set in EVAL_SETS.items()
+    }
+
+
+def _write_yaml(data_dir: Path, stem: str, train: str | None, val: str, test: str | None) -> Path:
+    path = data_dir.parent / f"{stem}.yaml"
+    lines = [
+        "# Aerial tree crowns from the deepforest wheel (written by yoloxdet.demo)",
+        "format: voc",
+        "root: .",
+    ]
+    lines += [
+        f"{split}: {{dir: {data_dir.name}, set: {image_set}}}"
+        for split, image_set in (("train", train), ("val", val), ("test", test))
+        if image_set
+    ]
+    path.write_text("\n".join([*lines, "names: [Tree]"]) + "\n")
     return path
 
 
@@ -186,7 +215,9 @@ def prepare(wheel: Path, data_dir: Path, settings: TileSettings = TileSettings()
     """Build the dataset once (kept between runs) and return its YAML. ``max_tiles`` trains on an evenly
     spread subset of the tiles (image set ``train_subset``), for quick runs."""
     sets = data_dir / "ImageSets" / "Main"
-    if not all((sets / f"{image_set}.txt").is_file() for image_set in ("train", "whole")):
+    if not all(
+        (sets / f"{image_set}.txt").is_file() for image_set in ("train", "whole", *EVAL_SETS.values())
+    ):
         build_dataset(wheel, data_dir, settings)
     if max_tiles <= 0:
         return write_dataset_yaml(data_dir)

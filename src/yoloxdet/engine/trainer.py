@@ -29,6 +29,7 @@ from yoloxdet.assign import assign
 from yoloxdet.config import TrainConfig, check_choice
 from yoloxdet.engine import checkpoint as ckpt
 from yoloxdet.engine import distributed as dist_utils
+from yoloxdet.engine.budget_clock import budget_clock
 from yoloxdet.engine.ema import ModelEMA, unwrap
 from yoloxdet.engine.multiscale import MultiScale, resize_batch
 from yoloxdet.engine.optim import set_lr
@@ -68,7 +69,7 @@ class TrainState:
     epoch: int = 0  # the epoch being (or next to be) trained, 0-based
     iteration: int = 0  # optimizer steps taken
     batch_in_epoch: int = 0  # micro-batches of ``epoch`` already consumed (mid-epoch resume)
-    elapsed_s: float = 0.0  # training wall time before this session
+    elapsed_s: float = 0.0  # time on the budget clock (train.budget_clock) before this session
     best_ap: float = -1.0
     best_epoch: int = -1
     evals_since_best: int = 0
@@ -158,7 +159,8 @@ class Trainer:
         self._pending_steps = 0
         self._epoch_losses: dict[str, Tensor] = {}  # on-device loss sums over the current epoch
         self._step_elapsed_s = 0.0  # the budget clock as agreed in the last step
-        self._session_start = time.monotonic()
+        self._clock = budget_clock(config.budget_clock)  # the lr schedule and the deadline use this clock
+        self._session_start = self._clock()
         self._apply_lr()
 
     # ------------------------------------------------------------------ one optimizer step
@@ -252,7 +254,8 @@ class Trainer:
             while self.state.epoch < self.config.epochs and not self.stop:
                 self._run_epoch()
                 if self._budget_spent():
-                    logger.info("time budget of %.1f min reached", self.config.max_minutes)
+                    clock = self.config.budget_clock
+                    logger.info("time budget of %.1f %s min reached", self.config.max_minutes, clock)
                     self.stop = True
         self.save("last.pt")
         self._call("on_train_end")
@@ -334,7 +337,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ schedule and time
     def elapsed_s(self) -> float:
-        return self.state.elapsed_s + time.monotonic() - self._session_start
+        """Seconds on the budget clock (``train.budget_clock``) spent training, over all sessions."""
+        return self.state.elapsed_s + self._clock() - self._session_start
 
     def position(self, elapsed_s: float | None = None) -> float:
         """Schedule position in iterations; under a time budget, from ``elapsed_s`` (agreed by every process
@@ -391,7 +395,7 @@ class Trainer:
         if payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
         self.state = TrainState(**payload["state"])
-        self._session_start = time.monotonic()
+        self._session_start = self._clock()
         ckpt.restore_rng_state(payload["rng"], rank=self.dist.rank)
         self._apply_lr()
 

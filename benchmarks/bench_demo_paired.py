@@ -1,0 +1,126 @@
+"""Ours (the demo recipe) vs the peer (``bench_finetune_peer.py``), paired: per seed, each fine-tunes
+YOLOX-Nano on the tree-crown tiles for the same CPU-time budget in a fresh process, the two taking turns
+(the order alternates with the seed), and both are measured by ``yoloxdet val`` on the same held-out sets.
+
+Every run (config, seed, steps, AP50 and AP50:95 per site and pooled) goes to ``OUT/paired_runs.json``; the
+table with mean ± sd goes to the ``demo-paired`` section of docs/demo.md.
+
+    python benchmarks/bench_demo_paired.py --seeds 0 1 2 --cpu-minutes 20 --out demo_paired
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from _report import write_section
+
+from yoloxdet.demo.treecrowns import EVAL_SETS, EVAL_TITLES
+from yoloxdet.io import write_json_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = ("ours", "peer")
+
+
+def command(config: str, seed: int, cpu_minutes: float, out: Path) -> list[str]:
+    budget = ["--cpu-minutes", str(cpu_minutes), "--seed", str(seed), "--out", str(out)]
+    if config == "ours":
+        return [sys.executable, "-m", "yoloxdet.demo", *budget]
+    return [sys.executable, str(REPO / "benchmarks" / "bench_finetune_peer.py"), *budget]
+
+
+def run_one(config: str, seed: int, cpu_minutes: float, root: Path, cache: Path | None) -> dict:
+    out = root / f"{config}_s{seed}"
+    if cache is not None:  # share the downloaded wheel and weights between runs
+        (out / "cache").parent.mkdir(parents=True, exist_ok=True)
+        if not (out / "cache").exists():
+            (out / "cache").symlink_to(cache.resolve())
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_WAIT_POLICY": "PASSIVE"}
+    print(f"== {config} seed {seed}: {' '.join(command(config, seed, cpu_minutes, out))}", flush=True)
+    with open(out.parent / f"{config}_s{seed}.log", "w") as log:
+        subprocess.run(
+            command(config, seed, cpu_minutes, out), check=True, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    result = json.loads((out / "results.json").read_text())
+    print(f"   {result['steps']} steps, {json.dumps(result['sites'])}", flush=True)
+    return result
+
+
+def mean_sd(values: list[float], digits: int = 3) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+
+
+def markdown(runs: list[dict], cpu_minutes: float, argv: list[str]) -> str:
+    sites = list(EVAL_SETS)
+    head = "| config | seed | steps | " + " | ".join(f"{s} AP50 | {s} AP50:95" for s in sites) + " |"
+    rule = "|---" * (3 + 2 * len(sites)) + "|"
+    rows = [
+        f"| {r['config']} | {r['seed']} | {r['steps']} | "
+        + " | ".join(f"{r['sites'][s]['AP50']:.3f} | {r['sites'][s]['AP50_95']:.3f}" for s in sites)
+        + " |"
+        for r in runs
+    ]
+    summary = ["| config | runs | steps | " + " | ".join(f"{s} AP50" for s in sites) + " | cross AP50:95 |"]
+    summary.append("|---" * (4 + len(sites)) + "|")
+    for config in CONFIGS:
+        mine = [r for r in runs if r["config"] == config]
+        if not mine:
+            continue
+        summary.append(
+            f"| {config} | {len(mine)} | {mean_sd([r['steps'] for r in mine], 0)} | "
+            + " | ".join(mean_sd([r["sites"][s]["AP50"] for r in mine]) for s in sites)
+            + f" | {mean_sd([r['sites']['cross']['AP50_95'] for r in mine])} |"
+        )
+    titles = "; ".join(f"{s}: {EVAL_TITLES[s]}" for s in sites)
+    return "\n".join(
+        [
+            "## Ours vs the peer, paired (written by benchmarks/bench_demo_paired.py)",
+            "",
+            f"`python benchmarks/bench_demo_paired.py {' '.join(argv)}`: {cpu_minutes:g} CPU-minutes of "
+            "training each (the process and its data-loader workers), fine-tuned from the same calibrated "
+            "COCO Nano, evaluated by `yoloxdet val` (COCO AP). Sets: " + titles + ".",
+            "",
+            "Mean ± sd over seeds:",
+            "",
+            *summary,
+            "",
+            "Every run:",
+            "",
+            head,
+            rule,
+            *rows,
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--cpu-minutes", type=float, default=20.0, help="10 minutes of 2 cores = 20")
+    parser.add_argument("--out", default="demo_paired", help="folder of the runs")
+    parser.add_argument("--cache", help="a folder holding the deepforest wheel (and weights) to reuse")
+    parser.add_argument("--docs", default=str(REPO / "docs" / "demo.md"), help="where the table goes")
+    args = parser.parse_args(argv)
+    root = Path(args.out)
+    root.mkdir(parents=True, exist_ok=True)
+    runs: list[dict] = []
+    for k, seed in enumerate(args.seeds):
+        order = CONFIGS if k % 2 == 0 else CONFIGS[::-1]  # alternate who goes first
+        for config in order:
+            result = run_one(config, seed, args.cpu_minutes, root, Path(args.cache) if args.cache else None)
+            runs.append({**result, "config": config})
+            write_json_atomic(root / "paired_runs.json", {"cpu_minutes": args.cpu_minutes, "runs": runs})
+            write_section("demo-paired", markdown(runs, args.cpu_minutes, argv), path=args.docs)
+    print(f"runs -> {root / 'paired_runs.json'}, table -> {args.docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
