@@ -115,9 +115,11 @@ def markdown(reports: list[FormatsReport], methods: dict[str, float] | None, arg
         "during these runs), so the latencies are noisy; the ratios within one table, measured in turns, are "
         "the figures to read. YOLOX-Tiny and YOLOX-S have random weights (only Nano's official weights are "
         "available offline): timed, not scored. TensorRT needs a CUDA GPU: skipped here, untested. "
-        "`onnx int8` (NNCF's Q/DQ placement: conv inputs quantised, conv outputs float) is not fused by "
-        "onnxruntime into int8 kernels (its optimised graph keeps DequantizeLinear -> float Conv), so it is "
-        "slower than fp32; `openvino int8` runs int8 kernels.",
+        "`onnx int8` (NNCF's Q/DQ placement: conv inputs quantised, conv outputs float; the export default) "
+        "is not fused by onnxruntime into int8 kernels (its optimised graph keeps DequantizeLinear -> float "
+        "Conv), so it is slower than fp32; `onnx int8-ort` (onnxruntime's quantize_static, the stem's output "
+        "kept float, mean-of-extremes ranges: `--int8-quantizer ort`) is fused into QLinearConv/"
+        "QLinearSigmoid/QLinearMul int8 kernels; `openvino int8` runs int8 kernels.",
         "",
     ]
     for report in reports:
