@@ -33,6 +33,7 @@ from ..inference.api import DetectOptions, Detector
 from .batching import DynamicBatcher, QueueFull
 from .config import ServeConfig
 from .metrics import ServiceMetrics
+from .shutdown import install_drain
 from .upload import UploadError, decode_upload
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class ServiceState:
     detector: Detector | None = None
     batcher: DynamicBatcher | None = None
     load_error: str | None = None
+    draining: bool = False  # SIGTERM came: new requests get 503 (serve/shutdown.py)
 
 
 def load_detector(config: ServeConfig) -> Detector:
@@ -125,6 +127,35 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class Draining:
+    """After SIGTERM: ``/v1/*`` requests that were not in progress get 503 "shutting down", and every answer
+    closes its connection (the client reconnects elsewhere; here new connections will be refused)."""
+
+    def __init__(self, app: ASGIApp, state: ServiceState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.state.draining:
+            await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith("/v1/"):
+            self.state.metrics.errors.labels("shutting_down").inc()
+            response = JSONResponse(
+                {"detail": "the server is shutting down", "kind": "shutting_down"},
+                status_code=503,
+                headers={"Connection": "close", "Retry-After": "1"},
+            )
+            await response(scope, receive, send)
+            return
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing_send)
 
 
 class RequestMetrics:
@@ -300,6 +331,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loading = asyncio.create_task(_load(state))
+        install_drain(config.drain_s, on_drain=lambda: setattr(state, "draining", True))
         yield
         # uvicorn has stopped accepting and answered in-flight requests; finish what is queued, then stop
         loading.cancel()
@@ -318,6 +350,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     _add_routes(app, state)
     _add_error_handlers(app, state)
     app.add_middleware(BodyLimit, max_bytes=config.max_bytes, metrics=state.metrics)
+    app.add_middleware(Draining, state=state)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     if config.cors_origins:
         app.add_middleware(
@@ -343,7 +376,9 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        """The model is loaded and warmed up (200), still loading or failed (503)."""
+        """The model is loaded and warmed up (200), still loading, failed or shutting down (503)."""
+        if state.draining:
+            return JSONResponse({"status": "shutting down"}, status_code=503)
         if state.batcher is not None:
             return JSONResponse({"status": "ready", "model": state.detector.info.model_name})
         status = "failed" if state.load_error else "loading"

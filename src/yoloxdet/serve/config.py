@@ -26,7 +26,9 @@ class ServeConfig:
         are refused with 503. max_bytes: the largest request body. max_pixels: the largest image (width x
         height), checked from the header before decoding. api_key: when set, ``/v1/*`` needs the header
         ``X-API-Key`` with this value. cors_origins: origins allowed by CORS; none means CORS is off.
-        allowed_hosts: ``Host`` headers accepted (DNS-rebinding guard); empty means any.
+        allowed_hosts: ``Host`` headers accepted (DNS-rebinding guard); empty means any. drain_s: after
+        SIGTERM, how long the service keeps accepting connections and answers new requests 503 "shutting
+        down" before it stops listening (serve/shutdown.py).
     """
 
     weights: str
@@ -42,6 +44,7 @@ class ServeConfig:
     api_key: str | None = field(default=None, repr=False)
     cors_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    drain_s: float = 1.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -50,6 +53,7 @@ class ServeConfig:
             "max_queue": self.max_queue >= 1,
             "max_bytes": self.max_bytes >= 1,
             "max_pixels": self.max_pixels >= 1,
+            "drain_s": self.drain_s >= 0,
         }
         for name, ok in checks.items():
             if not ok:
