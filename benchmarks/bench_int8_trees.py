@@ -163,7 +163,9 @@ def markdown(runs: list[dict], args: argparse.Namespace) -> str:
     lines = [
         "## int8 on the tree-crown demo's held-out sites (CPU)",
         "",
-        f"Written by `{command.strip()}` on {platform.processor() or platform.machine()}, torch "
+        # platform.machine(), not platform.processor(): the latter forks `uname -p`, and this process
+        # segfaulted there (or near) after the in-process `yoloxdet val` runs of OpenVINO/onnxruntime files
+        f"Written by `{command.strip()}` on {platform.machine()}, torch "
         f"{torch.__version__}. The model: YOLOX-Nano fine-tuned by `python -m yoloxdet.demo` (its `last.pt`, "
         "the checkpoint the demo reports). Each row is one file of `yoloxdet bench --formats` "
         "(`yoloxdet.bench.formats.export_formats`), int8 calibrated on the run's training tiles (never on "
@@ -200,8 +202,17 @@ def main() -> None:
     )
     parser.add_argument("--keep", type=Path, help="keep the exported files and metrics here")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--from-results", action="store_true", help="RUNS are results.json files of --keep: render only"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.from_results:
+        text = markdown([json.loads(path.read_text()) for path in args.runs], args)
+        print(text)
+        if not args.no_write:
+            write_section("int8-trees", text, REPO / "docs" / "benchmarks.md")
+        return
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-int8-trees-") as tmp:
         base = args.keep or Path(tmp)
