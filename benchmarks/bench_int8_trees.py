@@ -159,6 +159,8 @@ def _demo_check(run: dict) -> str:
 
 def markdown(runs: list[dict], args: argparse.Namespace) -> str:
     command = "python benchmarks/bench_int8_trees.py " + " ".join(sys.argv[1:])
+    if args.from_results:  # the measuring command: the demo folders the results came from
+        command = "python benchmarks/bench_int8_trees.py " + " ".join(run["run"] for run in runs)
     sizes = runs[0]["sets"]
     lines = [
         "## int8 on the tree-crown demo's held-out sites (CPU)",
