@@ -272,3 +272,27 @@ def test_cli_default_calibration_count_is_the_library_default(capsys):
     args = build_parser().parse_args(["export", "yolox-nano", "--int8", "--calibrate", "images/"])
     library = inspect.signature(CalibrationImages).parameters["limit"].default
     assert args.calib_images == library == ExportConfig.calib_images
+
+
+@pytest.mark.slow
+def test_export_formats_keeps_each_file_that_its_backend_runs(nano, subset, tmp_path):
+    """bench --formats' exports, kept in the work folder: each row's ``path`` loads with no flags (as
+    ``yoloxdet val FILE`` loads it) and gives what the row's backend gives (benchmarks/bench_int8_trees.py
+    scores these files with ``yoloxdet val``)."""
+    from yoloxdet.bench.formats import FORMATS, export_formats
+
+    model, info = nano
+    meta = ExportMetadata(info.model_name, tuple(info.class_names), SIZE, strides=tuple(model.strides))
+    wanted = ("pytorch", "onnx", "openvino")
+    results = export_formats(model, meta, tmp_path, CalibrationImages(subset[1][:4], SIZE), wanted)
+    assert [r.name for r in results] == [f"{f} {p}" for f, p, _ in FORMATS if f in wanted]
+    assert results[0].name == "pytorch fp32" and results[0].path is None
+    live = [r for r in results[1:] if r.skipped is None]
+    assert len({r.path for r in live}) == len(live) >= 3  # fp32 and both int8 ONNX at least: one file each
+    images = _images()
+    for r in live:
+        assert r.path.is_file() and r.path.parent == tmp_path, r
+        loaded = _eval_detector(r.path)
+        assert tuple(loaded.input_size) == SIZE
+        expected, got = r.backend(images), loaded.backend(images)
+        torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-3, msg=r.name)

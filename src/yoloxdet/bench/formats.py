@@ -54,6 +54,7 @@ class FormatResult:
     ms_batch1: float | None = None
     ms_batch_n: float | None = None
     skipped: str | None = None  # why, with the install command
+    path: Path | None = None  # the exported file the backend runs (None for PyTorch and skipped formats)
     backend: Any = field(default=None, repr=False)
 
     @property
@@ -135,15 +136,17 @@ def _file_mb(*paths: Path) -> float:
     return sum(p.stat().st_size for p in paths if p.is_file()) / 2**20
 
 
-def _export_all(
+def export_formats(
     model: nn.Module,
     metadata: ExportMetadata,
     workdir: Path,
     calibration: CalibrationImages | None,
     wanted: Sequence[str],
-    threads: int,
+    threads: int = 1,
 ) -> list[FormatResult]:
-    """Export to every wanted format whose runtime is here; the backend of each, or why it was skipped."""
+    """Export ``model`` (BN folded) into ``workdir`` in every wanted format (names of :data:`FORMATS`) whose
+    runtime is here: per row of :data:`FORMATS`, the loaded backend and the file it runs (``path``, which
+    ``yoloxdet val/predict`` and ``Detector.from_checkpoint`` also load), or why it was skipped."""
     results = []
     fp32_onnx = export_onnx(model, workdir / "fp32.onnx", metadata, dynamic_size=False)
     int8_onnx: Path | None = None
@@ -163,15 +166,19 @@ def _export_all(
         if fmt == "pytorch":
             result.backend = TorchBackend(model)
             result.size_mb = sum(p.numel() * 4 for p in model.parameters()) / 2**20
-        elif fmt == "onnx" and precision == "fp32":
-            result.backend, result.size_mb = OnnxBackend(fp32_onnx, threads=threads), _file_mb(fp32_onnx)
         elif fmt == "onnx":
-            from ..export.int8 import quantize_onnx
+            if precision == "fp32":
+                out = fp32_onnx
+            else:
+                from ..export.int8 import quantize_onnx
 
-            quantizer = "ort" if precision == "int8-ort" else "nncf"
-            out = quantize_onnx(fp32_onnx, workdir / f"{precision}.onnx", calibration, quantizer=quantizer)
-            int8_onnx = out if quantizer == "nncf" else int8_onnx  # TensorRT builds from NNCF's placement
-            result.backend, result.size_mb = OnnxBackend(out, threads=threads), _file_mb(out)
+                quantizer = "ort" if precision == "int8-ort" else "nncf"
+                out = quantize_onnx(
+                    fp32_onnx, workdir / f"{precision}.onnx", calibration, quantizer=quantizer
+                )
+                int8_onnx = out if quantizer == "nncf" else int8_onnx  # TensorRT builds from NNCF's placement
+            result.backend, result.path = OnnxBackend(out, threads=threads), out
+            result.size_mb = _file_mb(out)
         elif fmt == "openvino":
             from ..export.openvino import export_openvino
             from ..inference.openvino_backend import OpenVinoBackend
@@ -183,14 +190,14 @@ def _export_all(
                 calibration=calibration if precision == "int8" else None,
                 subset_size=len(calibration) if calibration is not None else ExportConfig.calib_images,
             )
-            result.backend = OpenVinoBackend(xml, threads=threads)
+            result.backend, result.path = OpenVinoBackend(xml, threads=threads), xml
             result.size_mb = _file_mb(xml, xml.with_suffix(".bin"))
         elif fmt == "ncnn":
             from ..export.ncnn import export_ncnn
             from ..inference.ncnn_backend import NcnnBackend
 
             param = export_ncnn(model, workdir / "model.ncnn.param", metadata)
-            result.backend = NcnnBackend(param, threads=threads)
+            result.backend, result.path = NcnnBackend(param, threads=threads), param
             result.size_mb = _file_mb(param, param.with_suffix(".bin"))
         else:  # tensorrt
             from ..export.int8 import quantize_onnx
@@ -203,7 +210,7 @@ def _export_all(
             engine = build_engine(
                 source, workdir / f"model_{precision}.engine", metadata, fp16=True, int8=precision == "int8"
             )
-            result.backend, result.size_mb = TensorRTBackend(engine), _file_mb(engine)
+            result.backend, result.path, result.size_mb = TensorRTBackend(engine), engine, _file_mb(engine)
     return results
 
 
@@ -239,7 +246,7 @@ def bench_formats(
     size = metadata.input_size
     calibration = CalibrationImages(calibrate, size, calib_images) if calibrate else None
     with tempfile.TemporaryDirectory(prefix="yoloxdet-formats-") as workdir:
-        results = _export_all(model, metadata, Path(workdir), calibration, formats, threads)
+        results = export_formats(model, metadata, Path(workdir), calibration, formats, threads)
         live = [r for r in results if r.skipped is None]
         for r in live if score else ():
             logger.info("scoring %s", r.name)
