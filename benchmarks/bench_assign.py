@@ -111,7 +111,7 @@ def main() -> int:
         f"Batch {BATCH}, YOLOX-S {SIZE}x{SIZE} (8400 anchor points), {CLASSES} classes, "
         "random logits and boxes; "
         f"median of {args.repeats} after a warm-up; CPU, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}.",
+        f"{torch.get_num_threads()} thread(s), {platform.machine()}.",
         "",
         "| GT per image | ours (ms/batch) | peer get_assignments (ms/batch) | speed-up | same assignment |",
         "|---|---|---|---|---|",

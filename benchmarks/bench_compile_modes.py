@@ -58,7 +58,7 @@ def markdown(results: list[tuple[str, int, dict[str, float]]], args: argparse.Na
         "## torch.compile modes (`benchmarks/bench_compile_modes.py`)",
         "",
         f"Written by `python benchmarks/bench_compile_modes.py` on "
-        f"{platform.processor() or platform.machine()}, "
+        f"{platform.machine()}, "
         f"torch {torch.__version__}, batch {args.batch}, {args.threads} threads, median of "
         f"{args.iters * max(args.burst - 1, 1)} timed calls; all rows of a model take turns. The `compiled` "
         "inference path (`--compile`) is the `inductor` row: freezing has to be switched on globally while "

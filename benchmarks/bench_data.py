@@ -101,7 +101,7 @@ def main() -> None:
 Full official training recipe per sample (mosaic of 4, random affine, mixup, HSV, flip) at 640x640 on coco128,
 one process, `OMP_NUM_THREADS=1`, `cv2.setNumThreads(1)`, {args.samples} samples per row; peer is
 pixeltable-yolox 0.4.3 `MosaicDetection` + `TrainTransform`. \
-Machine: {platform.processor() or platform.machine()},
+Machine: {platform.machine()},
 Python {platform.python_version()}, OpenCV {cv2.__version__}.
 
 | images | ours (samples/s) | peer (samples/s) | ours / peer |

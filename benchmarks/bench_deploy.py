@@ -101,7 +101,7 @@ def markdown(reports: list[FormatsReport], methods: dict[str, float] | None, arg
     lines = [
         "## Deployment formats (CPU)",
         "",
-        f"Written by `{command.strip()}` on {platform.processor() or platform.machine()}, torch "
+        f"Written by `{command.strip()}` on {platform.machine()}, torch "
         f"{torch.__version__}, {args.threads} threads. Each table is `yoloxdet bench WEIGHTS --formats all` "
         "(what `yoloxdet.bench.formats.bench_formats` does): the model exported once to a fixed-size fp32 "
         "ONNX file and from there to every installed format; AP = COCO AP50:95 on the 128 coco128 images "

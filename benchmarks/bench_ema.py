@@ -67,7 +67,7 @@ def main() -> None:
         f"|---|---|---|---|\n| {t_loop * 1000:.1f} | {t_foreach * 1000:.1f} | "
         f"{t_loop / t_foreach:.2f}x | "
         f"{diff:.1e} |\n\nMedian of {args.repeats} interleaved updates after 3 warm-ups; {where}; torch "
-        f"{torch.__version__}; {platform.processor() or platform.machine()}. The two take turns, so load "
+        f"{torch.__version__}; {platform.machine()}. The two take turns, so load "
         f"from elsewhere falls on both alike. `{COMMAND} --repeats {args.repeats}`"
     )
     print(text)

@@ -67,7 +67,7 @@ def markdown(reports: list[BenchReport], args: argparse.Namespace) -> str:
     lines = [
         "## Inference (CPU)",
         "",
-        f"Written by `benchmarks/bench_inference.py` on {platform.processor() or platform.machine()}, "
+        f"Written by `benchmarks/bench_inference.py` on {platform.machine()}, "
         f"torch {torch.__version__}, median of {args.iters * max(args.burst - 1, 1)} timed calls "
         f"after {args.warmup} warm-up calls. "
         "`fused` = BN folded + channels_last + inference_mode; `compiled` = fused + torch.compile "

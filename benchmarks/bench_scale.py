@@ -538,7 +538,7 @@ def section(saved: dict, table: str) -> str:
         if "load" in r
     )
     splits = ", ".join(f"{int(s):,} images / {r['boxes']:,} boxes" for s, r in by_size)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
     intro = (
         f"Generated from coco128 through symlinks ({splits}); ours = `checked_dataset` (the start of "
         "`yoloxdet train`), peer = pixeltable-yolox 0.4.3 `CocoDataset` (official; it has no cache, so its "

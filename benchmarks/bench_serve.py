@@ -446,7 +446,7 @@ def run_main(args: argparse.Namespace) -> None:
     )
     markdown = f"""## Serving (`yoloxdet serve`, loopback)
 
-Written by `{command}` ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,
+Written by `{command}` ({platform.machine()}, {os.cpu_count()} CPUs,
 {time.strftime("%Y-%m-%d")}; 1-minute load average of the machine {load_start:.1f} at the start,
 {load_end:.1f} at the end). Model: the official YOLOX-Nano exported to ONNX with a dynamic batch, onnxruntime
 (intra-op threads sleep between operators: `busy_wait=False`), 416×416; {len(images)} coco128 JPEGs sent as

@@ -97,7 +97,7 @@ def main() -> None:
 One {args.side:,} x {args.side:,} px image (a mosaic of coco128 photos, \
 {image.nbytes / 2**20:.0f} MB decoded), official
 YOLOX-Nano at 416 (BN folded, channels_last), tiles of 416 px with 0.25 overlap ({tiles} tiles), batches of
-{detector.batch_size}, 2 threads, {platform.processor() or platform.machine()}; \
+{detector.batch_size}, 2 threads, {platform.machine()}; \
 median of {args.repeats} turns each.
 *plain* runs the same tiles as separate images without the tiling logic (the floor). \
 The rows take turns, so the

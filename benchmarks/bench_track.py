@@ -174,7 +174,7 @@ def markdown(overhead: dict[str, dict[str, float]], fps: dict[str, float], args:
             f"Written by `benchmarks/bench_track.py --turns {args.turns}"
             + (f" --baseline-rev {args.baseline_rev}" if args.baseline_rev else "")
             + "` on "
-            f"{platform.processor() or platform.machine()}, "
+            f"{platform.machine()}, "
             f"{time.strftime('%Y-%m-%d')}. The machine is shared with other jobs; the rows of each table "
             "take turns so "
             "the load falls on them alike; medians over turns.",

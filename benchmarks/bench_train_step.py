@@ -141,7 +141,7 @@ def main() -> None:
     text = (
         f"## Training step (forward + assignment + loss + backward + SGD)\n\n{table}\n\n"
         f"Median of {args.repeats} steps after a warm-up; fp32; {where}; torch {torch.__version__}; "
-        f"{platform.processor() or platform.machine()}. The three take turns step by step, so load from "
+        f"{platform.machine()}. The three take turns step by step, so load from "
         f"elsewhere falls on all alike: compare the ratios across runs, not the milliseconds. "
         f"`{COMMAND} --repeats {args.repeats}`"
     )

@@ -169,7 +169,7 @@ def check_device(ctx: Context) -> tuple[bool, str]:
             f"{torch.backends.cudnn.version()}",
         )
     else:
-        tally.add(True, f"CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}")
+        tally.add(True, f"CPU ({platform.machine()}), torch {torch.__version__}")
     resolved = {mode: amp_dtype(mode, ctx.device) for mode in CHOICES["train.amp"]}
     tally.add(
         resolved["off"] is None and resolved["fp32"] is None,
