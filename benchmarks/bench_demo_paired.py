@@ -5,7 +5,7 @@ YOLOX-Nano on the tree-crown tiles for the same CPU-time budget in a fresh proce
 Every run (config, seed, steps, AP50 and AP50:95 per site and pooled) goes to ``OUT/paired_runs.json``; the
 table with mean ± sd goes to the ``demo-paired`` section of docs/demo.md.
 
-    python benchmarks/bench_demo_paired.py --seeds 0 1 2 --cpu-minutes 20 --out demo_paired
+    python benchmarks/bench_demo_paired.py --seeds 0 1 2 --cpu-minutes 10 --out demo_paired
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from _report import write_section
 
+from yoloxdet.demo.pipeline import DEFAULT_CPU_MINUTES
 from yoloxdet.demo.treecrowns import EVAL_SETS, EVAL_TITLES
 from yoloxdet.io import write_json_atomic
 
@@ -103,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--cpu-minutes", type=float, default=20.0, help="10 minutes of 2 cores = 20")
+    parser.add_argument(
+        "--cpu-minutes", type=float, default=DEFAULT_CPU_MINUTES, help="training budget of each run"
+    )
     parser.add_argument("--out", default="demo_paired", help="folder of the runs")
     parser.add_argument("--cache", help="a folder holding the deepforest wheel (and weights) to reuse")
     parser.add_argument("--docs", default=str(REPO / "docs" / "demo.md"), help="where the table goes")

@@ -19,7 +19,7 @@ recipe (``YoloxNano``: 416 input, mosaic 0.5, no MixUp, mosaic scale 0.5-1.5, si
 epochs, 300 epochs; lr 0.01/64 per image) at our batch size. Its trainer needs CUDA, so the loop below
 follows ``yolox.core.Trainer.train_one_iter`` on the CPU; the budget ends it.
 
-    python benchmarks/bench_finetune_peer.py --seed 0 --cpu-minutes 20 --out demo_peer_s0
+    python benchmarks/bench_finetune_peer.py --seed 0 --cpu-minutes 10 --out demo_peer_s0
 """
 
 from __future__ import annotations

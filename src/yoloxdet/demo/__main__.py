@@ -19,6 +19,7 @@ from pathlib import Path
 from ..config import EvalConfig
 from . import treecrowns
 from .pipeline import (
+    DEFAULT_CPU_MINUTES,
     DemoPaths,
     build_report,
     evaluate_sets,
@@ -37,17 +38,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m yoloxdet.demo", description=__doc__.splitlines()[0])
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument(
-        "--minutes",
-        type=float,
-        default=float(os.environ.get("DEMO_MINUTES", 10)),
-        help="wall-clock training budget in minutes (default 10, env DEMO_MINUTES)",
-    )
-    budget.add_argument(
         "--cpu-minutes",
         type=float,
-        help="training budget in CPU minutes of the training processes instead (train.budget_clock=cpu): "
-        "the same work however busy the machine; 10 minutes of 2 cores = 20",
+        help=f"training budget in CPU minutes of the training processes (train.budget_clock=cpu): the same "
+        f"work however busy the machine (default {DEFAULT_CPU_MINUTES:g}, env DEMO_CPU_MINUTES)",
     )
+    budget.add_argument("--minutes", type=float, help="a wall-clock training budget in minutes instead")
     parser.add_argument(
         "--weights",
         default=os.environ.get("DEMO_WEIGHTS"),
@@ -72,9 +68,11 @@ step = run_command
 
 def budget_of(args: argparse.Namespace) -> dict:
     """The training budget: minutes on the wall clock, or CPU minutes with ``--cpu-minutes``."""
+    if args.minutes is not None:
+        return {"minutes": args.minutes, "clock": "wall"}
     if args.cpu_minutes is not None:
         return {"minutes": args.cpu_minutes, "clock": "cpu"}
-    return {"minutes": args.minutes, "clock": "wall"}
+    return {"minutes": float(os.environ.get("DEMO_CPU_MINUTES", DEFAULT_CPU_MINUTES)), "clock": "cpu"}
 
 
 def main(argv: list[str] | None = None) -> int:
