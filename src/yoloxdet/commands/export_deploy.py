@@ -41,8 +41,8 @@ def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("nncf", "ort"),
         default="nncf",
         help="--format onnx --int8: NNCF post-training quantisation (default; keeps the AP, but onnxruntime "
-        "runs it no faster than fp32) or onnxruntime's quantize_static (int8 kernels in onnxruntime: "
-        "YOLOX-S ~0.45x fp32 time; ~1.1 AP lost on the official Nano)",
+        "runs it slower than fp32) or onnxruntime's quantize_static (int8 kernels in onnxruntime: "
+        "YOLOX-S ~0.46x fp32 time; 1-2 AP lost on the official Nano)",
     )
     group.add_argument(
         "--calib-method",

@@ -11,14 +11,15 @@ Two quantisers write it, both from the same calibration images and with the same
   ``--format openvino --int8``, whose CPU plugin runs the same placement in int8.
 - ``ort``: onnxruntime's ``quantize_static`` (QDQ on conv inputs *and* outputs, Sigmoid and Mul), which
   onnxruntime fuses into ``QLinearConv``/``QLinearSigmoid``/``QLinearMul`` int8 kernels: YOLOX-S@640 runs at
-  0.45x the fp32 file's CPU time (Nano, depthwise convs against fp32's fused Conv+SiLU: ~1.0x). Out of the
+  0.45-0.46x the fp32 file's time (Nano, depthwise convs against fp32's fused Conv+SiLU: ~1.0x). Out of the
   box it lost 17-20 AP on the official Nano. The cause, found by removing Q/DQ pairs from the quantised graph
   one group at a time: one tensor, the stem's output (:func:`stem_nodes`), whose channels differ ~800x in
   range because YOLOX takes 0-255 images unnormalised; alone it costs 19 AP, all other activations ~1 AP
   (weights alone: none). So the stem's output stays float, and MinMax ranges are the mean of the per-image
   extremes (``CalibMovingAverage``) rather than the extremes over all images: 32.6 AP against fp32's 33.7
-  (32 coco128 images; Entropy 27.6, Percentile 29.9; a bias correction like NNCF's gained nothing). That is
-  still just over the 1-AP goal, so ``nncf`` stays the default.
+  (32 coco128 images; Entropy 27.6, Percentile 29.9; a bias correction like NNCF's gained nothing), 31.6 with
+  128 calibration images (``benchmarks/bench_deploy.py``). That is over the 1-AP goal, so ``nncf`` stays the
+  default.
 
 Why int8 YOLO loses accuracy elsewhere, and what we keep in float because of it: the prediction convs
 (``cls_preds``, ``obj_preds``, ``reg_preds``) feed sigmoids and an ``exp``, and one int8 step there moves a
