@@ -176,7 +176,8 @@ def export_formats(
                 out = quantize_onnx(
                     fp32_onnx, workdir / f"{precision}.onnx", calibration, quantizer=quantizer
                 )
-                int8_onnx = out if quantizer == "nncf" else int8_onnx  # TensorRT builds from NNCF's placement
+                if quantizer == "nncf":
+                    int8_onnx = out  # TensorRT builds from NNCF's placement
             result.backend, result.path = OnnxBackend(out, threads=threads), out
             result.size_mb = _file_mb(out)
         elif fmt == "openvino":
