@@ -6,6 +6,13 @@ Every run (config, seed, steps, AP50 and AP50:95 per site and pooled) goes to ``
 table with mean ± sd goes to the ``demo-paired`` section of docs/demo.md.
 
     python benchmarks/bench_demo_paired.py --seeds 0 1 2 --cpu-minutes 10 --out demo_paired
+
+A lever of our recipe is measured the same way: ``--variant NAME OVERRIDES`` adds a config, our demo with
+those training-config overrides, run in turn with the others for each seed; ``--configs`` picks which configs
+run, ``--section`` where their table goes. For instance, layer-wise lr against the recipe:
+
+    python benchmarks/bench_demo_paired.py --configs ours bb01 --section demo-levers \\
+        --variant bb01 'train.lr_scales=[backbone.backbone=0.1]'
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -28,25 +36,26 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ("ours", "peer")
 
 
-def command(config: str, seed: int, cpu_minutes: float, out: Path) -> list[str]:
+def command(config: str, seed: int, cpu_minutes: float, out: Path, overrides: list[str]) -> list[str]:
     budget = ["--cpu-minutes", str(cpu_minutes), "--seed", str(seed), "--out", str(out)]
-    if config == "ours":
-        return [sys.executable, "-m", "yoloxdet.demo", *budget]
-    return [sys.executable, str(REPO / "benchmarks" / "bench_finetune_peer.py"), *budget]
+    if config == "peer":
+        return [sys.executable, str(REPO / "benchmarks" / "bench_finetune_peer.py"), *budget]
+    return [sys.executable, "-m", "yoloxdet.demo", *budget, *overrides]
 
 
-def run_one(config: str, seed: int, cpu_minutes: float, root: Path, cache: Path | None) -> dict:
+def run_one(
+    config: str, seed: int, cpu_minutes: float, root: Path, cache: Path | None, overrides: list[str]
+) -> dict:
     out = root / f"{config}_s{seed}"
     if cache is not None:  # share the downloaded wheel and weights between runs
         (out / "cache").parent.mkdir(parents=True, exist_ok=True)
         if not (out / "cache").exists():
             (out / "cache").symlink_to(cache.resolve())
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_WAIT_POLICY": "PASSIVE"}
-    print(f"== {config} seed {seed}: {' '.join(command(config, seed, cpu_minutes, out))}", flush=True)
+    argv = command(config, seed, cpu_minutes, out, overrides)
+    print(f"== {config} seed {seed}: {shlex.join(argv)}", flush=True)
     with open(out.parent / f"{config}_s{seed}.log", "w") as log:
-        subprocess.run(
-            command(config, seed, cpu_minutes, out), check=True, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        subprocess.run(argv, check=True, env=env, stdout=log, stderr=subprocess.STDOUT)
     result = json.loads((out / "results.json").read_text())
     print(f"   {result['steps']} steps, {json.dumps(result['sites'])}", flush=True)
     return result
@@ -57,7 +66,7 @@ def mean_sd(values: list[float], digits: int = 3) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
-def markdown(runs: list[dict], cpu_minutes: float, argv: list[str]) -> str:
+def markdown(runs: list[dict], cpu_minutes: float, argv: list[str], variants: dict[str, list[str]]) -> str:
     sites = list(EVAL_SETS)
     head = "| config | seed | steps | " + " | ".join(f"{s} AP50 | {s} AP50:95" for s in sites) + " |"
     rule = "|---" * (3 + 2 * len(sites)) + "|"
@@ -69,7 +78,7 @@ def markdown(runs: list[dict], cpu_minutes: float, argv: list[str]) -> str:
     ]
     summary = ["| config | runs | steps | " + " | ".join(f"{s} AP50" for s in sites) + " | cross AP50:95 |"]
     summary.append("|---" * (4 + len(sites)) + "|")
-    for config in CONFIGS:
+    for config in dict.fromkeys(r["config"] for r in runs):
         mine = [r for r in runs if r["config"] == config]
         if not mine:
             continue
@@ -79,13 +88,17 @@ def markdown(runs: list[dict], cpu_minutes: float, argv: list[str]) -> str:
             + f" | {mean_sd([r['sites']['cross']['AP50_95'] for r in mine])} |"
         )
     titles = "; ".join(f"{s}: {EVAL_TITLES[s]}" for s in sites)
+    configs = "".join(f" {name}: the recipe with `{shlex.join(o)}`." for name, o in variants.items())
+    title = (
+        "Levers of our recipe, paired" if set(variants) & {r["config"] for r in runs} else "Ours vs the peer"
+    )
     return "\n".join(
         [
-            "## Ours vs the peer, paired (written by benchmarks/bench_demo_paired.py)",
+            f"## {title}, paired (written by benchmarks/bench_demo_paired.py)",
             "",
-            f"`python benchmarks/bench_demo_paired.py {' '.join(argv)}`: {cpu_minutes:g} CPU-minutes of "
+            f"`python benchmarks/bench_demo_paired.py {shlex.join(argv)}`: {cpu_minutes:g} CPU-minutes of "
             "training each (the process and its data-loader workers), fine-tuned from the same calibrated "
-            "COCO Nano, evaluated by `yoloxdet val` (COCO AP). Sets: " + titles + ".",
+            "COCO Nano, evaluated by `yoloxdet val` (COCO AP). Sets: " + titles + "." + configs,
             "",
             "Mean ± sd over seeds:",
             "",
@@ -110,17 +123,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="demo_paired", help="folder of the runs")
     parser.add_argument("--cache", help="a folder holding the deepforest wheel (and weights) to reuse")
     parser.add_argument("--docs", default=str(REPO / "docs" / "demo.md"), help="where the table goes")
+    parser.add_argument(
+        "--variant",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "OVERRIDES"),
+        help="a config: the demo with these training-config overrides (shell-quoted key=value words)",
+    )
+    parser.add_argument("--configs", nargs="+", help=f"the configs to run (default: {' '.join(CONFIGS)})")
+    parser.add_argument("--section", default="demo-paired", help="the section of --docs to write")
     args = parser.parse_args(argv)
+    variants = {name: shlex.split(overrides) for name, overrides in args.variant}
+    configs = args.configs or list(CONFIGS)
+    unknown = [c for c in configs if c not in (*CONFIGS, *variants)]
+    if unknown:
+        parser.error(f"unknown config(s) {unknown}: define them with --variant NAME OVERRIDES")
     root = Path(args.out)
     root.mkdir(parents=True, exist_ok=True)
     runs: list[dict] = []
     for k, seed in enumerate(args.seeds):
-        order = CONFIGS if k % 2 == 0 else CONFIGS[::-1]  # alternate who goes first
+        order = configs[k % len(configs) :] + configs[: k % len(configs)]  # rotate who goes first
         for config in order:
-            result = run_one(config, seed, args.cpu_minutes, root, Path(args.cache) if args.cache else None)
+            cache = Path(args.cache) if args.cache else None
+            result = run_one(config, seed, args.cpu_minutes, root, cache, variants.get(config, []))
             runs.append({**result, "config": config})
             write_json_atomic(root / "paired_runs.json", {"cpu_minutes": args.cpu_minutes, "runs": runs})
-            write_section("demo-paired", markdown(runs, args.cpu_minutes, argv), path=args.docs)
+            write_section(args.section, markdown(runs, args.cpu_minutes, argv, variants), path=args.docs)
     print(f"runs -> {root / 'paired_runs.json'}, table -> {args.docs}")
     return 0
 

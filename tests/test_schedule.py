@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 
+from yoloxdet.config import ConfigError, TrainConfig, parse_lr_scales
 from yoloxdet.engine.optim import build_optimizer, parameter_groups, set_lr
 from yoloxdet.engine.schedule import LRSchedule, Phase, base_lr, eval_due, lr_at, phase_at, progress_iters
 from yoloxdet.models.zoo import create_model
@@ -99,3 +100,35 @@ def test_parameter_groups_partition_the_model() -> None:
     assert all(g["nesterov"] and g["momentum"] == 0.9 for g in opt.param_groups)
     set_lr(opt, 0.123)
     assert all(g["lr"] == 0.123 for g in opt.param_groups)
+
+
+def test_layer_wise_lr_scales_the_named_modules_only() -> None:
+    model = create_model("yolox-nano", num_classes=3)
+    scales = parse_lr_scales(["backbone.backbone=0.1", "backbone.backbone.stem=0"])
+    opt = build_optimizer(model, lr=0.0, momentum=0.9, weight_decay=5e-4, lr_scales=scales)
+    set_lr(opt, 0.02)
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert len(lr_of) == len(list(model.parameters()))  # each parameter in exactly one group
+    assert opt.param_groups[0]["lr"] == 0.02  # the first group carries the scheduled lr (logged)
+    for name, param in model.named_parameters():
+        if name.startswith("backbone.backbone.stem."):  # the deeper path wins
+            assert lr_of[id(param)] == 0.0, name
+        elif name.startswith("backbone.backbone."):
+            assert lr_of[id(param)] == pytest.approx(0.002), name
+        else:
+            assert lr_of[id(param)] == 0.02, name
+    decay_of = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    plain = build_optimizer(model, lr=0.0, momentum=0.9, weight_decay=5e-4)
+    assert decay_of == {id(p): g["weight_decay"] for g in plain.param_groups for p in g["params"]}
+
+
+@pytest.mark.parametrize("entry", ["backbone", "backbone=x", "=0.1", "backbone=-1"])
+def test_malformed_lr_scales_fail_when_the_config_is_built(entry: str) -> None:
+    with pytest.raises(ConfigError, match=r"train\.lr_scales"):
+        TrainConfig(lr_scales=(entry,))
+
+
+def test_lr_scales_naming_no_module_suggest_the_closest() -> None:
+    model = create_model("yolox-nano", num_classes=3)
+    with pytest.raises(ConfigError, match=r"Did you mean 'backbone\.backbone'"):
+        build_optimizer(model, lr=0.0, momentum=0.9, weight_decay=0.0, lr_scales={"backbone.backbon": 0.1})

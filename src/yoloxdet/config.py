@@ -107,6 +107,24 @@ class DataConfig(_Checked):
     cache: str = "none"  # see CHOICES
 
 
+def parse_lr_scales(entries: Iterable[str]) -> dict[str, float]:
+    """``["backbone.backbone=0.1", ...]`` (``train.lr_scales``) as ``{module path: factor}``."""
+    scales: dict[str, float] = {}
+    for entry in entries:
+        path, sep, factor = str(entry).partition("=")
+        try:
+            value = float(factor)
+        except ValueError:
+            value = -1.0
+        if not sep or not path.strip() or value < 0:
+            raise ConfigError(
+                f"train.lr_scales: {entry!r} is not MODULE=FACTOR with a factor >= 0 "
+                "(e.g. backbone.backbone=0.1)"
+            )
+        scales[path.strip()] = value
+    return scales
+
+
 @dataclass(frozen=True)
 class TrainConfig(_Checked):
     SECTION = "train"
@@ -151,6 +169,13 @@ class TrainConfig(_Checked):
         True  # NHWC model and images: faster convolutions (oneDNN on CPU, tensor cores); same maths
     )
     deterministic: bool = False  # deterministic algorithms, cuDNN benchmark off: exact reruns on GPU, slower
+    # layer-wise lr for fine-tuning (not official): "MODULE=FACTOR" entries, the lr of the parameters under
+    # MODULE times FACTOR, e.g. [backbone.backbone=0.1]; see engine/optim.py
+    lr_scales: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        parse_lr_scales(self.lr_scales)  # a malformed entry fails when the config is built
 
 
 @dataclass(frozen=True)

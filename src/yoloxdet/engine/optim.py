@@ -2,14 +2,23 @@
 
 Group 0: normalisation-layer weights, no decay. Group 1: every other weight, ``weight_decay``. Group 2: all
 biases (normalisation and prediction biases), no decay. The lr of every group is set by the trainer each step.
+
+Layer-wise learning rates (``train.lr_scales``, not official): the parameters under a module path get the
+scheduled lr times a factor, e.g. ``backbone.backbone=0.1`` to fine-tune a pretrained backbone gently while
+the neck and head learn the new data at the full rate. Each factor gets its own copy of the three groups.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import nn
 from torch.optim import SGD
 
+from yoloxdet.engine.freeze import named_module
+
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+LR_SCALE_KEY = "lr_scale"  # the factor a param group applies to the scheduled lr
 
 
 def parameter_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
@@ -28,22 +37,38 @@ def parameter_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Para
     return norm_weights, decayed, biases
 
 
-def build_optimizer(model: nn.Module, *, lr: float, momentum: float, weight_decay: float) -> SGD:
-    """The official optimizer; ``lr`` is the starting value (official: ``warmup_lr``, i.e. 0)."""
-    norm_weights, decayed, biases = parameter_groups(model)
-    return SGD(
-        [
-            {"params": norm_weights, "weight_decay": 0.0},
-            {"params": decayed, "weight_decay": weight_decay},
-            {"params": biases, "weight_decay": 0.0},
-        ],
-        lr=lr,
-        momentum=momentum,
-        nesterov=True,
-    )
+def build_optimizer(
+    model: nn.Module,
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    lr_scales: Mapping[str, float] | None = None,
+) -> SGD:
+    """The official optimizer; ``lr`` is the starting value (official: ``warmup_lr``, i.e. 0).
+
+    ``lr_scales`` maps module paths to lr factors (:func:`yoloxdet.config.parse_lr_scales`; the deepest path
+    containing a parameter wins); the
+    full-rate groups come first, so ``param_groups[0]`` always carries the scheduled lr.
+
+    Raises:
+        ConfigError: a path of ``lr_scales`` names no module of ``model``.
+    """
+    modules = dict(model.named_modules())
+    scale_of: dict[int, float] = {}
+    for path in sorted(lr_scales or {}, key=lambda p: p.count(".")):  # deeper paths override shallower
+        for param in named_module(modules, path, "train.lr_scales").parameters():
+            scale_of[id(param)] = lr_scales[path]  # type: ignore[index]
+    groups = []
+    for scale in [1.0, *sorted(set(scale_of.values()) - {1.0})]:
+        kept = [[p for p in group if scale_of.get(id(p), 1.0) == scale] for group in parameter_groups(model)]
+        for params, decay in zip(kept, (0.0, weight_decay, 0.0)):
+            groups.append({"params": params, "weight_decay": decay, LR_SCALE_KEY: scale})
+    return SGD(groups, lr=lr, momentum=momentum, nesterov=True)
 
 
 def set_lr(optimizer: SGD, lr: float) -> None:
-    """Overwrite the lr of every group (official ``param_group["lr"] = lr`` for all groups)."""
+    """Set every group's lr to ``lr`` times its layer-wise factor (official: ``param_group["lr"] = lr`` for
+    all groups)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get(LR_SCALE_KEY, 1.0)

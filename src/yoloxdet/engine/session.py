@@ -29,6 +29,7 @@ from yoloxdet.config import (
     apply_overrides,
     eval_input_size,
     from_dict,
+    parse_lr_scales,
     to_dict,
     with_changes,
 )
@@ -223,7 +224,11 @@ def build_trainer(
         t.min_lr_ratio,
     )
     optimizer = build_optimizer(
-        unwrap(model), lr=t.warmup_lr, momentum=t.momentum, weight_decay=t.weight_decay
+        unwrap(model),
+        lr=t.warmup_lr,
+        momentum=t.momentum,
+        weight_decay=t.weight_decay,
+        lr_scales=parse_lr_scales(t.lr_scales),
     )
     evaluate = None
     if val_set is not None:
