@@ -65,17 +65,9 @@ def test_optimize_for_inference_channels_last_matches_and_accepts_both_layouts()
         for layout in (torch.contiguous_format, torch.channels_last):
             got = decode(fast(images.contiguous(memory_format=layout)))
             torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-4)
-
-
-def test_compiled_copy_matches_the_eval_model_and_leaves_it_unfused():
-    model = randomize_(create_model("yolox-nano")).eval()
-    images = _images(batch=1, height=96, width=128)
-    compiled = optimize_for_inference(model, compile=True)  # plain Inductor (no freezing)
-    with torch.inference_mode():
-        expected = decode(model(images))
-        got = decode(compiled(images))
-    torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-4)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), "the original must keep its BNs"
+    # the compiled copy (compile=True) is checked end to end by test_predict_cli's --compile test: one
+    # Inductor compile of Nano takes 1-2 minutes of the suite on 2 cores
 
 
 def test_detector_from_checkpoint_folds_bn_by_default_and_matches_the_unfused_model(tmp_path):
