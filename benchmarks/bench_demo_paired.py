@@ -24,6 +24,8 @@ import shlex
 import statistics
 import subprocess
 import sys
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _report import write_section
@@ -89,16 +91,21 @@ def markdown(runs: list[dict], cpu_minutes: float, argv: list[str], variants: di
         )
     titles = "; ".join(f"{s}: {EVAL_TITLES[s]}" for s in sites)
     configs = "".join(f" {name}: the recipe with `{shlex.join(o)}`." for name, o in variants.items())
-    title = (
-        "Levers of our recipe, paired" if set(variants) & {r["config"] for r in runs} else "Ours vs the peer"
+    title = "Levers of our recipe" if set(variants) & {r["config"] for r in runs} else "Ours vs the peer"
+    length = (
+        f"{cpu_minutes:g} CPU-minutes of training each (the process and its data-loader workers)"
+        if cpu_minutes
+        else "no time budget, the training length set by the configs (`train.epochs`)"
     )
     return "\n".join(
         [
             f"## {title}, paired (written by benchmarks/bench_demo_paired.py)",
             "",
-            f"`python benchmarks/bench_demo_paired.py {shlex.join(argv)}`: {cpu_minutes:g} CPU-minutes of "
-            "training each (the process and its data-loader workers), fine-tuned from the same calibrated "
-            "COCO Nano, evaluated by `yoloxdet val` (COCO AP). Sets: " + titles + "." + configs,
+            f"`python benchmarks/bench_demo_paired.py {shlex.join(argv)}`: {length}, fine-tuned from the "
+            "same calibrated COCO Nano, evaluated by `yoloxdet val` (COCO AP). Sets: "
+            + titles
+            + "."
+            + configs,
             "",
             "Mean ± sd over seeds:",
             "",
@@ -133,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--configs", nargs="+", help=f"the configs to run (default: {' '.join(CONFIGS)})")
     parser.add_argument("--section", default="demo-paired", help="the section of --docs to write")
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run the configs of a seed at the same time (each then meets the same load on a shared machine)",
+    )
     args = parser.parse_args(argv)
     variants = {name: shlex.split(overrides) for name, overrides in args.variant}
     configs = args.configs or list(CONFIGS)
@@ -142,12 +154,21 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.out)
     root.mkdir(parents=True, exist_ok=True)
     runs: list[dict] = []
+    cache = Path(args.cache) if args.cache else None
+
+    def one(config: str, seed: int) -> dict:
+        result = run_one(config, seed, args.cpu_minutes, root, cache, variants.get(config, []))
+        return {**result, "config": config}
+
     for k, seed in enumerate(args.seeds):
         order = configs[k % len(configs) :] + configs[: k % len(configs)]  # rotate who goes first
-        for config in order:
-            cache = Path(args.cache) if args.cache else None
-            result = run_one(config, seed, args.cpu_minutes, root, cache, variants.get(config, []))
-            runs.append({**result, "config": config})
+        if args.parallel:
+            with ThreadPoolExecutor(len(order)) as pool:
+                batches: Iterable[list[dict]] = [list(pool.map(one, order, [seed] * len(order)))]
+        else:
+            batches = ([one(config, seed)] for config in order)  # written as each run ends
+        for batch in batches:
+            runs.extend(batch)
             write_json_atomic(root / "paired_runs.json", {"cpu_minutes": args.cpu_minutes, "runs": runs})
             write_section(args.section, markdown(runs, args.cpu_minutes, argv, variants), path=args.docs)
     print(f"runs -> {root / 'paired_runs.json'}, table -> {args.docs}")
