@@ -1,0 +1,192 @@
+"""What quantisation-aware fine-tuning (``yoloxdet train ... train.quant=qat``) recovers of the int8 loss.
+
+The official YOLOX-Nano (``yolox_nano.onnx``) on coco128 split in two halves by image (alternate images of
+the sorted list): QAT fine-tunes on the *train* half through the normal trainer (``session.train``, the
+official loss, no evaluation during training: no checkpoint is chosen by the test half), and every row is
+scored on the *test* half, which is never trained on. int8 rows are calibrated on the train half. Rows, for
+the starting weights and the QAT checkpoint (``last.pt``, loaded as an ordinary float checkpoint):
+PyTorch fp32, and what ``yoloxdet bench --formats`` exports (onnx fp32, onnx int8 by NNCF, onnx int8-ort by
+onnxruntime's ``quantize_static``, the one QAT simulates, OpenVINO fp32 and int8). Writes the ``qat`` section
+of docs/benchmarks.md.
+
+    python benchmarks/bench_qat.py                      # one run (seed 0)
+    python benchmarks/bench_qat.py --seeds 0,1,2        # mean +- sd over the QAT seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from yoloxdet.bench.formats import export_formats
+from yoloxdet.config import Config, apply_overrides
+from yoloxdet.engine.evaluator import evaluate_coco, folder_samples, predict_coco_results
+from yoloxdet.engine.session import train
+from yoloxdet.export import ExportMetadata
+from yoloxdet.export.calibration import CalibrationImages
+from yoloxdet.inference.api import Detector
+from yoloxdet.models.fuse import fuse_model
+from yoloxdet.weights import load_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import write_section
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("YOLOXDET_SHARED", REPO.parent / "shared"))
+COCO128 = SHARED / "data" / "coco128"
+NANO_ONNX = SHARED / "weights" / "yolox_nano.onnx"
+SIZE = (416, 416)
+FORMATS = ("pytorch", "onnx", "openvino")
+
+
+def split_coco128(workdir: Path) -> tuple[Path, dict, dict]:
+    """Write the train half as a dataset YAML (no val split: nothing is evaluated while training); return it,
+    and the COCO dicts of both halves."""
+    gt = json.loads((COCO128 / "annotations" / "instances.json").read_text())
+    images = sorted(gt["images"], key=lambda info: info["file_name"])
+    halves = {}
+    for name, part in (("train", images[0::2]), ("test", images[1::2])):
+        ids = {info["id"] for info in part}
+        halves[name] = {
+            **gt,
+            "images": part,
+            "annotations": [a for a in gt["annotations"] if a["image_id"] in ids],
+        }
+        (workdir / f"{name}.json").write_text(json.dumps(halves[name]))
+    spec = {
+        "format": "coco",
+        "train": {"images": str(COCO128 / "images"), "annotations": str(workdir / "train.json")},
+    }
+    (workdir / "train.yaml").write_text(yaml.safe_dump(spec))
+    return workdir / "train.yaml", halves["train"], halves["test"]
+
+
+def score_formats(
+    weights: Path, test: dict, calibration: CalibrationImages, workdir: Path
+) -> dict[str, float]:
+    """AP on ``test`` of every row of ``export_formats`` for ``weights``."""
+    model, info = load_model(weights, model_name="yolox-nano" if weights.suffix == ".onnx" else None)
+    meta = ExportMetadata(info.model_name, tuple(info.class_names), SIZE, strides=tuple(model.strides))
+    workdir.mkdir(parents=True)
+    aps = {}
+    for result in export_formats(fuse_model(model), meta, workdir, calibration, FORMATS):
+        if result.skipped is not None:
+            print(f"{result.name}: skipped ({result.skipped})", flush=True)
+            continue
+        detector = Detector(
+            result.backend, meta.checkpoint_info(), conf_threshold=0.001, nms_iou_threshold=0.65
+        )
+        samples = folder_samples(test, COCO128 / "images")
+        aps[result.name] = evaluate_coco(
+            test, predict_coco_results(detector, test, samples, progress=False)
+        ).ap
+        result.backend = None
+        print(f"{weights.name} {result.name}: AP {100 * aps[result.name]:.1f}", flush=True)
+    return aps
+
+
+def qat_overrides(args: argparse.Namespace, seed: int, train_yaml: Path, out: Path) -> list[str]:
+    return [
+        f"data.dataset={train_yaml}",
+        "data.workers=0",
+        "model.name=yolox-nano",
+        f"train.weights={NANO_ONNX}",
+        "train.quant=qat",
+        f"train.epochs={args.epochs}",
+        f"train.batch={args.batch}",
+        f"train.lr_per_image={args.lr_per_image}",
+        "train.warmup_epochs=0",
+        "train.no_aug_epochs=0",
+        f"train.input_size=[{SIZE[0]}, {SIZE[1]}]",
+        "train.multiscale_range=0",
+        f"train.seed={seed}",
+        f"train.output_dir={out}",
+        f"train.name=qat-seed{seed}",
+    ]
+
+
+def markdown(start: dict[str, float], runs: list[dict], args: argparse.Namespace) -> str:
+    command = "python benchmarks/bench_qat.py " + " ".join(sys.argv[1:])
+    ref = start["pytorch fp32"]
+    lines = [
+        "## Quantisation-aware fine-tuning (int8 recovery, CPU)",
+        "",
+        f"Written by `{command.strip()}` on {platform.machine()}, torch {torch.__version__}. The official "
+        "YOLOX-Nano @ 416 on coco128 split in two halves (alternate images): QAT "
+        "(`yoloxdet train train.yaml model.name=yolox-nano train.weights=yolox_nano.onnx train.quant=qat "
+        f"epochs={args.epochs} batch={args.batch} lr_per_image={args.lr_per_image} warmup_epochs=0 "
+        "no_aug_epochs=0 multiscale_range=0`, the official augmentation of Nano) fine-tunes on the 64 train "
+        "images, with no evaluation during training; its `last.pt` (an ordinary float checkpoint) goes "
+        "through the same exports as the start. Every AP (COCO AP50:95, x100) is on the 64 *test* images, "
+        "never trained on; int8 calibrated on the 64 train images. The drop is against the starting weights' "
+        f"PyTorch fp32 ({100 * ref:.1f}). "
+        + (
+            f"One QAT run (seed {runs[0]['seed']}): one number per row, no spread measured."
+            if len(runs) == 1
+            else f"QAT rows: mean +- sd over seeds {', '.join(str(r['seed']) for r in runs)}."
+        ),
+        "",
+        "| format | start AP | drop | after QAT AP | drop |",
+        "|---|---|---|---|---|",
+    ]
+    for name, ap in start.items():
+        values = [100 * run["aps"][name] for run in runs if name in run["aps"]]
+        if not values:
+            continue
+        mean = statistics.mean(values)
+        qat = f"{mean:.1f}" + (f" +- {statistics.stdev(values):.1f}" if len(values) > 1 else "")
+        lines.append(
+            f"| {name} | {100 * ap:.1f} | {100 * ref - 100 * ap:+.1f} | {qat} | {100 * ref - mean:+.1f} |"
+        )
+    minutes = ", ".join(f"{run['train_minutes']:.1f}" for run in runs)
+    lines += ["", f"QAT training time per run (min, 2 shared cores): {minutes}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr-per-image", type=float, default=0.01 / 64 / 10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench-qat-") as tmp:
+        workdir = Path(tmp)
+        train_yaml, train_half, test = split_coco128(workdir)
+        calibration = CalibrationImages(
+            [COCO128 / "images" / info["file_name"] for info in train_half["images"]], SIZE, 64
+        )
+        start = score_formats(NANO_ONNX, test, calibration, workdir / "start")
+        runs = []
+        for seed in (int(s) for s in args.seeds.split(",")):
+            config = apply_overrides(Config(), qat_overrides(args, seed, train_yaml, workdir / "runs"))
+            began = time.perf_counter()
+            _, run_dir = train(config, progress=False)
+            minutes = (time.perf_counter() - began) / 60
+            aps = score_formats(run_dir / "last.pt", test, calibration, workdir / f"qat{seed}")
+            runs.append({"seed": seed, "aps": aps, "train_minutes": minutes})
+            text = markdown(start, runs, args)
+            print(text, flush=True)
+            if not args.no_write:
+                write_section("qat", text, REPO / "docs" / "benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()
