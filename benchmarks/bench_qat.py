@@ -5,12 +5,13 @@ the sorted list): QAT fine-tunes on the *train* half through the normal trainer 
 official loss, no evaluation during training: no checkpoint is chosen by the test half), and every row is
 scored on the *test* half, which is never trained on. int8 rows are calibrated on the train half. Rows, for
 the starting weights and the QAT checkpoint (``last.pt``, loaded as an ordinary float checkpoint):
-PyTorch fp32, and what ``yoloxdet bench --formats`` exports (onnx fp32, onnx int8 by NNCF, onnx int8-ort by
-onnxruntime's ``quantize_static``, the one QAT simulates, OpenVINO fp32 and int8). Writes the ``qat`` section
-of docs/benchmarks.md.
+PyTorch fp32 and int8 files as ``yoloxdet export --int8`` writes them: onnx int8-ort (onnxruntime's
+``quantize_static``, the one QAT simulates) and, with ``--formats``, NNCF's onnx int8 and OpenVINO int8.
+Writes the ``qat`` section of docs/benchmarks.md.
 
     python benchmarks/bench_qat.py                      # one run (seed 0)
     python benchmarks/bench_qat.py --seeds 0,1,2        # mean +- sd over the QAT seeds
+    python benchmarks/bench_qat.py --formats "onnx int8-ort,openvino int8"
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ from pathlib import Path
 import torch
 import yaml
 
-from yoloxdet.bench.formats import export_formats
 from yoloxdet.config import Config, apply_overrides
 from yoloxdet.engine.evaluator import evaluate_coco, folder_samples, predict_coco_results
 from yoloxdet.engine.session import train
-from yoloxdet.export import ExportMetadata
+from yoloxdet.export import ExportMetadata, export_onnx
 from yoloxdet.export.calibration import CalibrationImages
-from yoloxdet.inference.api import Detector
+from yoloxdet.export.int8 import quantize_onnx
+from yoloxdet.inference.api import Detector, TorchBackend
 from yoloxdet.models.fuse import fuse_model
 from yoloxdet.weights import load_model
 
@@ -47,7 +48,9 @@ SHARED = Path(os.environ.get("YOLOXDET_SHARED", REPO.parent / "shared"))
 COCO128 = SHARED / "data" / "coco128"
 NANO_ONNX = SHARED / "weights" / "yolox_nano.onnx"
 SIZE = (416, 416)
-FORMATS = ("pytorch", "onnx", "openvino")
+# the int8 rows besides PyTorch fp32: onnxruntime's quantize_static (what QAT simulates), NNCF's ONNX file,
+# NNCF's OpenVINO model (the last two take minutes each here: --formats)
+ROWS = ("onnx int8-ort", "onnx int8", "openvino int8")
 
 
 def split_coco128(workdir: Path) -> tuple[Path, dict, dict]:
@@ -73,26 +76,35 @@ def split_coco128(workdir: Path) -> tuple[Path, dict, dict]:
 
 
 def score_formats(
-    weights: Path, test: dict, calibration: CalibrationImages, workdir: Path
+    weights: Path, test: dict, calibration: CalibrationImages, workdir: Path, formats: tuple[str, ...]
 ) -> dict[str, float]:
-    """AP on ``test`` of every row of ``export_formats`` for ``weights``."""
+    """AP on ``test`` of ``weights`` in PyTorch fp32 and in each of ``formats`` (see :data:`ROWS`)."""
     model, info = load_model(weights, model_name="yolox-nano" if weights.suffix == ".onnx" else None)
     meta = ExportMetadata(info.model_name, tuple(info.class_names), SIZE, strides=tuple(model.strides))
     workdir.mkdir(parents=True)
+    model = fuse_model(model)
+    fp32 = export_onnx(model, workdir / "fp32.onnx", meta, dynamic_size=False)
+    files: dict[str, object] = {"pytorch fp32": TorchBackend(model)}
+    for name in formats:
+        if name == "onnx int8-ort":
+            files[name] = quantize_onnx(fp32, workdir / "ort.onnx", calibration, quantizer="ort")
+        elif name == "onnx int8":
+            files[name] = quantize_onnx(fp32, workdir / "nncf.onnx", calibration, quantizer="nncf")
+        elif name == "openvino int8":
+            from yoloxdet.export.openvino import export_openvino
+
+            files[name] = export_openvino(
+                fp32, workdir / "ov.xml", meta, calibration=calibration, subset_size=len(calibration)
+            )
     aps = {}
-    for result in export_formats(fuse_model(model), meta, workdir, calibration, FORMATS):
-        if result.skipped is not None:
-            print(f"{result.name}: skipped ({result.skipped})", flush=True)
-            continue
-        detector = Detector(
-            result.backend, meta.checkpoint_info(), conf_threshold=0.001, nms_iou_threshold=0.65
-        )
+    for name, source in files.items():
+        if isinstance(source, Path):
+            detector = Detector.from_checkpoint(source, conf_threshold=0.001, nms_iou_threshold=0.65)
+        else:
+            detector = Detector(source, info, conf_threshold=0.001, nms_iou_threshold=0.65, input_size=SIZE)
         samples = folder_samples(test, COCO128 / "images")
-        aps[result.name] = evaluate_coco(
-            test, predict_coco_results(detector, test, samples, progress=False)
-        ).ap
-        result.backend = None
-        print(f"{weights.name} {result.name}: AP {100 * aps[result.name]:.1f}", flush=True)
+        aps[name] = evaluate_coco(test, predict_coco_results(detector, test, samples, progress=False)).ap
+        print(f"{weights.name} {name}: AP {100 * aps[name]:.1f}", flush=True)
     return aps
 
 
@@ -163,6 +175,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr-per-image", type=float, default=0.01 / 64 / 10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--formats", default="onnx int8-ort", help=f"comma-separated, of: {', '.join(ROWS)}")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -173,14 +186,18 @@ def main() -> None:
         calibration = CalibrationImages(
             [COCO128 / "images" / info["file_name"] for info in train_half["images"]], SIZE, 64
         )
-        start = score_formats(NANO_ONNX, test, calibration, workdir / "start")
+        formats = tuple(name.strip() for name in args.formats.split(",") if name.strip())
+        unknown = set(formats) - set(ROWS)
+        if unknown:
+            parser.error(f"unknown --formats {sorted(unknown)}; choose from {', '.join(ROWS)}")
+        start = score_formats(NANO_ONNX, test, calibration, workdir / "start", formats)
         runs = []
         for seed in (int(s) for s in args.seeds.split(",")):
             config = apply_overrides(Config(), qat_overrides(args, seed, train_yaml, workdir / "runs"))
             began = time.perf_counter()
             _, run_dir = train(config, progress=False)
             minutes = (time.perf_counter() - began) / 60
-            aps = score_formats(run_dir / "last.pt", test, calibration, workdir / f"qat{seed}")
+            aps = score_formats(run_dir / "last.pt", test, calibration, workdir / f"qat{seed}", formats)
             runs.append({"seed": seed, "aps": aps, "train_minutes": minutes})
             text = markdown(start, runs, args)
             print(text, flush=True)

@@ -14,7 +14,7 @@ in the exported graph (Conv -> Sigmoid -> Mul for each SiLU):
 
 What the export keeps float stays float: the prediction convs and the decode (plain ``nn.Conv2d``, left
 untouched) and the stem (the first block: float weights, output and SiLU; the blocks reading its output: float
-input and weights; see :func:`yoloxdet.export.int8.stem_nodes`).
+input and weights; see :func:`yoloxdet.export.int8.stem_nodes`). The stem's parameters are held fixed.
 
 BatchNorm is frozen and folded on the fly: each block computes ``conv(x, fq(W * g / sqrt(var + eps)))`` plus
 the folded bias from its BN's running statistics, which do not change, so the weights that fake quantisation
@@ -178,6 +178,10 @@ def prepare_qat(model: nn.Module, input_size: tuple[int, int] = (64, 64)) -> nn.
             model.get_submodule(name), weights=quantized, input_fq=input_fq, outputs=name != stem_name
         )
         model.set_submodule(name, block)
+    for param in model.get_submodule(stem_name).parameters():
+        # the stem stays float in the export, and its input is 0-255 pixels: with BN folded (nothing
+        # normalises by batch statistics) one step at a fine-tuning lr changed its weights by ~130%
+        param.requires_grad_(False)
     return model
 
 
