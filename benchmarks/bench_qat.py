@@ -3,8 +3,8 @@
 The official YOLOX-Nano (``yolox_nano.onnx``) on coco128 split in two halves by image (alternate images of
 the sorted list): two fine-tunes on the *train* half through the normal trainer (``session.train``, the
 official loss, no evaluation during training: no checkpoint is chosen by the test half), the same recipe
-without and with ``train.quant=qat`` (the control says what fine-tuning alone does), and every row is
-scored on the *test* half, which is never trained on. int8 rows are calibrated on the train half. Rows, for
+with ``train.quant=qat`` and its fake quantisation switched off (the control: what fine-tuning alone
+does) or on, and every row is scored on the *test* half, which is never trained on. int8 rows are calibrated on the train half. Rows, for
 the starting weights and each fine-tune's ``last.pt`` (loaded as an ordinary float checkpoint):
 PyTorch fp32 and int8 files as ``yoloxdet export --int8`` writes them: onnx int8-ort (onnxruntime's
 ``quantize_static``, the one QAT simulates) and, with ``--formats``, NNCF's onnx int8 and OpenVINO int8.
@@ -30,10 +30,12 @@ from pathlib import Path
 
 import torch
 import yaml
+from torch.ao.quantization import disable_fake_quant
 
 from yoloxdet.config import Config, apply_overrides
 from yoloxdet.engine.evaluator import evaluate_coco, folder_samples, predict_coco_results
 from yoloxdet.engine.session import train
+from yoloxdet.engine.trainer import Callback, Trainer
 from yoloxdet.export import ExportMetadata, export_onnx
 from yoloxdet.export.calibration import CalibrationImages
 from yoloxdet.export.int8 import quantize_onnx
@@ -109,15 +111,25 @@ def score_formats(
     return aps
 
 
+class WithoutFakeQuant(Callback):
+    """The control: the QAT run's model (BN frozen and folded, stem fixed) with fake quantisation off, so that
+    the two fine-tunes differ in the int8 rounding only."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        trainer.model.apply(disable_fake_quant)
+        if trainer.ema is not None:
+            trainer.ema.module.apply(disable_fake_quant)
+
+
 def fine_tune_overrides(
-    args: argparse.Namespace, quant: str, seed: int, train_yaml: Path, out: Path
+    args: argparse.Namespace, seed: int, train_yaml: Path, out: Path, name: str
 ) -> list[str]:
     return [
         f"data.dataset={train_yaml}",
         "data.workers=0",
         "model.name=yolox-nano",
         f"train.weights={NANO_ONNX}",
-        f"train.quant={quant}",
+        "train.quant=qat",
         f"train.epochs={args.epochs}",
         f"train.batch={args.batch}",
         f"train.lr_per_image={args.lr_per_image}",
@@ -127,7 +139,7 @@ def fine_tune_overrides(
         "train.multiscale_range=0",
         f"train.seed={seed}",
         f"train.output_dir={out}",
-        f"train.name={quant}-seed{seed}",
+        f"train.name={name}-seed{seed}",
     ]
 
 
@@ -141,11 +153,11 @@ def markdown(start: dict[str, float], runs: list[dict], args: argparse.Namespace
         f"Written by `{command.strip()}` on {platform.machine()}, torch {torch.__version__}. The official "
         "YOLOX-Nano @ 416 on coco128 split in two halves (alternate images). Two fine-tunes of the official "
         "weights on the 64 train images, the same recipe (`yoloxdet train train.yaml model.name=yolox-nano "
-        f"train.weights=yolox_nano.onnx epochs={args.epochs} batch={args.batch} "
+        f"train.weights=yolox_nano.onnx quant=qat epochs={args.epochs} batch={args.batch} "
         f"lr_per_image={args.lr_per_image:.4g} warmup_epochs=0 no_aug_epochs=0 multiscale_range=0`, Nano's "
-        "official augmentation, no evaluation during training), without (`quant=none`) and with "
-        "(`quant=qat`) fake quantisation; each `last.pt` (an ordinary float checkpoint) goes through the "
-        "same exports as the start. Every AP (COCO AP50:95, x100) is on the 64 *test* images, never trained "
+        "official augmentation, no evaluation during training): the control with the fake quantisation "
+        "switched off (BN still frozen and folded, the stem fixed), and QAT; each `last.pt` (an ordinary "
+        "float checkpoint) goes through the same exports as the start. Every AP (COCO AP50:95, x100) is on the 64 *test* images, never trained "
         "on; int8 calibrated on the 64 train images (`--calibrate`, onnxruntime's own ranges: no range "
         "learnt in QAT is passed on). Drops are against the starting weights' PyTorch fp32 "
         f"({100 * ref:.1f}). coco128 images are COCO train2017 images, which the official weights were "
@@ -157,7 +169,7 @@ def markdown(start: dict[str, float], runs: list[dict], args: argparse.Namespace
             else f"Fine-tune cells: mean +- sd over seeds {seeds}."
         ),
         "",
-        "| format | start | drop | fine-tune (no QAT) | drop | QAT fine-tune | drop |",
+        "| format | start | drop | fine-tune, fake quant off | drop | QAT fine-tune | drop |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, ap in start.items():
@@ -171,7 +183,7 @@ def markdown(start: dict[str, float], runs: list[dict], args: argparse.Namespace
     minutes = "; ".join(
         f"seed {run['seed']}: {run['minutes']['none']:.1f} / {run['minutes']['qat']:.1f}" for run in runs
     )
-    lines += ["", f"Training minutes without / with QAT (2 shared cores): {minutes}.", ""]
+    lines += ["", f"Training minutes, control / QAT (2 shared cores): {minutes}.", ""]
     return "\n".join(lines)
 
 
@@ -205,9 +217,11 @@ def main() -> None:
         for seed in (int(s) for s in args.seeds.split(",")):
             run: dict = {"seed": seed, "minutes": {}}
             for quant in ("none", "qat"):
-                overrides = fine_tune_overrides(args, quant, seed, train_yaml, workdir / "runs")
+                overrides = fine_tune_overrides(args, seed, train_yaml, workdir / "runs", quant)
+                callbacks = (WithoutFakeQuant(),) if quant == "none" else ()
                 began = time.perf_counter()
-                _, run_dir = train(apply_overrides(Config(), overrides), progress=False)
+                config = apply_overrides(Config(), overrides)
+                _, run_dir = train(config, progress=False, extra_callbacks=callbacks)
                 run["minutes"][quant] = (time.perf_counter() - began) / 60
                 run[quant] = score_formats(
                     run_dir / "last.pt", test, calibration, workdir / f"{quant}{seed}", formats
