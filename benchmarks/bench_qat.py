@@ -3,11 +3,12 @@
 The official YOLOX-Nano (``yolox_nano.onnx``) on coco128 split in two halves by image (alternate images of
 the sorted list): two fine-tunes on the *train* half through the normal trainer (``session.train``, the
 official loss, no evaluation during training: no checkpoint is chosen by the test half), the same recipe
-with ``train.quant=qat`` and its fake quantisation switched off (the control: what fine-tuning alone
-does) or on, and every row is scored on the *test* half, which is never trained on. int8 rows are calibrated on the train half. Rows, for
-the starting weights and each fine-tune's ``last.pt`` (loaded as an ordinary float checkpoint):
-PyTorch fp32 and int8 files as ``yoloxdet export --int8`` writes them: onnx int8-ort (onnxruntime's
-``quantize_static``, the one QAT simulates) and, with ``--formats``, NNCF's onnx int8 and OpenVINO int8.
+with ``train.quant=qat`` and its fake quantisation switched off (the control: what fine-tuning alone does)
+or on. Every row is scored on the *test* half, which is never trained on; int8 rows are calibrated on the
+train half. Rows, for the starting weights and each fine-tune's ``last.pt`` (loaded as an ordinary float
+checkpoint): PyTorch fp32 and int8 files as ``yoloxdet export --int8`` writes them: onnx int8-ort
+(onnxruntime's ``quantize_static``, the one QAT simulates) and, with ``--formats``, NNCF's onnx int8 and
+OpenVINO int8.
 Writes the ``qat`` section of docs/benchmarks.md.
 
     python benchmarks/bench_qat.py                      # one run (seed 0)
@@ -157,8 +158,9 @@ def markdown(start: dict[str, float], runs: list[dict], args: argparse.Namespace
         f"lr_per_image={args.lr_per_image:.4g} warmup_epochs=0 no_aug_epochs=0 multiscale_range=0`, Nano's "
         "official augmentation, no evaluation during training): the control with the fake quantisation "
         "switched off (BN still frozen and folded, the stem fixed), and QAT; each `last.pt` (an ordinary "
-        "float checkpoint) goes through the same exports as the start. Every AP (COCO AP50:95, x100) is on the 64 *test* images, never trained "
-        "on; int8 calibrated on the 64 train images (`--calibrate`, onnxruntime's own ranges: no range "
+        "float checkpoint) goes through the same exports as the start. Every AP (COCO AP50:95, x100) is on "
+        "the 64 *test* images, never trained on; int8 calibrated on the 64 train images (`--calibrate`, "
+        "onnxruntime's own ranges: no range "
         "learnt in QAT is passed on). Drops are against the starting weights' PyTorch fp32 "
         f"({100 * ref:.1f}). coco128 images are COCO train2017 images, which the official weights were "
         "trained on: the fp32 gain of any fine-tune here says little; the int8 rows against the fine-tune's "
