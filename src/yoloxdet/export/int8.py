@@ -21,6 +21,13 @@ Two quantisers write it, both from the same calibration images and with the same
   128 calibration images (``benchmarks/bench_deploy.py``). That is over the 1-AP goal, so ``nncf`` stays the
   default.
 
+When ``ort``'s loss matters (it is the fast file), recover it by quantisation-aware fine-tuning: ``yoloxdet
+train DATA.yaml train.weights=W train.quant=qat`` (:mod:`yoloxdet.engine.qat`) trains ``W`` under fake
+quantisation placed and calibrated as this quantiser will quantise, and its checkpoint is an ordinary float
+checkpoint that this export quantises as usual. On the official Nano (coco128 halves: fine-tuned on one,
+scored on the other, ``benchmarks/bench_qat.py``, the ``qat`` section of docs/benchmarks.md) the same short
+fine-tune with the fake quantisation switched off loses QAT_CONTROL_GAP AP to ``ort`` int8, with it QAT_GAP.
+
 Why int8 YOLO loses accuracy elsewhere, and what we keep in float because of it: the prediction convs
 (``cls_preds``, ``obj_preds``, ``reg_preds``) feed sigmoids and an ``exp``, and one int8 step there moves a
 score or a box by a lot; the decode (grid add, ``exp``, stride multiply, concat of boxes in pixels with scores
