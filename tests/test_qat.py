@@ -63,7 +63,7 @@ def test_qat_needs_initial_weights(tmp_path: Path, capsys: pytest.CaptureFixture
 
 @pytest.mark.slow
 def test_qat_run_saves_a_float_checkpoint_that_exports_where_it_was_fake_quantised(tmp_path: Path) -> None:
-    data = write_shapes_dataset(tmp_path / "shapes", train=8, val=4, size=64)
+    data = write_shapes_dataset(tmp_path / "shapes", train=4, val=2, size=64)  # one step, one evaluation
     torch.manual_seed(0)
     start_model = create_model("yolox-nano", num_classes=2)
     start = tmp_path / "start.pt"
@@ -85,7 +85,7 @@ def test_qat_run_saves_a_float_checkpoint_that_exports_where_it_was_fake_quantis
     assert any(moved)  # it trained
 
     out = tmp_path / "qat_int8.onnx"
-    calibrate = ["--calibrate", str(tmp_path / "shapes" / "images" / "train"), "--calib-images", "4"]
+    calibrate = ["--calibrate", str(tmp_path / "shapes" / "images" / "train"), "--calib-images", "2"]
     export = ["export", str(last), "--int8", "--int8-quantizer", "ort", "--static-size", "-o", str(out)]
     assert main([*export, *calibrate]) == 0
     # the export quantised exactly the convs whose weights and outputs QAT fake-quantised; the rest is float
