@@ -185,10 +185,6 @@ def prepare_qat(model: nn.Module, input_size: tuple[int, int] = (64, 64)) -> nn.
     return model
 
 
-def is_qat(model: nn.Module) -> bool:
-    return any(isinstance(m, QATConvBNAct) for m in model.modules())
-
-
 def float_state_dict(model: nn.Module) -> dict[str, Tensor]:
     """``model``'s state dict without the fake-quantisation entries: the weights of the plain float model (a
     model without fake quantisation gives its whole state dict)."""
