@@ -41,6 +41,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "export.layout": ("decoded", "raw", "nms"),
     # the clock of train.max_minutes: real time, or CPU time of the training process and its workers
     "train.budget_clock": ("wall", "cpu"),  # what an exported graph returns (see yoloxdet.export)
+    # "qat": quantisation-aware fine-tuning of train.weights for the int8 export (see engine/qat.py)
+    "train.quant": ("none", "qat"),
 }
 
 
@@ -172,6 +174,7 @@ class TrainConfig(_Checked):
     # layer-wise lr for fine-tuning (not official): "MODULE=FACTOR" entries, the lr of the parameters under
     # MODULE times FACTOR, e.g. [backbone.backbone=0.1]; see engine/optim.py
     lr_scales: tuple[str, ...] = ()
+    quant: str = "none"  # see CHOICES; "qat" fine-tunes train.weights under simulated int8 (engine/qat.py)
 
     def __post_init__(self) -> None:
         super().__post_init__()

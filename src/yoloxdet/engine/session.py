@@ -45,6 +45,7 @@ from yoloxdet.engine.ema import unwrap
 from yoloxdet.engine.freeze import freeze
 from yoloxdet.engine.multiscale import multiscale_for
 from yoloxdet.engine.optim import build_optimizer
+from yoloxdet.engine.qat import prepare_qat
 from yoloxdet.engine.schedule import LRSchedule, base_lr
 from yoloxdet.engine.train_eval import coco_evaluate_fn
 from yoloxdet.engine.trainer import Callback, LossFn, Trainer, TrainState, iterations_per_epoch, yolox_loss_fn
@@ -108,7 +109,7 @@ def _initial_weights(model: nn.Module, config: Config, loader: Any, device: torc
     source = config.train.weights
     loaded, _info = load_model(source, model_name=config.model.name)
     load_state_dict_into(model, loaded.state_dict(), source=str(source))
-    if str(source).lower().endswith(".onnx"):
+    if str(source).lower().endswith(".onnx") and config.train.quant != "qat":  # QAT never normalises by batch
         batches = (images.to(device).float() for _, (images, _) in zip(range(CALIBRATION_BATCHES), loader))
         calibrate_batchnorm(model, batches)
     logger.info("initial weights: %s", source)
@@ -172,6 +173,10 @@ def build_trainer(
     assignment).
     """
 
+    if config.train.quant == "qat" and not config.train.weights:
+        raise ConfigError(
+            "train.quant=qat fine-tunes trained weights for int8: give them with train.weights=PATH"
+        )
     device = resolve_device(config.train.device)
     info = dist_utils.init_from_env(device)
     if info.distributed and device.type == "cuda":
@@ -209,6 +214,8 @@ def build_trainer(
     model = create_model(spec.name, num_classes=train_set.num_classes, head=config.model.head).to(device)
     if config.train.weights and resume is None:
         _initial_weights(model, config, loader, device)
+    if config.train.quant == "qat":
+        model = prepare_qat(model)
     model = sync_bn_then_freeze(model, config.train, distributed=info.distributed)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -34,6 +34,7 @@ from yoloxdet.engine.ema import ModelEMA, unwrap
 from yoloxdet.engine.multiscale import MultiScale, resize_batch
 from yoloxdet.engine.optim import set_lr
 from yoloxdet.engine.precise_bn import recompute_bn_stats
+from yoloxdet.engine.qat import float_state_dict
 from yoloxdet.engine.schedule import LRSchedule, Phase, eval_due, lr_at, phase_at, progress_iters
 from yoloxdet.loss import yolox_loss
 from yoloxdet.structures import Targets
@@ -363,7 +364,7 @@ class Trainer:
         inference = self.ema.module if self.ema is not None else unwrap(self.model)
         return {
             "format": ckpt.TRAIN_FORMAT,
-            "model": inference.state_dict(),
+            "model": float_state_dict(inference),  # a QAT run's without its fake quantisation
             "train_model": unwrap(self.model).state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
