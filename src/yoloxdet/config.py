@@ -38,9 +38,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.cache": ("none", "ram", "disk"),  # decoded-image cache
     "train.amp": ("auto", "fp16", "bf16", "off", "fp32"),  # "off" and "fp32" both mean full precision
     "train.assigner": ("simota", "simota-2021", "ota", "single", "center3x3"),
-    "export.layout": ("decoded", "raw", "nms"),
+    "export.layout": ("decoded", "raw", "nms"),  # what an exported graph returns (see yoloxdet.export)
     # the clock of train.max_minutes: real time, or CPU time of the training process and its workers
-    "train.budget_clock": ("wall", "cpu"),  # what an exported graph returns (see yoloxdet.export)
+    "train.budget_clock": ("wall", "cpu"),
     # "qat": quantisation-aware fine-tuning of train.weights for the int8 export (see engine/qat.py)
     "train.quant": ("none", "qat"),
 }
