@@ -48,22 +48,24 @@ def build_optimizer(
     """The official optimizer; ``lr`` is the starting value (official: ``warmup_lr``, i.e. 0).
 
     ``lr_scales`` maps module paths to lr factors (:func:`yoloxdet.config.parse_lr_scales`; the deepest path
-    containing a parameter wins); the
-    full-rate groups come first, so ``param_groups[0]`` always carries the scheduled lr.
+    containing a parameter wins); the full-rate groups come first, so ``param_groups[0]`` always carries the
+    scheduled lr.
 
     Raises:
         ConfigError: a path of ``lr_scales`` names no module of ``model``.
     """
+    scales = dict(lr_scales or {})
     modules = dict(model.named_modules())
     scale_of: dict[int, float] = {}
-    for path in sorted(lr_scales or {}, key=lambda p: p.count(".")):  # deeper paths override shallower
+    for path in sorted(scales, key=lambda p: p.count(".")):  # deeper paths override shallower ones
         for param in named_module(modules, path, "train.lr_scales").parameters():
-            scale_of[id(param)] = lr_scales[path]  # type: ignore[index]
+            scale_of[id(param)] = scales[path]
+    official = parameter_groups(model)
     groups = []
     for scale in [1.0, *sorted(set(scale_of.values()) - {1.0})]:
-        kept = [[p for p in group if scale_of.get(id(p), 1.0) == scale] for group in parameter_groups(model)]
-        for params, decay in zip(kept, (0.0, weight_decay, 0.0)):
-            groups.append({"params": params, "weight_decay": decay, LR_SCALE_KEY: scale})
+        for params, decay in zip(official, (0.0, weight_decay, 0.0)):
+            kept = [p for p in params if scale_of.get(id(p), 1.0) == scale]
+            groups.append({"params": kept, "weight_decay": decay, LR_SCALE_KEY: scale})
     return SGD(groups, lr=lr, momentum=momentum, nesterov=True)
 
 
