@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [c for c in configs if c not in (*CONFIGS, *variants)]
     if unknown:
         parser.error(f"unknown config(s) {unknown}: define them with --variant NAME OVERRIDES")
+    if "peer" in configs and not args.cpu_minutes:
+        parser.error("the peer trains for its time budget only (0: no steps): give --cpu-minutes > 0")
     root = Path(args.out)
     root.mkdir(parents=True, exist_ok=True)
     runs: list[dict] = []
