@@ -582,7 +582,8 @@ def check_pytest_slow(ctx: Context) -> tuple[bool, str]:
     if ctx.dry_run:
         raise Skip("the slow tests are the CPU suite's own; run here only on a GPU")
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "slow", "-q", "-x"],
+        # one process (-n 0): the suite's one-worker-per-core default would share one GPU among 16 workers
+        [sys.executable, "-m", "pytest", "-m", "slow", "-x", "-n", "0"],
         cwd=ROOT,
         capture_output=True,
         text=True,

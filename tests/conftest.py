@@ -9,7 +9,11 @@ import pytest
 import torch
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# pytest-xdist workers (`-n auto` in pyproject.toml) share the cores: each gets its part, and so do the
+# processes a test starts, instead of every worker running torch on all of them
+_THREADS = max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
+torch.set_num_threads(_THREADS)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("YOLOXDET_SHARED", REPO.parent / "shared"))
