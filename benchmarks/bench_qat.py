@@ -33,14 +33,14 @@ import torch
 import yaml
 from torch.ao.quantization import disable_fake_quant
 
+from yoloxdet.bench.formats import export_formats
 from yoloxdet.config import Config, apply_overrides
 from yoloxdet.engine.evaluator import evaluate_coco, folder_samples, predict_coco_results
 from yoloxdet.engine.session import train
 from yoloxdet.engine.trainer import Callback, Trainer
-from yoloxdet.export import ExportMetadata, export_onnx
+from yoloxdet.export import ExportMetadata
 from yoloxdet.export.calibration import CalibrationImages
-from yoloxdet.export.int8 import quantize_onnx
-from yoloxdet.inference.api import Detector, TorchBackend
+from yoloxdet.inference.api import Detector
 from yoloxdet.models.fuse import fuse_model
 from yoloxdet.weights import load_model
 
@@ -86,29 +86,15 @@ def score_formats(
     model, info = load_model(weights, model_name="yolox-nano" if weights.suffix == ".onnx" else None)
     meta = ExportMetadata(info.model_name, tuple(info.class_names), SIZE, strides=tuple(model.strides))
     workdir.mkdir(parents=True)
-    model = fuse_model(model)
-    fp32 = export_onnx(model, workdir / "fp32.onnx", meta, dynamic_size=False)
-    files: dict[str, object] = {"pytorch fp32": TorchBackend(model)}
-    for name in formats:
-        if name == "onnx int8-ort":
-            files[name] = quantize_onnx(fp32, workdir / "ort.onnx", calibration, quantizer="ort")
-        elif name == "onnx int8":
-            files[name] = quantize_onnx(fp32, workdir / "nncf.onnx", calibration, quantizer="nncf")
-        elif name == "openvino int8":
-            from yoloxdet.export.openvino import export_openvino
-
-            files[name] = export_openvino(
-                fp32, workdir / "ov.xml", meta, calibration=calibration, subset_size=len(calibration)
-            )
     aps = {}
-    for name, source in files.items():
-        if isinstance(source, Path):
-            detector = Detector.from_checkpoint(source, conf_threshold=0.001, nms_iou_threshold=0.65)
-        else:
-            detector = Detector(source, info, conf_threshold=0.001, nms_iou_threshold=0.65, input_size=SIZE)
+    wanted = ("pytorch fp32", *formats)
+    for row in export_formats(fuse_model(model), meta, workdir, calibration, wanted, torch.get_num_threads()):
+        if row.skipped is not None:
+            raise SystemExit(f"{row.name}: {row.skipped}")
+        detector = Detector(row.backend, info, conf_threshold=0.001, nms_iou_threshold=0.65, input_size=SIZE)
         samples = folder_samples(test, COCO128 / "images")
-        aps[name] = evaluate_coco(test, predict_coco_results(detector, test, samples, progress=False)).ap
-        print(f"{weights.name} {name}: AP {100 * aps[name]:.1f}", flush=True)
+        aps[row.name] = evaluate_coco(test, predict_coco_results(detector, test, samples, progress=False)).ap
+        print(f"{weights.name} {row.name}: AP {100 * aps[row.name]:.1f}", flush=True)
     return aps
 
 

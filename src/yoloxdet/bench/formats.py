@@ -144,15 +144,17 @@ def export_formats(
     wanted: Sequence[str],
     threads: int = 1,
 ) -> list[FormatResult]:
-    """Export ``model`` (BN folded) into ``workdir`` in every wanted format (names of :data:`FORMATS`) whose
-    runtime is here: per row of :data:`FORMATS`, the loaded backend and the file it runs (``path``, which
-    ``yoloxdet val/predict`` and ``Detector.from_checkpoint`` also load), or why it was skipped."""
+    """Export ``model`` (BN folded) into ``workdir`` in every wanted format whose runtime is here: per row of
+    :data:`FORMATS`, the loaded backend and the file it runs (``path``, which ``yoloxdet val/predict`` and
+    ``Detector.from_checkpoint`` also load), or why it was skipped.
+
+    ``wanted`` names formats (``"onnx"``: all its rows) or single rows (``"onnx int8-ort"``)."""
     results = []
     fp32_onnx = export_onnx(model, workdir / "fp32.onnx", metadata, dynamic_size=False)
     int8_onnx: Path | None = None
     for fmt, precision, runtime in FORMATS:
         name = f"{fmt} {precision}"
-        if fmt not in wanted:
+        if fmt not in wanted and name not in wanted:
             continue
         result = FormatResult(fmt, precision)
         results.append(result)
