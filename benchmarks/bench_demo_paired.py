@@ -8,7 +8,8 @@ table with mean ± sd goes to the ``demo-paired`` section of docs/demo.md.
     python benchmarks/bench_demo_paired.py --seeds 0 1 2 --cpu-minutes 10 --out demo_paired
 
 A lever of our recipe is measured the same way: ``--variant NAME OVERRIDES`` adds a config, our demo with
-those training-config overrides, run in turn with the others for each seed; ``--configs`` picks which configs
+those extra words (training-config overrides ``key=value``, or demo flags: ``--weights none`` trains from
+scratch with the scratch recipe), run in turn with the others for each seed; ``--configs`` picks which configs
 run, ``--section`` where their table goes. For instance, layer-wise lr against the recipe:
 
     python benchmarks/bench_demo_paired.py --configs ours bb01 --section demo-levers \\
@@ -90,7 +91,7 @@ def markdown(runs: list[dict], cpu_minutes: float, argv: list[str], variants: di
             + f" | {mean_sd([r['sites']['cross']['AP50_95'] for r in mine])} |"
         )
     titles = "; ".join(f"{s}: {EVAL_TITLES[s]}" for s in sites)
-    configs = "".join(f" {name}: the recipe with `{shlex.join(o)}`." for name, o in variants.items())
+    configs = "".join(f" {name}: the demo with `{shlex.join(o)}`." for name, o in variants.items())
     title = "Levers of our recipe" if set(variants) & {r["config"] for r in runs} else "Ours vs the peer"
     length = (
         f"{cpu_minutes:g} CPU-minutes of training each (the process and its data-loader workers)"
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar=("NAME", "OVERRIDES"),
-        help="a config: the demo with these training-config overrides (shell-quoted key=value words)",
+        help="a config: the demo with these extra words (shell-quoted: key=value overrides, --weights none)",
     )
     parser.add_argument("--configs", nargs="+", help=f"the configs to run (default: {' '.join(CONFIGS)})")
     parser.add_argument("--section", default="demo-paired", help="the section of --docs to write")

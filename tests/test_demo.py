@@ -31,7 +31,9 @@ def test_demo_recipes_are_valid_configs_and_differ_only_where_documented():
     assert scratch.train.min_lr_ratio == 1.0 and scratch.train.ema_ramp == 2000
     same = {"min_lr_ratio": finetune.train.min_lr_ratio, "ema_ramp": finetune.train.ema_ramp}
     assert scratch.train.__class__(**{**vars(scratch.train), **same}) == finetune.train
-    assert (scratch.model, scratch.augment, scratch.eval) == (finetune.model, finetune.augment, finetune.eval)
+    assert scratch.augment.mosaic_prob == 0.5 and finetune.augment.mosaic_prob == 1.0
+    augment = scratch.augment.__class__(**{**vars(scratch.augment), "mosaic_prob": 1.0})
+    assert (scratch.model, augment, scratch.eval) == (finetune.model, finetune.augment, finetune.eval)
 
 
 @pytest.mark.slow
