@@ -2,7 +2,7 @@
 
 One model per distinct graph: nano (depthwise, in test_export.py), tiny, s (CSPDarknet + PAFPN) and
 darknet53 (Darknet + FPN). M, L and X are S at other widths and depths: the same modules and the same export
-code, so they add 30 s of dynamo export on 2 cores and no new graph. The dynamo exporter takes several
+code, so they added ~28 s of dynamo export on 2 cores and no new graph. The dynamo exporter takes several
 seconds per model even with a fixed input size (several times longer with a symbolic size), so big models are
 checked at one small size; the small ones also at a second size through a size-dynamic export.
 """
