@@ -239,3 +239,31 @@ def test_make_train_sample_no_aug_phase_is_letterbox_only():
     out = make_train_sample(0, load, 1, [0], (60, 90), aug, np.random.default_rng(0), mosaic_enabled=False)
     np.testing.assert_array_equal(out.image, image)
     np.testing.assert_allclose(out.boxes_cxcywh, [[30, 25, 40, 30]])
+
+
+def test_hsv_gains_reach_the_image():
+    """``augment.hsv_gains`` sets the colour jitter: larger gains move the pixels further from the
+    zero-gain image (a lossy HSV round trip only), with the same draws, so the seeds pair up."""
+    from yoloxdet.data.augment import hsv_offsets
+
+    image = np.random.default_rng(7).integers(40, 216, (64, 64, 3), dtype=np.uint8)
+    boxes = np.array([[10, 10, 50, 40]], np.float32)
+    load = lambda i: (image, boxes, np.array([0]))  # noqa: E731
+
+    def outputs(gains: tuple[int, int, int]) -> list[np.ndarray]:
+        config = AugmentConfig(hsv_gains=gains, flip_prob=0.0)
+        aug = resolve_augment(config, mosaic_prob=0.0, enable_mixup=False, mosaic_scale=(1, 1))
+        assert aug.hsv_gains == gains
+        return [
+            make_train_sample(
+                0, load, 1, [0], (64, 64), aug, np.random.default_rng(seed), mosaic_enabled=False
+            ).image.astype(int)
+            for seed in range(8)
+        ]
+
+    plain = outputs((0, 0, 0))
+    moved = {
+        g: sum(np.abs(a - b).mean() for a, b in zip(outputs(g), plain)) for g in [(5, 30, 30), (10, 60, 60)]
+    }
+    assert moved[(5, 30, 30)] > 1 and moved[(10, 60, 60)] > 1.5 * moved[(5, 30, 30)]
+    assert hsv_offsets(np.random.default_rng(0), (0, 60, 0))[[0, 2]].tolist() == [0, 0]

@@ -90,6 +90,7 @@ class AugmentConfig:
     mixup_prob: float = 1.0
     enable_mixup: bool | None = None  # True; nano/tiny False
     hsv_prob: float = 1.0
+    hsv_gains: tuple[int, int, int] = (5, 30, 30)  # official augment_hsv(hgain, sgain, vgain)
     flip_prob: float = 0.5
     degrees: float = 10.0
     translate: float = 0.1

@@ -17,7 +17,7 @@ import numpy as np
 from yoloxdet.config import AugmentConfig
 from yoloxdet.data.transforms import PAD_VALUE, letterbox
 
-HSV_GAINS = (5, 30, 30)  # official augment_hsv(hgain=5, sgain=30, vgain=30)
+HSV_GAINS = AugmentConfig.hsv_gains  # official augment_hsv(hgain=5, sgain=30, vgain=30)
 MIN_BOX_SIDE = 1.0  # TrainTransform keeps boxes with min(w, h) > 1 (input pixels)
 
 
@@ -29,6 +29,7 @@ class ResolvedAugment:
     mixup_prob: float = 1.0
     enable_mixup: bool = True
     hsv_prob: float = 1.0
+    hsv_gains: tuple[int, int, int] = HSV_GAINS
     flip_prob: float = 0.5
     degrees: float = 10.0
     translate: float = 0.1
@@ -49,6 +50,7 @@ def resolve_augment(
         mixup_prob=config.mixup_prob,
         enable_mixup=enable_mixup if config.enable_mixup is None else config.enable_mixup,
         hsv_prob=config.hsv_prob,
+        hsv_gains=tuple(config.hsv_gains),
         flip_prob=config.flip_prob,
         degrees=config.degrees,
         translate=config.translate,
@@ -212,6 +214,7 @@ def train_transform(
     flip_prob: float,
     vflip_prob: float = 0.0,
     rot90_prob: float = 0.0,
+    hsv_gains: tuple[int, int, int] = HSV_GAINS,
 ) -> TrainSample:
     """Official ``TrainTransform``: HSV (p), flip (p), letterbox to ``input_hw``, keep boxes with min
     side > 1; the optional overhead views (:func:`overhead_views`) come after the flip.
@@ -224,7 +227,7 @@ def train_transform(
         return TrainSample(canvas, np.zeros((0, 4), np.float32), np.zeros((0,), np.int64))
     augmented, boxes = image, boxes_xyxy
     if rng.random() < hsv_prob:
-        augmented = apply_hsv(augmented, hsv_offsets(rng))
+        augmented = apply_hsv(augmented, hsv_offsets(rng, hsv_gains))
     if rng.random() < flip_prob:
         augmented, boxes = hflip(augmented, boxes)
     augmented, boxes = overhead_views(augmented, boxes, rng, vflip_prob, rot90_prob)

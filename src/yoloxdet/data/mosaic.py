@@ -207,5 +207,14 @@ def make_train_sample(
     else:
         image, boxes, labels = load(index)
     return train_transform(
-        image, boxes, labels, input_hw, rng, aug.hsv_prob, aug.flip_prob, aug.vflip_prob, aug.rot90_prob
+        image,
+        boxes,
+        labels,
+        input_hw,
+        rng,
+        aug.hsv_prob,
+        aug.flip_prob,
+        aug.vflip_prob,
+        aug.rot90_prob,
+        hsv_gains=aug.hsv_gains,
     )
