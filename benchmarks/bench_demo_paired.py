@@ -19,6 +19,7 @@ run, ``--section`` where their table goes. For instance, layer-wise lr against t
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shlex
@@ -64,6 +65,14 @@ def run_one(
     return result
 
 
+def from_scratch(words: list[str]) -> bool:
+    """Whether a variant's demo words ask for random initial weights (``--weights none``)."""
+    return (
+        any(w == "--weights" and nxt == "none" for w, nxt in itertools.pairwise(words))
+        or "--weights=none" in words
+    )
+
+
 def mean_sd(values: list[float], digits: int = 3) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
@@ -98,15 +107,20 @@ def markdown(runs: list[dict], cpu_minutes: float, argv: list[str], variants: di
         if cpu_minutes
         else "no time budget, the training length set by the configs (`train.epochs`)"
     )
+    ran = {r["config"] for r in runs}
+    scratch = [name for name in variants if name in ran and from_scratch(variants[name])]
+    if scratch and len(scratch) == len(ran):
+        start = "trained from random weights (`--weights none`)"
+    elif scratch:
+        start = f"fine-tuned from the same calibrated COCO Nano ({', '.join(scratch)}: from random weights)"
+    else:
+        start = "fine-tuned from the same calibrated COCO Nano"
     return "\n".join(
         [
             f"## {title}, paired (written by benchmarks/bench_demo_paired.py)",
             "",
-            f"`python benchmarks/bench_demo_paired.py {shlex.join(argv)}`: {length}, fine-tuned from the "
-            "same calibrated COCO Nano, evaluated by `yoloxdet val` (COCO AP). Sets: "
-            + titles
-            + "."
-            + configs,
+            f"`python benchmarks/bench_demo_paired.py {shlex.join(argv)}`: {length}, {start}, evaluated by "
+            "`yoloxdet val` (COCO AP). Sets: " + titles + "." + configs,
             "",
             "Mean ± sd over seeds:",
             "",
