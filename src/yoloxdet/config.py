@@ -168,9 +168,6 @@ class TrainConfig(_Checked):
     freeze: tuple[
         str, ...
     ] = ()  # module paths held fixed (e.g. backbone.backbone), see engine/freeze.py; not official
-    # BatchNorm layers normalise with their stored statistics and never update them; their weights still
-    # learn (not official; common when fine-tuning with small batches), see engine/freeze.py
-    freeze_bn_stats: bool = False
     channels_last: bool = (
         True  # NHWC model and images: faster convolutions (oneDNN on CPU, tensor cores); same maths
     )

@@ -18,16 +18,6 @@ def _hold_eval(module: nn.Module, _inputs: object) -> None:
     module.training = False  # normalise with the stored statistics and never update them
 
 
-def hold_bn_statistics(model: nn.Module) -> int:
-    """Make every BatchNorm layer in ``model`` normalise with its stored statistics and never update them,
-    also in training mode (``train.freeze_bn_stats``; their weights still learn). Returns the number of
-    layers."""
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for layer in layers:
-        layer.register_forward_pre_hook(_hold_eval)
-    return len(layers)
-
-
 def named_module(modules: dict[str, nn.Module], path: str, option: str) -> nn.Module:
     """``modules[path]`` (``modules`` from ``model.named_modules()``), or a :class:`ConfigError` naming the
     config ``option`` and suggesting the closest path."""
@@ -49,7 +39,9 @@ def freeze(model: nn.Module, prefixes: Sequence[str]) -> int:
     frozen = 0
     for prefix in prefixes:
         held = named_module(modules, prefix, "train.freeze")
-        hold_bn_statistics(held)
+        for module in held.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.register_forward_pre_hook(_hold_eval)
         for param in held.parameters():
             if param.requires_grad:
                 param.requires_grad_(False)

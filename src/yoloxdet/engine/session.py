@@ -42,7 +42,7 @@ from yoloxdet.engine import distributed as dist_utils
 from yoloxdet.engine.callbacks import CsvLogger, CurvePlotter, ProgressBar, TensorBoardLogger
 from yoloxdet.engine.checkpoint import load_training_checkpoint
 from yoloxdet.engine.ema import unwrap
-from yoloxdet.engine.freeze import freeze, hold_bn_statistics
+from yoloxdet.engine.freeze import freeze
 from yoloxdet.engine.multiscale import multiscale_for
 from yoloxdet.engine.optim import build_optimizer
 from yoloxdet.engine.qat import prepare_qat
@@ -123,15 +123,13 @@ def _multiscale(input_hw: tuple[int, int], spec: ModelSpec, config: Config) -> A
 
 
 def sync_bn_then_freeze(model: nn.Module, config: TrainConfig, *, distributed: bool) -> nn.Module:
-    """SyncBatchNorm (``sync_bn``, distributed runs) first, then ``freeze`` and ``freeze_bn_stats``: the
-    conversion builds new BN modules, which would drop the forward hooks that hold BN layers in eval mode."""
+    """SyncBatchNorm (``sync_bn``, distributed runs) first, then ``freeze``: the conversion builds new BN
+    modules, which would drop the forward hooks that hold frozen BN layers in eval mode."""
     if config.sync_bn and distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if config.freeze:
         frozen = freeze(model, config.freeze)
         logger.info("frozen: %s (%.2f M parameters)", ", ".join(config.freeze), frozen / 1e6)
-    if config.freeze_bn_stats:
-        logger.info("BatchNorm statistics held in %d layers", hold_bn_statistics(model))
     return model
 
 
