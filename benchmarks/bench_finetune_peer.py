@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         steps=steps,
         budget={"minutes": args.cpu_minutes, "clock": "cpu"},
         sites=sites,
+        checkpoint=final,
     )
     print(json.dumps(sites))
     print(f"peer: {steps} steps, {(time.monotonic() - started) / 60:.1f} min end to end -> {paths.results}")

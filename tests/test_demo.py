@@ -9,7 +9,9 @@ import zipfile
 import pytest
 
 from yoloxdet.config import load_config
+from yoloxdet.demo import treecrowns
 from yoloxdet.demo.__main__ import RECIPE, SCRATCH_RECIPE, main
+from yoloxdet.demo.pipeline import evaluate_sets
 from yoloxdet.demo.report import finite_unit
 from yoloxdet.demo.treecrowns import crop_boxes
 from yoloxdet.inference.tiling import tile_origins
@@ -77,12 +79,18 @@ def test_fast_demo_writes_every_report_file(tmp_path):
         assert finite_unit(site["AP50"]) and finite_unit(site["AP50_95"]), site
     resolved = load_config(out / "runs" / "treecrowns" / "config.yaml")
     assert resolved.train.budget_clock == "cpu" and resolved.train.max_minutes == 0.05
+    # the summary names the weights it evaluated, which benchmarks evaluate again (bench_eval_levers.py)
+    weights = out / results["checkpoint"]
+    assert weights == out / "runs" / "treecrowns" / "last.pt" and weights.is_file()
+    soap = {"soap": treecrowns.write_eval_yamls(out / "data" / "treecrowns")["soap"]}
+    again = evaluate_sets(weights, soap, tmp_path / "again", ["--tta", "hflip"])
+    assert finite_unit(again["soap"]["AP50"])
+    assert json.loads((tmp_path / "again" / "metrics_soap.json").read_text())["tta"] == "hflip"
 
 
 def test_soap_labels_merge_to_tree_and_cross_site_sets_pool_both_sites(tmp_path):
     from yoloxdet.data.datasets import build_dataset
     from yoloxdet.data.spec import load_dataset_spec
-    from yoloxdet.demo import treecrowns
 
     wheel = treecrowns.fetch_wheel(tmp_path / "cache")
     with zipfile.ZipFile(wheel) as zf:

@@ -44,6 +44,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     # "qat": quantisation-aware fine-tuning of train.weights for the int8 export (see engine/qat.py)
     "train.quant": ("none", "qat"),
 }
+# test-time flips of predict and val: the views of yoloxdet.inference.tta.TTA_VIEWS (tests/test_tta.py checks
+# that the two agree)
+TTA_MODES = ("none", "hflip", "flips")
 
 
 def _suggest(key: str, candidates: Iterable[str]) -> str:
@@ -205,6 +208,7 @@ class PredictConfig:
     tile_overlap: float = (
         0.25  # with tiling (large images): overlap of neighbouring tiles, a fraction of a tile
     )
+    tta: str = "none"  # test-time flips (predict and val), see TTA_MODES
 
 
 @dataclass(frozen=True)

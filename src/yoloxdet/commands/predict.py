@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import PredictConfig
+from ..config import TTA_MODES, PredictConfig
 
 if TYPE_CHECKING:
     import numpy as np
@@ -82,6 +82,13 @@ def add_detector_arguments(
         action="store_true",
         help="with --tile: skip the whole-image pass that finds objects larger than the overlap",
     )
+    parser.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        default=PredictConfig.tta,
+        help="test-time augmentation: hflip also runs each image mirrored left-right, flips also upside down "
+        f"and both; their boxes join before NMS (default {PredictConfig.tta})",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -114,6 +121,7 @@ def detector_from_args(args: argparse.Namespace) -> Detector:
         compile=args.compile,
         dtype=None if args.dtype == "float32" else getattr(torch, args.dtype),
         tile=TileSpec(args.tile, args.overlap, full_pass=not args.no_full_pass) if args.tile else None,
+        tta=args.tta,
     )
 
 

@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         "conf_threshold": args.conf,
         "nms_iou_threshold": args.nms,
         "class_agnostic": args.class_agnostic,
+        "tta": args.tta,
         **metrics.to_dict(),
         "timing_s": {stage: round(seconds, 3) for stage, seconds in timings.items()},
     }

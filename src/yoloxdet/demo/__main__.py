@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         steps=training_steps(final),
         budget=budget,
         sites=sites,
+        checkpoint=final,
     )
     for split in ("val", "test"):  # OSBS + SOAP (other sites) and the held-out YELL strip
         step(

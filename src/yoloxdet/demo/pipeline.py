@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,10 +98,11 @@ def run_command(title: str, argv: list[str]) -> None:
 
 
 def evaluate_sets(
-    checkpoint: Path, eval_yamls: dict[str, Path], out_dir: Path
+    checkpoint: Path, eval_yamls: dict[str, Path], out_dir: Path, val_options: Sequence[str] = ()
 ) -> dict[str, dict[str, float]]:
     """``yoloxdet val`` on each evaluation set (per site and the other sites pooled): COCO AP50 and AP50:95
-    by name. The one evaluation of every model the demo and its benchmarks compare."""
+    by name. The one evaluation of every model the demo and its benchmarks compare; ``val_options`` are more
+    words for ``val`` (``--tta hflip``)."""
     sites = {}
     for name, dataset_yaml in eval_yamls.items():
         metrics = out_dir / f"metrics_{name}.json"
@@ -108,7 +110,7 @@ def evaluate_sets(
             f"val {name}",
             [
                 *("val", str(checkpoint), "--data", str(dataset_yaml), "--split", "val"),
-                *("-o", str(metrics), "--no-progress"),
+                *("-o", str(metrics), "--no-progress", *val_options),
             ],
         )
         coco = json.loads(metrics.read_text())
@@ -123,11 +125,17 @@ def training_steps(checkpoint: Path) -> int:
     return int(load_training_checkpoint(checkpoint)["state"]["iteration"])
 
 
-def write_results(path: Path, *, config: str, seed: int, steps: int, budget: dict, sites: dict) -> Path:
-    """One run's summary as JSON: which configuration, seed, steps in the budget, AP per evaluation set."""
+def write_results(
+    path: Path, *, config: str, seed: int, steps: int, budget: dict, sites: dict, checkpoint: Path
+) -> Path:
+    """One run's summary as JSON: which configuration, seed, steps in the budget, AP per evaluation set, and
+    the weights evaluated (relative to the summary's folder, so a benchmark can evaluate them again)."""
+    weights = os.path.relpath(checkpoint, path.parent)
     write_json_atomic(
-        path, {"config": config, "seed": seed, "steps": steps, "budget": budget, "sites": sites}
-    )
+        path,
+        {"config": config, "seed": seed, "steps": steps, "budget": budget, "sites": sites,
+         "checkpoint": weights},
+    )  # fmt: skip
     return path
 
 

@@ -34,6 +34,7 @@ from ..weights import CheckpointInfo, load_model
 from .backends import load_exported
 from .results import Detections
 from .tiling import TileSpec, predict_tiled
+from .tta import FlipTTABackend
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class Detector:
         input_size: tuple[int, int] | None = None,
         batch_size: int = PredictConfig.batch,
         tile: TileSpec | None = None,
+        tta: str = PredictConfig.tta,
     ) -> None:
         """
         Args:
@@ -129,8 +131,12 @@ class Detector:
             tile: cut every image into overlapping tiles of this spec and merge their detections, for images
                 much larger than the input size (aerial, satellite, microscopy); see
                 :mod:`yoloxdet.inference.tiling`.
+            tta: test-time augmentation: ``"hflip"`` or ``"flips"`` also run mirrored copies of each image (or
+                tile) and join their boxes before NMS (:mod:`yoloxdet.inference.tta`); ``"none"``: one pass.
         """
-        self.backend: Backend = TorchBackend(model) if isinstance(model, nn.Module) else model
+        backend = TorchBackend(model) if isinstance(model, nn.Module) else model
+        self.backend: Backend = FlipTTABackend(backend, tta) if tta != "none" else backend
+        self.tta = tta
         self.info = info
         self.conf_threshold = conf_threshold
         self.nms_iou_threshold = nms_iou_threshold
