@@ -89,6 +89,18 @@ def test_class_filter_keeps_only_those_classes(nano_onnx, generated, tmp_path) -
     assert main(["track", str(nano_onnx), str(video), "--model", "yolox-nano", "--classes", "unicorn"]) == 2
 
 
+def test_tiled_tracking_with_one_tile_per_frame_is_untiled_tracking(nano_onnx, generated, tmp_path) -> None:
+    """``--tile`` reaches the tracker's detector: a tile as large as the frame gives the untiled tracks, and
+    smaller tiles other ones."""
+    video, _ = generated
+    assert _track(nano_onnx, video, "-o", tmp_path / "plain", "--no-save") == 0
+    assert _track(nano_onnx, video, "-o", tmp_path / "whole", "--no-save", "--tile", "320") == 0
+    assert _track(nano_onnx, video, "-o", tmp_path / "tiles", "--no-save", "--tile", "160") == 0
+    plain, whole, tiles = ((tmp_path / name / "walk.txt").read_text() for name in ("plain", "whole", "tiles"))
+    assert plain and whole == plain
+    assert tiles and tiles != plain
+
+
 @pytest.mark.parametrize("source", ["7", "rtsp://127.0.0.1:9/none"])
 def test_a_source_that_cannot_be_opened_is_one_line(nano_onnx, source, capfd) -> None:
     assert main(["track", str(nano_onnx), source, "--model", "yolox-nano"]) == 2
