@@ -117,6 +117,33 @@ def test_gradient_accumulation_steps_once_per_group() -> None:
     assert state.iteration == 6 and len(loss.calls) == 10 and len(logs.steps) == 6
 
 
+class NanBackward(torch.autograd.Function):
+    """Identity forward, NaN gradient: a finite loss whose backward pass overflows."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(grad, float("nan"))
+
+
+def test_nonfinite_gradients_of_a_finite_loss_skip_the_step(caplog) -> None:
+    def loss(model: nn.Module, images: torch.Tensor, targets: Targets, phase: Phase) -> dict:
+        out = NanBackward.apply(model(images))
+        return {"total": out.square().mean(), "iou": out.detach().mean()}
+
+    trainer = tiny_trainer(ListLoader(batches=20), loss, epochs=1)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items() if v.is_floating_point()}
+    with pytest.raises(TrainingDiverged, match=r"loss or its gradients were not finite"):
+        trainer.fit()
+    assert "non-finite gradients at iteration 0" in caplog.text
+    for key, value in before.items():
+        if "running" not in key:
+            assert torch.equal(trainer.model.state_dict()[key], value), key
+
+
 def test_nonfinite_loss_skips_then_stops_with_a_message() -> None:
     trainer = tiny_trainer(ListLoader(batches=20), Recorder(value=float("nan")), epochs=1)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items() if v.is_floating_point()}

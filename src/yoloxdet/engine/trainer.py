@@ -189,17 +189,20 @@ class Trainer:
             for key, value in losses.items():
                 term = torch.as_tensor(value).detach().float() / len(micro_batches)
                 totals[key] = totals[key] + term if key in totals else term
-        # one agreement per step: non-finite loss anywhere, a stop requested anywhere, the budget clock of the
-        # slowest process (so every process takes the same lr and the same end-of-budget decision)
-        nonfinite, stop, self._step_elapsed_s = dist_utils.max_over_ranks(
-            (~torch.isfinite(totals["total"]), self.stop, self.elapsed_s()), self.device
+        # one agreement per step: non-finite loss or gradients anywhere, a stop requested anywhere, the
+        # budget clock of the slowest process (so every process takes the same lr and end-of-budget decision)
+        bad_loss, bad_grads, stop, self._step_elapsed_s = dist_utils.max_over_ranks(
+            (~torch.isfinite(totals["total"]), self._nonfinite_gradients(), self.stop, self.elapsed_s()),
+            self.device,
         )
         if stop and self.dist.distributed:
             self.optimizer.zero_grad(set_to_none=True)
             self.stop = True
             raise _StopAgreed
-        if nonfinite:
-            self._skip_nonfinite({k: float(v) for k, v in totals.items()})
+        if bad_loss or bad_grads:
+            self._skip_nonfinite(
+                {k: float(v) for k, v in totals.items()}, "loss" if bad_loss else "gradients"
+            )
         else:
             self.state.nonfinite_streak = 0
             self.scaler.step(self.optimizer)
@@ -228,18 +231,28 @@ class Trainer:
             images = images.float()
         return images, targets.to(self.device, non_blocking=True)
 
-    def _skip_nonfinite(self, totals: dict[str, float]) -> None:
+    def _nonfinite_gradients(self) -> Tensor | bool:
+        """Whether any gradient holds inf or NaN. A finite loss can still overflow in the backward pass, and
+        one step on such gradients writes NaN into the weights for good. GradScaler (fp16) checks its own."""
+        if self.scaler.is_enabled():
+            return False
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        return ~torch.isfinite(torch.nn.utils.get_total_norm(grads)) if grads else False
+
+    def _skip_nonfinite(self, totals: dict[str, float], what: str = "loss") -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.state.nonfinite_streak += 1
         logger.warning(
-            "non-finite loss at iteration %d (%s); step skipped",
+            "non-finite %s at iteration %d (%s); step skipped",
+            what,
             self.state.iteration,
             ", ".join(f"{k} {v:.4g}" for k, v in totals.items()),
         )
         if self.state.nonfinite_streak >= NONFINITE_LIMIT:
             lr = self.optimizer.param_groups[0]["lr"]
             raise TrainingDiverged(
-                f"the loss was not finite for {NONFINITE_LIMIT} steps in a row (lr {lr:.3g}). "
+                f"the loss or its gradients were not finite for {NONFINITE_LIMIT} steps in a row "
+                f"(lr {lr:.3g}). "
                 "Likely causes: the learning rate is too high for the batch "
                 f"({self.config.batch}; lower train.lr_per_image or raise train.warmup_epochs), "
                 "or bad boxes in the labels (zero or negative size, far outside the image: "
