@@ -30,7 +30,7 @@ def test_tiles_cover_the_image_and_boxes_are_cropped():
 
 def test_demo_recipes_are_valid_configs_and_differ_only_where_documented():
     finetune, scratch = load_config(RECIPE), load_config(SCRATCH_RECIPE)  # unknown keys would raise
-    assert scratch.train.min_lr_ratio == 1.0 and scratch.train.lr_per_image == 4 * finetune.train.lr_per_image
+    assert scratch.train.min_lr_ratio == 1.0 and scratch.train.lr_per_image == 8 * finetune.train.lr_per_image
     same = {"min_lr_ratio": finetune.train.min_lr_ratio, "lr_per_image": finetune.train.lr_per_image}
     assert scratch.train.__class__(**{**vars(scratch.train), **same}) == finetune.train
     assert scratch.augment.mosaic_prob == 0.5 and finetune.augment.mosaic_prob == 1.0
