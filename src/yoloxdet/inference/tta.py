@@ -35,7 +35,6 @@ class FlipTTABackend:
         if mode not in TTA_VIEWS:
             raise ValueError(f"unknown test-time augmentation '{mode}'; choose one of {', '.join(TTA_VIEWS)}")
         self.backend = backend
-        self.mode = mode
         self.views = TTA_VIEWS[mode]
 
     def __call__(self, images: Tensor) -> Tensor:
