@@ -41,9 +41,14 @@ def checkpoint_of(run_dir: Path, result: dict) -> Path:
     return run_dir / PEER_CHECKPOINT if result["config"] == "peer" else DemoPaths(run_dir).final_checkpoint()
 
 
-def evaluate_run(run_dir: Path, result: dict, name: str, words: list[str]) -> dict:
+def evaluate_run(run_dir: Path, result: dict, variants: dict[str, list[str]]) -> dict[str, dict]:
+    """AP per evaluation set of the run's final weights under each variant's ``val`` words."""
     yamls = treecrowns.write_eval_yamls(DemoPaths(run_dir).data)
-    return evaluate_sets(checkpoint_of(run_dir, result), yamls, run_dir / f"eval_{name}", words)
+    weights = checkpoint_of(run_dir, result)
+    return {
+        name: evaluate_sets(weights, yamls, run_dir / f"eval_{name}", words)
+        for name, words in variants.items()
+    }
 
 
 def repeat_gap(rows: list[dict], runs: dict[tuple[str, int], dict]) -> float:
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.configs and result["config"] not in args.configs:
             continue
         run_dir = root / f"{result['config']}_s{result['seed']}"
-        found = {name: evaluate_run(run_dir, result, name, words) for name, words in variants.items()}
+        found = evaluate_run(run_dir, result, variants)
         rows.append({"config": result["config"], "seed": result["seed"], "variants": found})
         crosses = "  ".join(f"{name} cross {sites['cross']['AP50']:.3f}" for name, sites in found.items())
         print(f"{result['config']} seed {result['seed']}: {crosses}", flush=True)
